@@ -1,0 +1,76 @@
+# Rotator build. `make` builds ./rotator; `make test` installs what is missing, builds and
+# runs every test under prove; `make asan` runs the same suite on an ASan+UBSan build.
+PKGS    := lua5.4 lua5.4-cjson libcurl libpcre2-8 openssl libedit
+BUILD   ?= build
+OUT     ?= rotator
+PREFIX  ?= /usr/local
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GITREV  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+OPT     ?= -O2 -g
+# Recursively expanded on purpose: pkg-config runs when a recipe needs it, after `deps`.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
+             -Ihost -DROTATOR_VERSION='"$(VERSION)"' -DROTATOR_GITREV='"$(GITREV)"' \
+             $(PKG_CFLAGS) $(CFLAGS)
+ALL_LIBS   = $(PKG_LIBS) -lm $(LDLIBS)
+
+MAIN_SRC  := host/main.c
+LIB_SRCS  := $(filter-out $(MAIN_SRC),$(sort $(wildcard host/*.c)))
+LIB_OBJS  := $(LIB_SRCS:host/%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+HEADERS   := $(wildcard host/*.h) tests/tap.h
+
+.PHONY: all deps test test-run asan bench demo install clean check-venv
+
+all: $(OUT) $(UNIT_BINS)
+
+$(BUILD)/obj/%.o: host/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/librotator.a: $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(OUT): $(BUILD)/obj/main.o $(BUILD)/librotator.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librotator.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/librotator.a $(ALL_LIBS)
+
+deps:
+	@./vendor/install-deps.sh
+
+# The README's test command. Installs Debian packages and the test bed's venv if missing.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@ROTATOR=$(CURDIR)/$(OUT) ROTATOR_BUILD=$(CURDIR)/$(BUILD) ./tests/run
+
+asan: deps
+	@$(MAKE) --no-print-directory all BUILD=build/asan OUT=build/asan/rotator OPT='-O1 -g' \
+	  SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all'
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	  ROTATOR=$(CURDIR)/build/asan/rotator ROTATOR_BUILD=$(CURDIR)/build/asan ./tests/run
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@ROTATOR=$(CURDIR)/$(OUT) ./tests/bench/run
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@ROTATOR=$(CURDIR)/$(OUT) ./tests/demo/run
+
+install: $(OUT)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rotator/scripts \
+	  $(DESTDIR)$(PREFIX)/share/rotator/policies
+	install -m 0755 $(OUT) $(DESTDIR)$(PREFIX)/bin/rotator
+	cp -R scripts/. $(DESTDIR)$(PREFIX)/share/rotator/scripts/
+	cp -R policies/. $(DESTDIR)$(PREFIX)/share/rotator/policies/
+
+clean:
+	rm -rf $(BUILD) $(OUT)

@@ -1,0 +1,11 @@
+/* Command-line entry points implemented in C. */
+#ifndef ROTATOR_CLI_H
+#define ROTATOR_CLI_H
+#include "host.h"
+
+int cmd_sign(int argc, char **argv);   /* cmd_sign.c */
+int cmd_bench(int argc, char **argv);  /* cmd_bench.c */
+/* Run a command implemented by the Lua engine (scripts/cli.lua): argv[0] is its name. */
+int cmd_engine(host_t *h, int argc, char **argv);
+
+#endif

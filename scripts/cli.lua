@@ -1,0 +1,28 @@
+-- The engine's command table. The C host calls cli.main(name, args): a command returns
+-- an exit status, or nothing when it has scheduled work on the loop (it then calls
+-- host.exit itself).
+local M = {}
+
+local NAMES = { "check", "eval", "test", "run" }
+local commands = {}
+
+local function load_commands()
+  if next(commands) then return end
+  for _, name in ipairs(NAMES) do commands[name] = require("cmd." .. name) end
+end
+
+function M.main(name, args)
+  load_commands()
+  local cmd = commands[name]
+  if not cmd then
+    io.stderr:write(("rotator: unknown command '%s'. Run `rotator --help` for the list.\n"):format(name))
+    return 2
+  end
+  if args[1] == "--help" or args[1] == "-h" then
+    io.stdout:write(cmd.usage)
+    return 0
+  end
+  return cmd.run(args)
+end
+
+return M
