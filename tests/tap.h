@@ -6,15 +6,16 @@
 #include <string.h>
 
 static int tap_n, tap_failed;
+#define TAP_FN static __attribute__((unused))
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 #define is_str(got, want, ...) tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
 #define is_int(got, want, ...) tap_is_int((long long)(got), (long long)(want), __FILE__, __LINE__, __VA_ARGS__)
 
 #include <stdarg.h>
-static void tap_vname(const char *fmt, va_list ap) { vprintf(fmt, ap); }
+TAP_FN void tap_vname(const char *fmt, va_list ap) { vprintf(fmt, ap); }
 
-static int tap_ok(int pass, const char *file, int line, const char *fmt, ...) {
+TAP_FN int tap_ok(int pass, const char *file, int line, const char *fmt, ...) {
   va_list ap;
   tap_n++;
   printf("%sok %d - ", pass ? "" : "not ", tap_n);
@@ -25,7 +26,7 @@ static int tap_ok(int pass, const char *file, int line, const char *fmt, ...) {
   return pass;
 }
 
-static int tap_is_str(const char *got, const char *want, const char *file, int line, const char *fmt, ...) {
+TAP_FN int tap_is_str(const char *got, const char *want, const char *file, int line, const char *fmt, ...) {
   int pass = (got && want) ? strcmp(got, want) == 0 : got == want;
   va_list ap;
   tap_n++;
@@ -41,7 +42,7 @@ static int tap_is_str(const char *got, const char *want, const char *file, int l
   return pass;
 }
 
-static int tap_is_int(long long got, long long want, const char *file, int line, const char *fmt, ...) {
+TAP_FN int tap_is_int(long long got, long long want, const char *file, int line, const char *fmt, ...) {
   int pass = got == want;
   va_list ap;
   tap_n++;
@@ -53,6 +54,6 @@ static int tap_is_int(long long got, long long want, const char *file, int line,
   return pass;
 }
 
-static void tap_skip_all(const char *reason) { printf("1..0 # SKIP %s\n", reason); fflush(stdout); }
-static int tap_done(void) { printf("1..%d\n", tap_n); return tap_failed ? 1 : 0; }
+TAP_FN void tap_skip_all(const char *reason) { printf("1..0 # SKIP %s\n", reason); fflush(stdout); }
+TAP_FN int tap_done(void) { printf("1..%d\n", tap_n); return tap_failed ? 1 : 0; }
 #endif
