@@ -59,7 +59,6 @@ void host_begin_stop(host_t *h, const char *why) {
   log_event(LOG_INFO, "stop.begin", kv, 3);
   run_hook(h, HOST_HOOK_TERM, "stop hook");
   if (h->inflight == 0) { finish_stop(h, "idle"); return; }
-  loop_timer_init(&h->stop_deadline, on_stop_deadline, h);
   if (loop_timer_start(h->loop, &h->stop_deadline, h->stop_timeout_ms) < 0)
     finish_stop(h, "no-timer");
 }
@@ -78,6 +77,7 @@ static void on_signal(loop_t *loop, int signo, void *ud) {
 }
 
 int host_watch_signals(host_t *h) {
+  loop_timer_init(&h->stop_deadline, on_stop_deadline, h);
   signal(SIGPIPE, SIG_IGN); /* a closed socket is an error return, not a death */
   if (loop_on_signal(h->loop, SIGHUP, on_signal, h) < 0) return -1;
   if (loop_on_signal(h->loop, SIGTERM, on_signal, h) < 0) return -1;

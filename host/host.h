@@ -29,6 +29,8 @@ void host_exit(host_t *h, int code);       /* leave the loop with this exit code
 void host_hold(host_t *h);                 /* one more piece of in-flight work */
 void host_release(host_t *h);              /* finishes one; may complete a graceful stop */
 void host_begin_stop(host_t *h, const char *why);
-int host_watch_signals(host_t *h);         /* HUP, TERM, INT through the loop */
+/* Route HUP, TERM and INT through the loop and prepare the stop-deadline timer; call
+ * once, before the first host_begin_stop(). */
+int host_watch_signals(host_t *h);
 
 #endif
