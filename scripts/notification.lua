@@ -1,0 +1,214 @@
+-- Parsing AWS Backup notifications in every form Rotator is handed one:
+--   * an SQS message as ReceiveMessage returns it ({MessageId, Body, MessageAttributes})
+--     whose Body is an SNS envelope (JSON) or, with raw delivery, the bare message text;
+--   * an SNS envelope ({"Type":"Notification","Message":...,"MessageAttributes":...});
+--   * a Lambda-style {"Records":[{"Sns":{...}}, ...]} document (every record is handled);
+--   * an EventBridge "Backup Job State Change" event.
+-- M.parse(input) takes a string or a decoded table and returns a list of records, or
+-- nil and a reason when the input is not a notification at all. A record is either
+--   { skip = "reason", ... }   (not a DynamoDB table, not COMPLETED, ...)
+-- or
+--   { backup_job_id, recovery_point_arn, resource_arn, table_name, start_time (RFC 3339
+--     text as received), start_epoch, restore_via, message, message_id, notes = {...} }
+-- Message attributes (EventType, State, StartTime, Id) win over the body text.
+local json = require "json"
+local clock = require "clock"
+
+local M = {}
+
+M.RESTORE_DYNAMODB = "dynamodb:RestoreTableFromBackup"
+M.RESTORE_BACKUP = "backup:StartRestoreJob"
+
+-- "arn:aws:dynamodb:us-east-1:1234:table/NAME" -> NAME (nil for anything else)
+function M.table_name(arn)
+  if type(arn) ~= "string" then return nil end
+  return arn:match("^arn:[%w-]+:dynamodb:[%w-]*:%d*:table/([%w_.-]+)$")
+end
+
+-- "arn:aws:dynamodb:REGION:ACCOUNT:..." -> partition, region, account
+function M.arn_parts(arn)
+  return (arn or ""):match("^arn:([%w-]+):[%w-]+:([%w-]*):(%d*):")
+end
+
+local function restore_via(rp_arn)
+  if type(rp_arn) == "string" and rp_arn:match("^arn:[%w-]+:backup:") then return M.RESTORE_BACKUP end
+  return M.RESTORE_DYNAMODB
+end
+
+-- The value after a label in the message body: a run of non-space characters, less the
+-- full stop that ends the sentence ("...table/billing.v2_ledger. Backup Job Id : ...").
+local function after(text, label_pattern)
+  local v = text:match(label_pattern .. "%s*(%S+)")
+  if v and v:sub(-1) == "." then v = v:sub(1, -2) end
+  return v
+end
+
+-- Facts the body text carries (both wordings AWS has used).
+function M.parse_body(text)
+  if type(text) ~= "string" then return nil end
+  local facts = {
+    recovery_point_arn = after(text, "[Rr]ecovery [Pp]oint ARN%s*:"),
+    resource_arn = after(text, "Resource ARN%s*:"),
+    backup_job_id = after(text, "Backup ?Job I[Dd]%s*:"),
+  }
+  if text:find("completed successfully", 1, true) then facts.state = "COMPLETED"
+  elseif text:find("failed", 1, true) then facts.state = "FAILED"
+  elseif text:find("expired", 1, true) then facts.state = "EXPIRED"
+  elseif text:find("aborted", 1, true) then facts.state = "ABORTED" end
+  if not (facts.resource_arn or facts.recovery_point_arn or facts.backup_job_id) then return nil end
+  return facts
+end
+
+-- SNS attributes are {Type, Value}; SQS ones {DataType, StringValue}; Lambda-SQS ones
+-- {dataType, stringValue}. Returns a flat name -> string table.
+local function flat_attributes(attrs)
+  local out = {}
+  if type(attrs) ~= "table" then return out end
+  for k, v in pairs(attrs) do
+    if type(v) == "table" then
+      local s = v.Value or v.StringValue or v.stringValue or v.value
+      if type(s) == "string" then out[k] = s end
+    elseif type(v) == "string" then
+      out[k] = v
+    end
+  end
+  return out
+end
+
+local function nonempty(s)
+  if type(s) == "string" and s ~= "" then return s end
+end
+
+-- Turn body facts + attributes into a record (or a skip record).
+local function record_from(message, attrs, meta)
+  local facts = M.parse_body(message)
+  if not facts then return nil, "message text is not an AWS Backup notification" end
+  local rec = {
+    message = message,
+    message_id = meta.message_id,
+    notification_time = meta.timestamp,
+    backup_job_id = nonempty(attrs.Id) or facts.backup_job_id,
+    recovery_point_arn = facts.recovery_point_arn,
+    resource_arn = facts.resource_arn,
+    state = nonempty(attrs.State) or facts.state,
+    event_type = nonempty(attrs.EventType),
+    start_time = nonempty(attrs.StartTime),
+    notes = {},
+  }
+  return rec
+end
+
+local function finish(rec)
+  if rec.event_type and rec.event_type ~= "BACKUP_JOB" then
+    return { skip = "event type " .. rec.event_type .. " is not BACKUP_JOB", backup_job_id = rec.backup_job_id }
+  end
+  rec.table_name = M.table_name(rec.resource_arn)
+  if not rec.table_name then
+    return { skip = "not a DynamoDB table", resource_arn = rec.resource_arn, backup_job_id = rec.backup_job_id }
+  end
+  if rec.state ~= "COMPLETED" then
+    return { skip = ("state %s is not COMPLETED"):format(rec.state or "unknown"), table_name = rec.table_name,
+      backup_job_id = rec.backup_job_id }
+  end
+  if not rec.recovery_point_arn then
+    return { skip = "no recovery point ARN in the notification", table_name = rec.table_name,
+      backup_job_id = rec.backup_job_id }
+  end
+  if not rec.backup_job_id then
+    return { skip = "no backup job id in the notification", table_name = rec.table_name }
+  end
+  if not rec.start_time then
+    rec.start_time = rec.notification_time
+    rec.notes[#rec.notes + 1] = "StartTime missing: using the notification time " .. tostring(rec.start_time)
+  end
+  local epoch, err = rec.start_time and clock.parse_rfc3339(rec.start_time)
+  if not epoch then
+    return { skip = "no usable backup start time: " .. tostring(err or "none given"), table_name = rec.table_name,
+      backup_job_id = rec.backup_job_id }
+  end
+  rec.start_epoch = epoch
+  rec.restore_via = restore_via(rec.recovery_point_arn)
+  return rec
+end
+
+local function from_sns(env)
+  local rec, err = record_from(env.Message, flat_attributes(env.MessageAttributes),
+    { message_id = env.MessageId, timestamp = env.Timestamp })
+  if not rec then return nil, err end
+  return finish(rec)
+end
+
+local function from_eventbridge(ev)
+  local d = ev.detail or {}
+  local rec = {
+    message = json.encode(ev),
+    message_id = ev.id,
+    notification_time = ev.time,
+    backup_job_id = d.backupJobId,
+    recovery_point_arn = d.recoveryPointArn or (type(ev.resources) == "table" and ev.resources[1]) or nil,
+    resource_arn = d.resourceArn,
+    state = d.state,
+    start_time = nonempty(d.creationDate),
+    notes = {},
+  }
+  return finish(rec)
+end
+
+local parse_value
+
+-- An SQS message (ReceiveMessage shape, or the Lambda SQS-event record shape).
+local function from_sqs(msg)
+  local body = msg.Body or msg.body
+  local id = msg.MessageId or msg.messageId
+  local decoded = json.decode(body)
+  if type(decoded) == "table" then return parse_value(decoded) end
+  local rec, err = record_from(body, flat_attributes(msg.MessageAttributes or msg.messageAttributes),
+    { message_id = id })
+  if not rec then return nil, "body is not valid JSON nor a recognised notification (" .. err .. ")" end
+  return { finish(rec) }
+end
+
+function parse_value(v)
+  if type(v) ~= "table" then return nil, "not a JSON object" end
+  if type(v.Records) == "table" then
+    local out = {}
+    for i, r in ipairs(v.Records) do
+      local got, err
+      if type(r) ~= "table" then got, err = nil, "not an object"
+      elseif r.Sns then got, err = from_sns(r.Sns)
+      elseif r.body or r.Body then
+        local list
+        list, err = from_sqs(r)
+        if list then table.move(list, 1, #list, #out + 1, out) end
+        got = false
+      else got, err = nil, "neither an SNS nor an SQS record" end
+      if got then out[#out + 1] = got
+      elseif got == nil then out[#out + 1] = { skip = ("record %d: %s"):format(i, err), error = true } end
+    end
+    return out
+  end
+  if v.Body ~= nil or v.body ~= nil then return from_sqs(v) end
+  if v.Message ~= nil then
+    local r, err = from_sns(v)
+    if not r then return nil, err end
+    return { r }
+  end
+  if v["detail-type"] == "Backup Job State Change" or (v.source == "aws.backup" and v.detail) then
+    return { from_eventbridge(v) }
+  end
+  return nil, "JSON document is not an SQS message, SNS envelope, Records list or EventBridge event"
+end
+
+-- Parse a notification (string or decoded table). Returns the records or nil, reason.
+function M.parse(input)
+  if type(input) == "table" then return parse_value(input) end
+  if type(input) ~= "string" then return nil, "expected a string or table, got " .. type(input) end
+  local decoded, jerr = json.decode(input)
+  if decoded ~= nil then return parse_value(decoded) end
+  -- Raw message delivery straight from a file or stdin: the bare text.
+  local rec, err = record_from(input, {}, {})
+  if not rec then return nil, "not valid JSON (" .. tostring(jerr) .. ") nor a notification text (" .. err .. ")" end
+  return { finish(rec) }
+end
+
+return M
