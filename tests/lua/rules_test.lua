@@ -1,0 +1,118 @@
+-- Policy rules: validation, matching on the table name, naming, the default policy.
+local T = require "testing"
+local rules = require "rules"
+local policies = require "policies"
+local host = require "host"
+
+local START = 1795575600 -- 2026-11-25T03:00:00Z
+
+local function rec(name, start)
+  return { table_name = name, start_epoch = start or START, backup_job_id = "j1",
+    recovery_point_arn = "arn:aws:dynamodb:us-east-1:1:table/" .. name .. "/backup/1" }
+end
+
+local function write_policy(text)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+return {
+  go_template_naming = function()
+    local r = { source_pattern = "(?i)-production$", replacement = "-staging" }
+    T.eq(rules.target_name(r, rec("Orders-Production")), "Orders-staging-20261125-03-00-00")
+    T.eq(rules.target_name({ source_pattern = "^(.*)-production$", replacement = "${1}-staging" },
+      rec("orders-production", START + 0.9)), "orders-staging-20261125-03-00-00")
+    T.eq(rules.target_name({ source_pattern = ".*", replacement = "$0" }, rec("abc")), "abc-20261125-03-00-00")
+  end,
+
+  matches_table_name_not_arn = function()
+    local list = { { source_pattern = "^arn:", replacement = "x" }, { source_pattern = "^orders-", replacement = "y", name = "second" } }
+    T.eq(rules.match(list, "orders-production").name, "second")
+    T.eq(rules.match(list, "users-production"), nil)
+  end,
+
+  first_match_wins = function()
+    local list = { { name = "a", source_pattern = "production", replacement = "x" },
+      { name = "b", source_pattern = "-production$", replacement = "y" } }
+    T.eq(rules.match(list, "orders-production").name, "a")
+  end,
+
+  dynamodb_name_rule = function()
+    T.eq(rules.check_table_name("ab"), "is 2 characters; DynamoDB allows 3-255")
+    assert(rules.check_table_name(("x"):rep(256)))
+    assert(rules.check_table_name("a b c"):find("DynamoDB allows only"))
+    T.eq(rules.check_table_name("a.b_c-D9"), nil)
+    local name, err = rules.target_name({ name = "bad", source_pattern = "-production$", replacement = "/x", _where = "p.lua:3" },
+      rec("orders-production"))
+    T.eq(name, nil)
+    assert(err:find("rule bad %(p.lua:3%)") and err:find("orders/x"), err)
+  end,
+
+  custom_name_function = function()
+    local r = { source_pattern = "production", target_name = function(ctx)
+      return "copy-of-" .. ctx.table_name .. "-staging" .. ctx.suffix end }
+    T.eq(rules.target_name(r, rec("t-production")), "copy-of-t-production-staging-20261125-03-00-00")
+    local boom = { name = "boom", source_pattern = "x", target_name = function() error("nope") end }
+    local n, err = rules.target_name(boom, rec("x-production"))
+    T.eq(n, nil)
+    assert(err:find("target_name failed"), err)
+  end,
+
+  start_time_round_trip_through_name = function()
+    T.eq(rules.start_from_name("orders-staging-20261125-03-00-00"), START)
+    T.eq(rules.start_from_name("orders-staging"), nil)
+  end,
+
+  validation_messages = function()
+    assert(rules.validate({ source_pattern = "(", replacement = "x" }):find("does not compile"))
+    assert(rules.validate({ replacement = "x" }):find("needs source_pattern"))
+    assert(rules.validate({ source_pattern = "x" }):find("needs replacement"))
+    assert(rules.validate({ source_pattern = "x", replacement = "y", ssm_paramter = "/a" }):find("unknown rule field 'ssm_paramter'"))
+    assert(rules.validate({ source_pattern = "x", replacement = "y", restore = { Bogus = 1 } }):find("Bogus"))
+    T.eq(rules.validate({ source_pattern = "x", replacement = "y", restore = { BillingModeOverride = "PAY_PER_REQUEST" } }), nil)
+  end,
+
+  policy_file_validation_has_file_line = function()
+    local path = write_policy('rule { source_pattern = "x" }\nrule { source_pattern = "(", replacement = "y" }\n')
+    local set, errs = policies.load({ path })
+    os.remove(path)
+    T.eq(set, nil)
+    assert(errs[1]:find(":1: rule needs replacement"), errs[1])
+  end,
+
+  restore_overrides = function()
+    T.eq(rules.restore_overrides({ restore = { BillingModeOverride = "PAY_PER_REQUEST" } }, {}), { BillingModeOverride = "PAY_PER_REQUEST" })
+    T.eq(rules.restore_overrides({ restore = function(ctx) return { BillingModeOverride = ctx.mode } end }, { mode = "PROVISIONED" }),
+      { BillingModeOverride = "PROVISIONED" })
+    T.eq(rules.restore_overrides({}, {}), {})
+  end,
+
+  default_policy_from_env_and_flags = function()
+    local env = { SOURCE_PATTERN = "(?i)-production$", REPLACEMENT_PATTERN = "-staging", SSM_PARAMETER_NAME = "/rotator/x" }
+    local getenv = function(k) return env[k] end
+    local list = assert(rules.effective({ rules = {} }, {}, getenv))
+    T.eq(list[1].ssm_parameter, "/rotator/x")
+    T.eq(rules.target_name(list[1], rec("Orders-Production")), "Orders-staging-20261125-03-00-00")
+    list = assert(rules.effective({ rules = {} }, { replacement_pattern = "-qa" }, getenv))
+    T.eq(list[1].replacement, "-qa")
+    T.eq(#assert(rules.effective({ rules = {} }, {}, function() end)), 0)
+    local policy_rules = { { source_pattern = "a", replacement = "b" } }
+    T.eq(rules.effective({ rules = policy_rules }, {}, getenv), policy_rules)
+    local none, err = rules.effective({ rules = {} }, {}, function(k) return k == "SOURCE_PATTERN" and "(" or nil end)
+    T.eq(none, nil)
+    assert(err:find("SOURCE_PATTERN"), err)
+  end,
+
+  example_policies_load = function()
+    local dir = (os.getenv("ROTATOR_ROOT") or ".") .. "/policies"
+    local files = policies.list(dir)
+    if not files then return end
+    local set, errs = policies.load(files)
+    assert(set, errs and table.concat(errs, "\n"))
+    assert(#set.rules >= 1)
+    local _ = host
+  end,
+}
