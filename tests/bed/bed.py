@@ -21,8 +21,7 @@ PutUserPolicy and CreateAccessKey for an admin user ("bed-admin", Action "*"), s
 without valid credentials. Every later request, the rest of the set-up included, is signed
 with the admin's keys and checked. The Rotator user ("rotator") gets as its only (inline)
 policy the least-privilege policy documented in README.md between `<!-- iam-policy:begin -->`
-and `<!-- iam-policy:end -->` (a ```json block), or tests/bed/iam-policy.example.json while
-the README has no such section.
+and `<!-- iam-policy:end -->` (a ```json block).
 """
 
 from __future__ import annotations
@@ -54,7 +53,6 @@ ROOT = HERE.parent.parent
 REGION = "us-east-1"
 ACCOUNT = "123456789012"            # moto's default account, also the templates' account
 README = ROOT / "README.md"
-POLICY_EXAMPLE = HERE / "iam-policy.example.json"
 POLICY_BEGIN = "<!-- iam-policy:begin -->"
 POLICY_END = "<!-- iam-policy:end -->"
 
@@ -89,23 +87,20 @@ class Keys(NamedTuple):
 
 
 def load_iam_policy(readme: Path = README) -> tuple[dict, str]:
-    """(policy, where it came from). README.md's iam-policy block, else the example file.
-
-    A README that has the markers but no parseable ```json block between them is an error
-    (never silently replaced by the example).
+    """(policy, where it came from): README.md's iam-policy block, the one place the
+    least-privilege policy is written down. A README without a parseable block is an error.
     """
-    if readme.exists():
-        text = readme.read_text(encoding="utf-8")
-        if POLICY_BEGIN in text:
-            section = text.split(POLICY_BEGIN, 1)[1]
-            if POLICY_END not in section:
-                raise ValueError(f"{readme}: {POLICY_BEGIN} without {POLICY_END}")
-            section = section.split(POLICY_END, 1)[0]
-            m = re.search(r"```json[ \t]*\n(.*?)\n[ \t]*```", section, re.S)
-            if not m:
-                raise ValueError(f"{readme}: no ```json block inside the iam-policy section")
-            return json.loads(m.group(1)), f"{readme.name} iam-policy block"
-    return json.loads(POLICY_EXAMPLE.read_text(encoding="utf-8")), POLICY_EXAMPLE.name
+    text = readme.read_text(encoding="utf-8")
+    if POLICY_BEGIN not in text:
+        raise ValueError(f"{readme}: no {POLICY_BEGIN} section holding Rotator's IAM policy")
+    section = text.split(POLICY_BEGIN, 1)[1]
+    if POLICY_END not in section:
+        raise ValueError(f"{readme}: {POLICY_BEGIN} without {POLICY_END}")
+    section = section.split(POLICY_END, 1)[0]
+    m = re.search(r"```json[ \t]*\n(.*?)\n[ \t]*```", section, re.S)
+    if not m:
+        raise ValueError(f"{readme}: no ```json block inside the iam-policy section")
+    return json.loads(m.group(1)), f"{readme.name} iam-policy block"
 
 
 # ---------------------------------------------------------------------------------------
