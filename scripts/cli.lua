@@ -3,7 +3,7 @@
 -- host.exit itself).
 local M = {}
 
-local NAMES = { "check", "eval", "test", "run" }
+local NAMES = { "check", "eval", "test", "run", "replay" }
 local commands = {}
 
 local function load_commands()
@@ -12,6 +12,7 @@ local function load_commands()
 end
 
 function M.main(name, args)
+  require "rules" -- registers the rule validators before any policy loads
   load_commands()
   local cmd = commands[name]
   if not cmd then

@@ -1,0 +1,241 @@
+-- The workflow state machine against a small in-memory AWS (DynamoDB tables + SSM
+-- parameters) behind the services.lua backend contract, with short poll intervals.
+local T = require "testing"
+local json = require "json"
+local services = require "services"
+local workflow = require "workflow"
+local N = require "notification"
+
+workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+  deadline = 5, restores_per_second = 1000 })
+
+local ACCOUNT = "arn:aws:dynamodb:us-east-1:123456789012:table/"
+local BACKUP = ACCOUNT .. "orders-production/backup/01795575600000-a1b2c3d4"
+
+local function record(over)
+  local r = { backup_job_id = "job-1", table_name = "orders-production", resource_arn = ACCOUNT .. "orders-production",
+    recovery_point_arn = BACKUP, start_time = "2026-11-25T03:00:00Z", start_epoch = 1795575600,
+    restore_via = N.RESTORE_DYNAMODB, message = "m" }
+  for k, v in pairs(over or {}) do r[k] = v end
+  return r
+end
+
+local RULE = { name = "t", source_pattern = "-production$", replacement = "-staging", ssm_parameter = "/rotator/t" }
+
+-- A fake AWS: creating_polls DescribeTable answers of CREATING before ACTIVE.
+local function fake(opts)
+  opts = opts or {}
+  local st = { tables = opts.tables or {}, params = opts.params or {}, calls = {}, n = 0 }
+  local function err(service, action, code)
+    return nil, services.error(service, action, code, code .. " (fake)", { request_id = "rid-err" })
+  end
+  st.backend = function(service, action, p)
+    st.n = st.n + 1
+    local key = service .. "." .. action
+    st.calls[#st.calls + 1] = { call = key, input = p }
+    local rid = "rid-" .. st.n
+    if opts.hook then
+      local a, b = opts.hook(key, p, st)
+      if a ~= nil or b ~= nil then return a, b end
+    end
+    if key == "dynamodb.RestoreTableFromBackup" then
+      if st.tables[p.TargetTableName] then return err(service, action, "TableAlreadyExistsException") end
+      local t = { TableName = p.TargetTableName, TableArn = ACCOUNT .. p.TargetTableName, TableStatus = "CREATING",
+        RestoreSummary = { SourceBackupArn = p.BackupArn }, polls = opts.creating_polls or 2 }
+      st.tables[p.TargetTableName] = t
+      return { TableDescription = { TableName = t.TableName, TableArn = t.TableArn, TableStatus = "CREATING" } }, rid
+    elseif key == "dynamodb.DescribeTable" then
+      local t = st.tables[p.TableName]
+      if not t then return err(service, action, "ResourceNotFoundException") end
+      if t.TableStatus == "CREATING" then
+        t.polls = (t.polls or 0) - 1
+        if t.polls < 0 then t.TableStatus = "ACTIVE" end
+      end
+      return { Table = { TableName = t.TableName, TableArn = t.TableArn, TableStatus = t.TableStatus,
+        RestoreSummary = t.RestoreSummary } }, rid
+    elseif key == "ssm.GetParameter" then
+      local v = st.params[p.Name]
+      if not v then return err(service, action, "ParameterNotFound") end
+      return { Parameter = { Name = p.Name, Value = v } }, rid
+    elseif key == "ssm.PutParameter" then
+      assert(p.Overwrite == true and p.Type == "String", "PutParameter must overwrite a String")
+      st.params[p.Name] = p.Value
+      return { Version = 1 }, rid
+    end
+    error("fake AWS has no " .. key)
+  end
+  st.ctx = { svc = services.new({ backend = st.backend }) }
+  st.count = function(key)
+    local n = 0
+    for _, c in ipairs(st.calls) do if c.call == key then n = n + 1 end end
+    return n
+  end
+  return st
+end
+
+return {
+  happy_path_restores_waits_and_updates_ssm = function()
+    local aws = fake({ creating_polls = 2 })
+    local doc = workflow.run(record(), RULE, aws.ctx)
+    T.eq(doc.Status, "Complete", doc.Error)
+    T.eq(doc.TargetTableName, "orders-staging-20261125-03-00-00")
+    T.eq(aws.params["/rotator/t"], ACCOUNT .. "orders-staging-20261125-03-00-00")
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 1)
+    T.eq(aws.count("dynamodb.DescribeTable"), 3)
+    T.eq(doc.SourcePattern, "-production$")
+    T.eq(doc.ReplacementPattern, "-staging")
+    T.eq(doc.SSMParameterName, "/rotator/t")
+    assert(doc.RestoreTableFromBackupOutput and doc.DescribeTableOutput and doc.UpdateSSMParameterOutput)
+    T.eq(doc.Steps[1].State, "Restore Backup")
+    T.eq(doc.Steps[1].RequestId, "rid-1")
+    T.eq(doc.Steps[#doc.Steps].State, "Update SSM Parameter")
+    assert(json.encode(doc), "document encodes as JSON")
+  end,
+
+  redelivery_never_restores_twice = function()
+    local aws = fake({ creating_polls = 0 })
+    T.eq(workflow.run(record(), RULE, aws.ctx).Status, "Complete")
+    local doc = workflow.run(record(), RULE, aws.ctx)
+    T.eq(doc.Status, "Complete", doc.Error)
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 2) -- the second answered TableAlreadyExists
+    assert(aws.tables["orders-staging-20261125-03-00-00"], "restored table exists")
+    T.eq(aws.count("ssm.PutParameter"), 2)
+  end,
+
+  name_taken_by_another_table_fails_saying_so = function()
+    local aws = fake({ tables = { ["orders-staging-20261125-03-00-00"] = { TableName = "orders-staging-20261125-03-00-00",
+      TableArn = "x", TableStatus = "ACTIVE" } } })
+    local doc = workflow.run(record(), RULE, aws.ctx)
+    T.eq(doc.Status, "Error")
+    assert(doc.Error:find("already exists and was not restored from this backup"), doc.Error)
+    T.eq(aws.count("ssm.PutParameter"), 0)
+  end,
+
+  limit_exceeded_requeues_then_succeeds = function()
+    local left = 2
+    local aws = fake({ creating_polls = 0, hook = function(key)
+      if key == "dynamodb.RestoreTableFromBackup" and left > 0 then
+        left = left - 1
+        return nil, services.error("dynamodb", "RestoreTableFromBackup", "LimitExceededException", "too many")
+      end
+    end })
+    local doc = workflow.run(record(), RULE, aws.ctx)
+    T.eq(doc.Status, "Complete", doc.Error)
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 3)
+  end,
+
+  ssm_never_goes_backwards = function()
+    local newer = ACCOUNT .. "orders-staging-20261125-04-00-00"
+    local aws = fake({ creating_polls = 0, params = { ["/rotator/t"] = newer } })
+    local doc = workflow.run(record(), RULE, aws.ctx)
+    T.eq(doc.Status, "Complete", doc.Error)
+    T.eq(aws.params["/rotator/t"], newer)
+    T.eq(aws.count("ssm.PutParameter"), 0)
+    T.eq(doc.UpdateSSMParameterOutput.Skipped, true)
+    -- an older value is replaced
+    aws.params["/rotator/t"] = ACCOUNT .. "orders-staging-20261125-02-00-00"
+    T.eq(workflow.run(record(), RULE, aws.ctx).Status, "Complete")
+    T.eq(aws.params["/rotator/t"], ACCOUNT .. "orders-staging-20261125-03-00-00")
+  end,
+
+  failed_restore_status_is_an_error = function()
+    local aws = fake({ hook = function(key, p, st)
+      if key == "dynamodb.DescribeTable" and st.tables[p.TableName] then st.tables[p.TableName].TableStatus = "DELETING" end
+    end })
+    local doc = workflow.run(record(), RULE, aws.ctx)
+    T.eq(doc.Status, "Error")
+    assert(doc.Error:find("DELETING"), doc.Error)
+  end,
+
+  bad_target_name_fails_before_any_call = function()
+    local aws = fake()
+    local doc = workflow.run(record(), { name = "bad", source_pattern = "-production$", replacement = " bad" }, aws.ctx)
+    T.eq(doc.Status, "Error")
+    assert(doc.Error:find("rule bad") and doc.Error:find("DynamoDB allows only"), doc.Error)
+    T.eq(#aws.calls, 0)
+  end,
+
+  no_ssm_and_no_wait_stops_after_restore = function()
+    local aws = fake()
+    local doc = workflow.run(record(), { source_pattern = "-production$", replacement = "-staging", wait_for_active = false }, aws.ctx)
+    T.eq(doc.Status, "Complete")
+    T.eq(#aws.calls, 1)
+  end,
+
+  after_active_hook_sees_the_table = function()
+    local seen
+    local aws = fake({ creating_polls = 0 })
+    local rule = { source_pattern = "-production$", replacement = "-staging", after_active = function(ctx) seen = ctx.table_arn end }
+    T.eq(workflow.run(record(), rule, aws.ctx).Status, "Complete")
+    T.eq(seen, ACCOUNT .. "orders-staging-20261125-03-00-00")
+  end,
+
+  restore_overrides_are_passed = function()
+    local aws = fake({ creating_polls = 0 })
+    local rule = { source_pattern = "-production$", replacement = "-staging", restore = { BillingModeOverride = "PAY_PER_REQUEST" } }
+    T.eq(workflow.run(record(), rule, aws.ctx).Status, "Complete")
+    T.eq(aws.calls[1].input.BillingModeOverride, "PAY_PER_REQUEST")
+  end,
+
+  backup_recovery_point_dry_run_plan = function()
+    local lines = {}
+    local ctx = { dry_run = true, svc = services.new({ dry_run = true, offline = true, emit = function(l) lines[#lines + 1] = l end }) }
+    local rec = record({ recovery_point_arn = "arn:aws:backup:us-east-1:123456789012:recovery-point:abc",
+      restore_via = N.RESTORE_BACKUP, backup_job_id = "job-9" })
+    local rule = { source_pattern = "-production$", replacement = "-staging", ssm_parameter = "/rotator/t",
+      iam_role_arn = "arn:aws:iam::123456789012:role/rotator-backup-restore" }
+    local doc = workflow.run(rec, rule, ctx)
+    T.eq(doc.Status, "Complete", doc.Error)
+    T.eq(#lines, 2)
+    local first = json.decode(lines[1])
+    T.eq(first.call, "backup.StartRestoreJob")
+    T.eq(first.input.IdempotencyToken, "job-9")
+    T.eq(first.input.Metadata.targetTableName, "orders-staging-20261125-03-00-00")
+    T.eq(first.input.IamRoleArn, rule.iam_role_arn)
+    local second = json.decode(lines[2])
+    T.eq(second.call, "ssm.PutParameter")
+    T.eq(second.input.Value, ACCOUNT .. "orders-staging-20261125-03-00-00")
+  end,
+
+  backup_restore_job_is_polled = function()
+    local job_polls = 1
+    local aws = fake({ creating_polls = 0, hook = function(key, p, st)
+      if key == "backup.StartRestoreJob" then
+        st.tables[p.Metadata.targetTableName] = { TableName = p.Metadata.targetTableName,
+          TableArn = ACCOUNT .. p.Metadata.targetTableName, TableStatus = "ACTIVE" }
+        return { RestoreJobId = "rj-1" }, "rid-s"
+      elseif key == "backup.DescribeRestoreJob" then
+        job_polls = job_polls - 1
+        if job_polls >= 0 then return { Status = "RUNNING" }, "rid-d" end
+        return { Status = "COMPLETED", CreatedResourceArn = ACCOUNT .. "orders-staging-20261125-03-00-00" }, "rid-d"
+      end
+    end })
+    local rec = record({ recovery_point_arn = "arn:aws:backup:us-east-1:123456789012:recovery-point:abc",
+      restore_via = N.RESTORE_BACKUP })
+    local rule = { source_pattern = "-production$", replacement = "-staging", ssm_parameter = "/rotator/t", iam_role_arn = "r" }
+    local doc = workflow.run(rec, rule, aws.ctx)
+    T.eq(doc.Status, "Complete", doc.Error)
+    T.eq(aws.count("backup.DescribeRestoreJob"), 2)
+    T.eq(aws.params["/rotator/t"], ACCOUNT .. "orders-staging-20261125-03-00-00")
+  end,
+
+  concurrency_limit_queues_restores = function()
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, deadline = 5, restores_per_second = 1000, max_concurrent = 1 })
+    local aws = fake({ creating_polls = 1 })
+    local task = require "task"
+    local f1, f2 = task.future(), task.future()
+    local max_active = 0
+    local probe = require("timer").every(0.005, function()
+      max_active = math.max(max_active, workflow.admission().active)
+    end)
+    task.spawn(function() f1:set(workflow.run(record(), RULE, aws.ctx)) end)
+    task.spawn(function() f2:set(workflow.run(record({ backup_job_id = "job-2", start_epoch = 1795579200 }), RULE, aws.ctx)) end)
+    T.eq(f1:wait().Status, "Complete")
+    T.eq(f2:wait().Status, "Complete")
+    probe:cancel()
+    T.eq(max_active, 1)
+    T.eq(workflow.admission(), { active = 0, waiting = 0 })
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+      deadline = 5, restores_per_second = 1000 })
+  end,
+}
