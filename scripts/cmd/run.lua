@@ -7,8 +7,9 @@ local args = require "args"
 local policies = require "policies"
 local daemon = require "daemon"
 
-local usage = [[
+local usage = [==[
 usage: rotator run [--queue-url URL] [--dry-run]
+                  [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
 
 Runs the daemon. Policies load from the policies folder (--policies); a policy error at
 start is fatal (exit 2). `kill -HUP` reloads them; a broken reload keeps the old ones and
@@ -18,12 +19,24 @@ logs the error with file:line. `kill -TERM` stops taking work, lets in-flight wo
 Options:
   --queue-url URL   SQS queue subscribed to the AWS Backup topic (ROTATOR_QUEUE_URL)
   --dry-run         make no mutating AWS call; print each planned call as JSON
+                    (messages are received but not deleted: they come back)
+  --source-pattern, --replacement-pattern, --ssm-parameter-name
+                    the default rule when no policy declares one (else from
+                    SOURCE_PATTERN, REPLACEMENT_PATTERN, SSM_PARAMETER_NAME)
+
+Tuning (environment): ROTATOR_WAIT_FIRST (5), ROTATOR_WAIT_MAX (60),
+ROTATOR_WAIT_DEADLINE (86400), ROTATOR_MAX_RESTORES (50),
+ROTATOR_RESTORES_PER_SECOND (10), ROTATOR_LIMIT_BACKOFF (120),
+ROTATOR_VISIBILITY_TIMEOUT (300), ROTATOR_HEARTBEAT (120)
 
 Example:
   rotator run --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
-]]
+]==]
 
-local SPEC = { ["--queue-url"] = "string", ["--dry-run"] = "bool" }
+local SPEC = {
+  ["--queue-url"] = "string", ["--dry-run"] = "bool", ["--source-pattern"] = "string",
+  ["--replacement-pattern"] = "string", ["--ssm-parameter-name"] = "string",
+}
 
 local function load_policies()
   local files, err = policies.list(host.config.policies_dir)
@@ -37,7 +50,11 @@ local function reload()
     log.error("reload.failed", { error = table.concat(errs, "; "), result = "configuration not changed" })
     return
   end
-  daemon.set_policies(set)
+  local ok, derr = daemon.set_policies(set)
+  if not ok then
+    log.error("reload.failed", { error = derr, result = "configuration not changed" })
+    return
+  end
   log.info("reload.ok", { files = #set.files, rules = #set.rules })
 end
 
@@ -50,10 +67,15 @@ local function run(argv)
     io.stderr:write("rotator run: policies did not load; fix them (rotator check) and start again\n")
     return 2
   end
-  daemon.set_policies(set)
+  local ok, derr = daemon.set_policies(set, opts)
+  if not ok then
+    io.stderr:write("rotator run: ", derr, "\n")
+    return 2
+  end
   host.on_signal("HUP", reload)
   host.on_signal("TERM", daemon.stop)
-  daemon.start({ queue_url = opts.queue_url or os.getenv("ROTATOR_QUEUE_URL"), dry_run = opts.dry_run })
+  daemon.start({ queue_url = opts.queue_url or os.getenv("ROTATOR_QUEUE_URL"), dry_run = opts.dry_run,
+    flags = opts })
 end
 
 return { usage = usage, run = run }
