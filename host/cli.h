@@ -5,6 +5,8 @@
 
 int cmd_sign(int argc, char **argv);   /* cmd_sign.c */
 int cmd_bench(int argc, char **argv);  /* cmd_bench.c */
+int cmd_repl(int argc, char **argv, const char *socket_path);    /* repl_client.c */
+int cmd_status(int argc, char **argv, const char *socket_path);  /* repl_client.c */
 /* Run a command implemented by the Lua engine (scripts/cli.lua): argv[0] is its name. */
 int cmd_engine(host_t *h, int argc, char **argv);
 

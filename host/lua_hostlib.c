@@ -7,8 +7,12 @@
  *   host.stopping()                       true once SIGTERM/SIGINT arrived
  *   host.list_dir(path) -> {names}        sorted, dot-files left out; nil, msg on error
  *   host.read_file(path) -> string        nil, msg on error (msg names the path)
+ *   host.pid()                            this process's id
+ *   host.sha256_hex(data)                 hex digest, e.g. of a policy file for `status`
  *   host.config                           scripts_dir, policies_dir, state_dir, version */
 #include <dirent.h>
+#include <openssl/evp.h>
+#include <unistd.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -130,6 +134,28 @@ static int h_read_file(lua_State *L) {
   return 1;
 }
 
+static int h_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+static int h_sha256_hex(lua_State *L) {
+  size_t len;
+  const char *data = luaL_checklstring(L, 1, &len);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL))
+    return luaL_error(L, "host.sha256_hex: OpenSSL digest failed");
+  char hex[2 * EVP_MAX_MD_SIZE + 1];
+  static const char digits[] = "0123456789abcdef";
+  for (unsigned i = 0; i < mdlen; i++) {
+    hex[2 * i] = digits[md[i] >> 4];
+    hex[2 * i + 1] = digits[md[i] & 15];
+  }
+  lua_pushlstring(L, hex, 2 * (size_t)mdlen);
+  return 1;
+}
+
 static void set_str(lua_State *L, const char *k, const char *v) {
   if (!v) return;
   lua_pushstring(L, v);
@@ -139,7 +165,7 @@ static void set_str(lua_State *L, const char *k, const char *v) {
 static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
-    {"read_file", h_read_file}, {NULL, NULL}};
+    {"read_file", h_read_file}, {"pid", h_pid}, {"sha256_hex", h_sha256_hex}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
   luaL_newmetatable(L, HOLD_MT);

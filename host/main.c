@@ -28,6 +28,9 @@ static const char USAGE[] =
     "  check     load and validate scripts and policies\n"
     "  eval      run a Lua chunk in a fully loaded state and print the results\n"
     "  test      run Lua test files inside the host\n"
+    "  repl      attach a Lua REPL to the running daemon (--local: without a daemon)\n"
+    "  status    the running daemon's status (--json)\n"
+    "  journal   read the workflow journal without the daemon\n"
     "  sign      sign a raw HTTP request with SigV4 (debug SignatureDoesNotMatch)\n"
     "  bench     micro-benchmarks (bench sign)\n"
     "  version   print the version\n"
@@ -35,7 +38,8 @@ static const char USAGE[] =
     "Global options (also from the environment):\n"
     "  --scripts DIR        engine scripts        (ROTATOR_SCRIPTS)\n"
     "  --policies DIR       operator policies     (ROTATOR_POLICIES)\n"
-    "  --state-dir DIR      journal and socket    (ROTATOR_STATE_DIR)\n"
+    "  --state-dir DIR      journal and socket    (ROTATOR_STATE_DIR; default\n"
+    "                       /var/lib/rotator as root, else ~/.local/state/rotator)\n"
     "  --log-format F       text or json          (ROTATOR_LOG_FORMAT, default text)\n"
     "  --log-level L        debug|info|warn|error (ROTATOR_LOG_LEVEL, default info)\n"
     "  --stop-timeout SEC   graceful stop deadline (default 30)\n"
@@ -143,6 +147,26 @@ static int parse_stop_timeout(const char *s, uint64_t *ms) {
   return 0;
 }
 
+/* The state directory: the flag or ROTATOR_STATE_DIR, else /var/lib/rotator for root,
+ * else $XDG_STATE_HOME/rotator or ~/.local/state/rotator. */
+static const char *default_state_dir(char *buf, size_t len) {
+  const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+  int n;
+  if (geteuid() == 0) n = snprintf(buf, len, "/var/lib/rotator");
+  else if (xdg && *xdg) n = snprintf(buf, len, "%s/rotator", xdg);
+  else n = snprintf(buf, len, "%s/.local/state/rotator", home ? home : ".");
+  return n > 0 && (size_t)n < len ? buf : "state";
+}
+
+/* Children (repl --local) and scripts see the same settings through the environment. */
+static void export_globals(const globals_t *g) {
+  if (g->scripts) setenv("ROTATOR_SCRIPTS", g->scripts, 1);
+  if (g->policies) setenv("ROTATOR_POLICIES", g->policies, 1);
+  if (g->state_dir) setenv("ROTATOR_STATE_DIR", g->state_dir, 1);
+  if (g->log_format) setenv("ROTATOR_LOG_FORMAT", g->log_format, 1);
+  if (g->log_level) setenv("ROTATOR_LOG_LEVEL", g->log_level, 1);
+}
+
 static int run_engine(globals_t *g, int argc, char **argv) {
   static char sbuf[PATH_MAX], pbuf[PATH_MAX];
   host_t h = {0};
@@ -170,6 +194,14 @@ int main(int argc, char **argv) {
   env_default(&g.log_format, "ROTATOR_LOG_FORMAT");
   env_default(&g.log_level, "ROTATOR_LOG_LEVEL");
   if (apply_logging(&g) < 0) return 2;
+  static char state_buf[PATH_MAX], sock[PATH_MAX];
+  if (!g.state_dir) g.state_dir = default_state_dir(state_buf, sizeof state_buf);
+  export_globals(&g);
+  int n = snprintf(sock, sizeof sock, "%s/rotator.sock", g.state_dir);
+  if (n < 0 || (size_t)n >= sizeof sock) {
+    fprintf(stderr, "rotator: state directory path too long: %s\n", g.state_dir);
+    return 2;
+  }
   const char *cmd = argc > 1 ? argv[1] : "help";
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     fputs(USAGE, stdout);
@@ -180,7 +212,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "sign")) return cmd_sign(argc - 1, argv + 1);
-  if (!strcmp(cmd, "bench") && argc > 2 && !strcmp(argv[2], "sign"))
-    return cmd_bench(argc - 1, argv + 1);
+  if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+  if (!strcmp(cmd, "repl")) return cmd_repl(argc - 1, argv + 1, sock);
+  if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1, sock);
   return run_engine(&g, argc - 1, argv + 1);
 }
