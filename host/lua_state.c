@@ -85,6 +85,7 @@ static int open_all(lua_State *L) {
   preload(L, "timer", luaopen_rotator_timer);
   preload(L, "log", luaopen_rotator_log);
   preload(L, "host", luaopen_rotator_host);
+  preload(L, "journal", luaopen_rotator_journal);
   preload(L, "control", luaopen_rotator_control);
   preload(L, "aws_core", luaopen_rotator_aws_core);
   set_package_path(L, h->scripts_dir);

@@ -10,6 +10,7 @@ int luaopen_rotator_clock(lua_State *L);  /* lua_clock.c: wall/monotonic, RFC 33
 int luaopen_rotator_timer(lua_State *L);  /* lua_timer.c: after/every on the event loop */
 int luaopen_rotator_log(lua_State *L);    /* lua_log.c: structured logging */
 int luaopen_rotator_host(lua_State *L);   /* lua_hostlib.c: signals, files, config, stop */
+int luaopen_rotator_journal(lua_State *L); /* lua_journal.c: the durable workflow journal */
 int luaopen_rotator_control(lua_State *L); /* lua_control.c: the REPL/status socket */
 int luaopen_rotator_aws_core(lua_State *L); /* lua_aws.c: AWS calls (scripts/aws.lua wraps it) */
 
