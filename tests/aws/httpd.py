@@ -20,6 +20,7 @@ Everything else (the AWS tests) answers from a script:
                       time; its Date header shows it, and a request whose X-Amz-Date is
                       more than 5 minutes off gets 400 InvalidSignatureException
   GET  /__log__       JSON list of the requests seen (method, path, headers, body, time)
+  POST /__clear__     forget the request log
 """
 import email.utils
 import json
@@ -31,7 +32,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-LOCK = threading.Lock()
+LOCK = threading.RLock()
 STATE = {"script": [], "default": None, "skew": 0, "log": []}
 
 
@@ -138,7 +139,6 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(200, json.dumps(STATE["log"]), ctype="application/json")
             elif p == "/__clear__":
                 STATE["log"].clear()
-                STATE["script"].clear()
         return self.answer(200, "{}")
 
     def scripted(self):
