@@ -160,8 +160,12 @@ local parse_value
 local function from_sqs(msg)
   local body = msg.Body or msg.body
   local id = msg.MessageId or msg.messageId
-  local decoded = json.decode(body)
+  if type(body) ~= "string" then return nil, "SQS message has no Body" end
+  local decoded, jerr = json.decode(body)
   if type(decoded) == "table" then return parse_value(decoded) end
+  if body:match("^%s*[{%[]") then
+    return nil, "body is not valid JSON nor a recognised notification (" .. tostring(jerr) .. ")"
+  end
   local rec, err = record_from(body, flat_attributes(msg.MessageAttributes or msg.messageAttributes),
     { message_id = id })
   if not rec then return nil, "body is not valid JSON nor a recognised notification (" .. err .. ")" end
@@ -205,6 +209,7 @@ function M.parse(input)
   if type(input) ~= "string" then return nil, "expected a string or table, got " .. type(input) end
   local decoded, jerr = json.decode(input)
   if decoded ~= nil then return parse_value(decoded) end
+  if input:match("^%s*[{%[]") then return nil, "not valid JSON: " .. tostring(jerr) end
   -- Raw message delivery straight from a file or stdin: the bare text.
   local rec, err = record_from(input, {}, {})
   if not rec then return nil, "not valid JSON (" .. tostring(jerr) .. ") nor a notification text (" .. err .. ")" end

@@ -150,5 +150,6 @@ return {
     T.eq(select(1, N.parse("hello")), nil)
     T.eq(select(1, N.parse("null")), nil)
     T.eq(select(1, N.parse("{}")), nil)
+    T.eq(select(1, N.parse("{\"a\":1}\n" .. BODY_LEGACY)), nil, "broken JSON is never read as message text")
   end,
 }
