@@ -43,6 +43,7 @@ struct creds_provider {
   creds_fetch_t *fetch;
   creds_proc_t *proc;
   char label[CREDS_SOURCE_MAX];
+  char top[128];          /* the profile asked for, for error messages */
   char sts_region[CREDS_REGION_MAX];
   /* region */
   waiters_t rwaiting;
@@ -160,7 +161,7 @@ static void on_source(void *ud, const creds_t *c, const char *err) {
   p->proc = NULL;
   if (!c) {
     char e[CREDS_ERR_MAX];
-    if (p->plan.profile) snprintf(e, sizeof e, "AWS profile \"%s\": %s", p->plan.profile, err);
+    if (p->top[0]) snprintf(e, sizeof e, "AWS profile \"%s\": %s", p->top, err);
     else snprintf(e, sizeof e, "%s", err);
     complete_err(p, e);
     return;
@@ -185,6 +186,7 @@ static void run_plan(creds_provider_t *p, const char *top) {
   fetch_env_t e = fetch_env(p);
   creds_plan_t *pl = &p->plan;
   label_plan(p, top);
+  snprintf(p->top, sizeof p->top, "%s", top);
   p->hop = 0;
   switch (pl->kind) {
     case PLAN_STATIC:
@@ -268,6 +270,7 @@ static void resolve_start(creds_provider_t *p) {
   creds_t c;
   plan_input_t in;
   p->resolving = 1;
+  p->top[0] = 0;
   const char *akid = getenv("AWS_ACCESS_KEY_ID");
   if (akid && *akid) {
     if (env_creds(&c, err, sizeof err) != 0) complete_err(p, err);
