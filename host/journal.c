@@ -237,7 +237,7 @@ static int configure(journal_t *j) {
     return check_version(j);
   }
   int v = 0;
-  if (user_version(j, &v) < 0) return -1;
+  if (check_version(j) < 0 || user_version(j, &v) < 0) return -1;
   /* Must precede the first table; lets compaction give pages back to the file system. */
   if (v == 0 && exec_sql(j, "PRAGMA auto_vacuum=INCREMENTAL", "enabling auto_vacuum") < 0)
     return -1;
@@ -245,7 +245,6 @@ static int configure(journal_t *j) {
       exec_sql(j, "PRAGMA synchronous=FULL", "setting synchronous=FULL") < 0 ||
       exec_sql(j, "PRAGMA foreign_keys=ON", "enabling foreign keys") < 0)
     return -1;
-  if (check_version(j) < 0) return -1;
   return v == 0 ? create_schema(j) : 0;
 }
 
