@@ -40,7 +40,6 @@ static int call_main(host_t *h, int argc, char **argv) {
 }
 
 int cmd_engine(host_t *h, int argc, char **argv) {
-  for (int i = 0; i < 3; i++) h->hook_refs[i] = LUA_NOREF;
   if (host_watch_signals(h) < 0) {
     log_msg(LOG_ERROR, "signals", "cannot route signals through the loop: %m");
     return 1;
@@ -51,6 +50,7 @@ int cmd_engine(host_t *h, int argc, char **argv) {
     return 1;
   }
   int code = call_main(h, argc, argv);
+  host_reload_cleanup(h);
   lua_close(h->L);
   h->L = NULL;
   return code;

@@ -20,10 +20,15 @@ void host_exit(host_t *h, int code) {
 
 void host_hold(host_t *h) { h->inflight++; }
 
-static void run_hook(host_t *h, int hook, const char *what) {
-  if (h->hook_refs[hook] == LUA_NOREF || !h->L) return;
-  lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->hook_refs[hook]);
+/* Run the running state's hook for a signal; 0 if there was one. */
+static int run_hook(host_t *h, const char *hook, const char *what) {
+  if (!h->L) return -1;
+  if (lua_getfield(h->L, LUA_REGISTRYINDEX, hook) != LUA_TFUNCTION) {
+    lua_pop(h->L, 1);
+    return -1;
+  }
   lstate_callback(h->L, 0, what);
+  return 0;
 }
 
 static void finish_stop(host_t *h, const char *how) {
@@ -68,16 +73,20 @@ static void on_signal(loop_t *loop, int signo, void *ud) {
   host_t *h = ud;
   if (signo == SIGHUP) {
     log_msg(LOG_INFO, "signal.hup", "SIGHUP received");
-    if (h->hook_refs[HOST_HOOK_HUP] == LUA_NOREF)
-      log_msg(LOG_WARN, "signal.hup", "no reload hook registered: nothing changed");
-    run_hook(h, HOST_HOOK_HUP, "reload hook");
+    if (run_hook(h, HOST_HOOK_HUP, "reload hook") < 0)
+      log_msg(LOG_WARN, "signal.hup", "this command does not reload: nothing changed");
   } else {
     host_begin_stop(h, signo == SIGTERM ? "SIGTERM" : "SIGINT");
   }
 }
 
-int host_watch_signals(host_t *h) {
+void host_init(host_t *h, loop_t *loop) {
+  *h = (host_t){.loop = loop, .stop_timeout_ms = 30000};
   loop_timer_init(&h->stop_deadline, on_stop_deadline, h);
+  host_reload_init(h);
+}
+
+int host_watch_signals(host_t *h) {
   signal(SIGPIPE, SIG_IGN); /* a closed socket is an error return, not a death */
   if (loop_on_signal(h->loop, SIGHUP, on_signal, h) < 0) return -1;
   if (loop_on_signal(h->loop, SIGTERM, on_signal, h) < 0) return -1;

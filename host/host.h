@@ -19,18 +19,34 @@ typedef struct host {
   unsigned inflight;     /* holds taken by in-flight work (HTTP requests, workflows) */
   uint64_t stop_timeout_ms;
   loop_timer_t stop_deadline;
-  int hook_refs[3];      /* Lua callbacks for HUP, TERM, and stop-drained; LUA_NOREF if none */
+  /* Hot reload (reload.c): the candidate state waits here while the running one quiesces. */
+  lua_State *reload_next;
+  char *reload_snapshot;
+  size_t reload_snapshot_len;
+  uint64_t reload_started_ms;
+  loop_timer_t reload_swap;
 } host_t;
 
-enum { HOST_HOOK_HUP, HOST_HOOK_TERM, HOST_HOOK_DRAINED };
+/* Signal hooks live in each Lua state's registry under these keys, so a candidate state
+ * being validated during a reload can never replace the running state's hooks. */
+#define HOST_HOOK_HUP "rotator.hook.HUP"
+#define HOST_HOOK_TERM "rotator.hook.TERM"
 
+/* A zeroed host bound to loop, with its timers initialised: a loop_timer_t must be
+ * initialised before any stop or start, and a zeroed one would look armed. */
+void host_init(host_t *h, loop_t *loop);
 host_t *host_from_lua(lua_State *L);
 void host_exit(host_t *h, int code);       /* leave the loop with this exit code */
 void host_hold(host_t *h);                 /* one more piece of in-flight work */
 void host_release(host_t *h);              /* finishes one; may complete a graceful stop */
 void host_begin_stop(host_t *h, const char *why);
-/* Route HUP, TERM and INT through the loop and prepare the stop-deadline timer; call
- * once, before the first host_begin_stop(). */
+/* Route HUP, TERM and INT through the loop. */
 int host_watch_signals(host_t *h);
+/* Hot reload: build a fresh state from scripts/ and policies/, validate it, let the
+ * running state quiesce and hand over its in-flight work, then swap. On any failure the
+ * running state keeps going and the error is logged. Returns 0 if a reload started. */
+int host_reload(host_t *h, const char *why);
+void host_reload_init(host_t *h);
+void host_reload_cleanup(host_t *h);
 
 #endif

@@ -8,6 +8,7 @@
  *   host.list_dir(path) -> {names}        sorted, dot-files left out; nil, msg on error
  *   host.read_file(path) -> string        nil, msg on error (msg names the path)
  *   host.pid()                            this process's id
+ *   host.reload()                         start a hot reload (see host.h); false if busy
  *   host.sha256_hex(data)                 hex digest, e.g. of a policy file for `status`
  *   host.config                           scripts_dir, policies_dir, state_dir, version */
 #include <dirent.h>
@@ -33,17 +34,17 @@ static int fail(lua_State *L, const char *path) {
 
 static int h_on_signal(lua_State *L) {
   static const char *const names[] = {"HUP", "TERM", NULL};
+  static const char *const keys[] = {HOST_HOOK_HUP, HOST_HOOK_TERM};
   int which = luaL_checkoption(L, 1, NULL, names);
-  host_t *h = host_from_lua(L);
-  int hook = which == 0 ? HOST_HOOK_HUP : HOST_HOOK_TERM;
-  luaL_unref(L, LUA_REGISTRYINDEX, h->hook_refs[hook]);
-  h->hook_refs[hook] = LUA_NOREF;
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    lua_pushvalue(L, 2);
-    h->hook_refs[hook] = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  lua_setfield(L, LUA_REGISTRYINDEX, keys[which]);
   return 0;
+}
+
+static int h_reload(lua_State *L) {
+  lua_pushboolean(L, host_reload(host_from_lua(L), "request") == 0);
+  return 1;
 }
 
 static int h_exit(lua_State *L) {
@@ -165,7 +166,7 @@ static void set_str(lua_State *L, const char *k, const char *v) {
 static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
-    {"read_file", h_read_file}, {"pid", h_pid}, {"sha256_hex", h_sha256_hex}, {NULL, NULL}};
+    {"read_file", h_read_file}, {"pid", h_pid}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
   luaL_newmetatable(L, HOLD_MT);

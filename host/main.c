@@ -169,16 +169,17 @@ static void export_globals(const globals_t *g) {
 
 static int run_engine(globals_t *g, int argc, char **argv) {
   static char sbuf[PATH_MAX], pbuf[PATH_MAX];
-  host_t h = {0};
-  h.scripts_dir = g->scripts ? g->scripts : beside_binary("scripts", sbuf, sizeof sbuf);
-  h.policies_dir = g->policies ? g->policies : beside_binary("policies", pbuf, sizeof pbuf);
-  h.state_dir = g->state_dir;
-  if (parse_stop_timeout(g->stop_timeout, &h.stop_timeout_ms) < 0) return 2;
-  h.loop = loop_new();
-  if (!h.loop) {
+  host_t h;
+  loop_t *loop = loop_new();
+  if (!loop) {
     fprintf(stderr, "rotator: cannot create the event loop: %s\n", strerror(errno));
     return 1;
   }
+  host_init(&h, loop);
+  h.scripts_dir = g->scripts ? g->scripts : beside_binary("scripts", sbuf, sizeof sbuf);
+  h.policies_dir = g->policies ? g->policies : beside_binary("policies", pbuf, sizeof pbuf);
+  h.state_dir = g->state_dir;
+  if (parse_stop_timeout(g->stop_timeout, &h.stop_timeout_ms) < 0) { loop_free(loop); return 2; }
   int code = cmd_engine(&h, argc, argv);
   loop_free(h.loop);
   return code;

@@ -26,4 +26,11 @@ function M.main(name, args)
   return cmd.run(args)
 end
 
+-- Hot reload entry points called by the host (host/reload.c).
+local reload = require "reload"
+M.reload_prepare = reload.prepare
+M.reload_quiesce = reload.quiesce
+M.reload_adopt = reload.adopt
+M.reload_abort = reload.abort
+
 return M

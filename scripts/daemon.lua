@@ -18,7 +18,14 @@ function M.set_policies(set, flags)
   return true
 end
 
+-- Signal hooks belong to the running state: a reloaded state registers its own.
+local function register_hooks()
+  host.on_signal("HUP", function() host.reload() end)
+  host.on_signal("TERM", M.stop)
+end
+
 function M.start(opts)
+  register_hooks()
   M.started = true
   M.opts = opts
   log.info("daemon.ready", {
@@ -38,7 +45,29 @@ function M.start(opts)
   end
   intake.start({
     svc = services.new({ dry_run = opts.dry_run }),
-    rules = function() return M.rules end,
+    rules = function() -- Reload, running state: stop taking work and hand over. In-flight workflows are not yet
+-- carried over: they stop with this state and resume from their SQS message when it
+-- becomes visible again (idempotently: see workflow.lua).
+function M.quiesce(done)
+  intake.stop()
+  done({ opts = M.opts, workflows = {} })
+end
+
+-- Reload, new state: take the daemon over with the freshly validated policies.
+function M.adopt(set, state)
+  local ok, err = M.set_policies(set, state.opts.flags)
+  if not ok then return nil, err end
+  log.info("policies.loaded", { files = #set.files, rules = #M.rules })
+  M.start(state.opts)
+  return true
+end
+
+-- Reload failed after quiesce: take work again in this state.
+function M.resume()
+  if M.opts and M.opts.queue_url then M.start(M.opts) end
+end
+
+return M.rules end,
     dry_run = opts.dry_run or false,
     queue_url = opts.queue_url,
   })
@@ -48,6 +77,28 @@ function M.stop()
   log.info("daemon.stopping", { inflight = host.inflight() })
   M.started = false
   intake.stop()
+end
+
+-- Reload, running state: stop taking work and hand over. In-flight workflows are not yet
+-- carried over: they stop with this state and resume from their SQS message when it
+-- becomes visible again (idempotently: see workflow.lua).
+function M.quiesce(done)
+  intake.stop()
+  done({ opts = M.opts, workflows = {} })
+end
+
+-- Reload, new state: take the daemon over with the freshly validated policies.
+function M.adopt(set, state)
+  local ok, err = M.set_policies(set, state.opts.flags)
+  if not ok then return nil, err end
+  log.info("policies.loaded", { files = #set.files, rules = #M.rules })
+  M.start(state.opts)
+  return true
+end
+
+-- Reload failed after quiesce: take work again in this state.
+function M.resume()
+  if M.opts and M.opts.queue_url then M.start(M.opts) end
 end
 
 return M

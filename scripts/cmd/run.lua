@@ -44,20 +44,6 @@ local function load_policies()
   return policies.load(files)
 end
 
-local function reload()
-  local set, errs = load_policies()
-  if not set then
-    log.error("reload.failed", { error = table.concat(errs, "; "), result = "configuration not changed" })
-    return
-  end
-  local ok, derr = daemon.set_policies(set)
-  if not ok then
-    log.error("reload.failed", { error = derr, result = "configuration not changed" })
-    return
-  end
-  log.info("reload.ok", { files = #set.files, rules = #set.rules })
-end
-
 local function run(argv)
   local opts, pos = args.parse(argv, SPEC, "run")
   if not opts then io.stderr:write("rotator run: ", pos, "\n") return 2 end
@@ -72,8 +58,6 @@ local function run(argv)
     io.stderr:write("rotator run: ", derr, "\n")
     return 2
   end
-  host.on_signal("HUP", reload)
-  host.on_signal("TERM", daemon.stop)
   daemon.start({ queue_url = opts.queue_url or os.getenv("ROTATOR_QUEUE_URL"), dry_run = opts.dry_run,
     flags = opts })
 end

@@ -1,0 +1,38 @@
+-- The engine's half of a hot reload (the C half and the protocol: host/reload.c).
+--   prepare()      in the candidate state: load and validate every policy, as `check`
+--   quiesce(done)  in the running state: stop taking work, park workflows at a step
+--                  boundary, then done(snapshot) with the daemon's options and documents
+--   adopt(snap)    in the candidate state: become the daemon and carry the work on
+--   abort()        in the running state, if adopt failed: take work again
+local host = require "host"
+local json = require "json"
+local policies = require "policies"
+
+local M = {}
+local pending
+
+function M.prepare()
+  require "rules" -- rule validators, as at start
+  local files, err = policies.list(host.config.policies_dir)
+  if not files then return nil, err end
+  local set, errs = policies.load(files)
+  if not set then return nil, table.concat(errs, "; ") end
+  pending = set
+  return true
+end
+
+function M.quiesce(done)
+  local daemon = require "daemon"
+  daemon.quiesce(function(state) done(json.encode(state)) end)
+end
+
+function M.adopt(snapshot)
+  local state = assert(json.decode(snapshot))
+  return require("daemon").adopt(pending, state)
+end
+
+function M.abort()
+  require("daemon").resume()
+end
+
+return M
