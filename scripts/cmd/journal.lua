@@ -112,7 +112,7 @@ local function run(argv)
     end
   end
   local expect = sub == "show" and 2 or 1
-  if #pos ~= expect or not (sub == "list" or sub == "unfinished" or sub == "show") then
+  if #pos > expect or (sub == "show" and #pos < 2) or not (sub == "list" or sub == "unfinished" or sub == "show") then
     io.stderr:write(usage)
     return 2
   end
