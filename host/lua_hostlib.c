@@ -8,6 +8,7 @@
  *   host.list_dir(path) -> {names}        sorted, dot-files left out; nil, msg on error
  *   host.read_file(path) -> string        nil, msg on error (msg names the path)
  *   host.pid()                            this process's id
+ *   host.mkdir(path)                      mkdir -p, new folders 0700; nil, msg on error
  *   host.reload()                         start a hot reload (see host.h); false if busy
  *   host.sha256_hex(data)                 hex digest, e.g. of a policy file for `status`
  *   host.config                           scripts_dir, policies_dir, state_dir, version */
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "host.h"
 #include "modules.h"
@@ -135,6 +137,26 @@ static int h_read_file(lua_State *L) {
   return 1;
 }
 
+/* mkdir -p with mode 0700 for new folders (state directories hold the journal and the
+ * control socket). */
+static int h_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf) return luaL_argerror(L, 1, "empty or too long path");
+  memcpy(buf, path, n + 1);
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char c = *p;
+    *p = '\0';
+    if (mkdir(buf, 0700) < 0 && errno != EEXIST) return fail(L, buf);
+    *p = c;
+    if (c == '\0') break;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int h_pid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
   return 1;
@@ -166,7 +188,7 @@ static void set_str(lua_State *L, const char *k, const char *v) {
 static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
-    {"read_file", h_read_file}, {"pid", h_pid}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex}, {NULL, NULL}};
+    {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
   luaL_newmetatable(L, HOLD_MT);

@@ -44,6 +44,15 @@ static void log_failed(const char *stage, const char *err) {
   log_event(LOG_ERROR, "reload.failed", kv, 3);
 }
 
+/* Tell the running state how the reload went (cli.reload_report is optional). */
+static void report(lua_State *L, int ok, const char *info) {
+  char err[256];
+  lua_pushboolean(L, ok);
+  lua_pushstring(L, info);
+  if (call_cli(L, "reload_report", 2, 0, err, sizeof err) < 0 && !strstr(err, "no cli.reload_report"))
+    log_msg(LOG_WARN, "reload.report", "%s", err);
+}
+
 static void swap(loop_t *loop, loop_timer_t *t, void *ud);
 
 void host_reload_init(host_t *h) { loop_timer_init(&h->reload_swap, swap, h); }
@@ -63,6 +72,7 @@ static lua_State *prepare(host_t *h) {
   if (!L2) { log_failed("prepare", "out of memory"); return NULL; }
   if (call_cli(L2, "reload_prepare", 0, 2, err, sizeof err) < 0) {
     log_failed("prepare", err);
+    report(h->L, 0, err);
     lua_close(L2);
     return NULL;
   }
@@ -70,6 +80,7 @@ static lua_State *prepare(host_t *h) {
   if (!ok) {
     snprintf(err, sizeof err, "%s", luaL_optstring(L2, -1, "validation failed"));
     log_failed("validate", err);
+    report(h->L, 0, err);
     lua_close(L2);
     return NULL;
   }
@@ -99,6 +110,7 @@ static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now_ms() - h->reload_started_ms));
   log_kv_t kv[] = {{"duration_ms", ms}};
   log_event(LOG_INFO, "reload.ok", kv, 1);
+  report(h->L, 1, ms);
 }
 
 /* Step 2's callback: done(snapshot) from the running state. */

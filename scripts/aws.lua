@@ -12,6 +12,7 @@
 local core = require "aws_core"
 local json = require "json"
 local task = require "task"
+local clock = require "clock"
 
 local M = {}
 local waiting = {} -- call id -> {co | fn, service, action}
@@ -181,11 +182,31 @@ local function complete(w, ok, res)
   return v, rid
 end
 
+-- Observers see every finished call (the REPL's trace()): fn{service=, action=, ok=,
+-- code=, request_id=, ms=}. They must not raise; an error in one is logged and it is
+-- removed, so a broken observer cannot break calls.
+M.observers = {}
+
+local function notify(w, v, extra)
+  if not next(M.observers) then return end
+  local ev = { service = w.service, action = w.action, ok = v ~= nil,
+    ms = math.floor((clock.mono() - w.started) * 1000 + 0.5) }
+  if v ~= nil then ev.request_id = extra else ev.code, ev.request_id = extra.code, extra.request_id end
+  for key, fn in pairs(M.observers) do
+    local ok, err = pcall(fn, ev)
+    if not ok then
+      M.observers[key] = nil
+      require("log").warn("aws.observer_removed", { error = tostring(err) })
+    end
+  end
+end
+
 function M._dispatch(id, ok, res)
   local w = waiting[id]
   if not w then return end
   waiting[id] = nil
   local v, extra = complete(w, ok, res)
+  notify(w, v, extra)
   if w.co then task.resume(w.co, id, v, extra)
   else w.fn(v, extra) end
 end
@@ -197,7 +218,7 @@ local function start(service, action, params, opts, w)
   if not rq then return nil, new_error(service, action, { code = "SerializationError", message = proto }) end
   local id, err = core.start(rq)
   if not id then return nil, new_error(service, action, { code = "ClientError", message = err }) end
-  w.service, w.action, w.proto = service, action, proto
+  w.service, w.action, w.proto, w.started = service, action, proto, clock.mono()
   waiting[id] = w
   return id
 end

@@ -32,5 +32,6 @@ M.reload_prepare = reload.prepare
 M.reload_quiesce = reload.quiesce
 M.reload_adopt = reload.adopt
 M.reload_abort = reload.abort
+M.reload_report = reload.report
 
 return M

@@ -26,6 +26,7 @@ end
 
 function M.start(opts)
   register_hooks()
+  require("console").start() -- the REPL/status socket (kept across reloads)
   M.started = true
   M.opts = opts
   log.info("daemon.ready", {

@@ -31,6 +31,14 @@ function M.adopt(snapshot)
   return require("daemon").adopt(pending, state)
 end
 
+-- The host reports the outcome to the running state (after the swap, the new one), so
+-- `rotator status` can show the last reload.
+function M.report(ok, info)
+  local clock = require "clock"
+  require("console").last_reload = { ok = ok, at = clock.rfc3339(clock.now()),
+    [ok and "duration_ms" or "error"] = ok and tonumber(info) or info }
+end
+
 function M.abort()
   require("daemon").resume()
 end

@@ -72,7 +72,12 @@ local function eval(conn, s, src)
   s.gen = s.gen + 1
   s.busy = true
   local gen = s.gen
-  task.spawn(function() finish(conn, s, gen, table.pack(xpcall(fn, debug.traceback))) end)
+  task.spawn(function()
+    M.session = s -- helpers that stream into the session read this before they yield
+    local res = table.pack(xpcall(fn, debug.traceback))
+    finish(conn, s, gen, res)
+  end)
+  M.session = nil
 end
 
 local function cancel(conn, s)
@@ -112,7 +117,8 @@ local function handle(conn, kind, payload)
   if kind == "closed" then sessions[conn] = nil return end
   local s = sessions[conn]
   if not s then
-    s = { env = new_env(conn), gen = 0 }
+    s = { env = new_env(conn), gen = 0, conn = conn }
+    s.print = s.env.print
     sessions[conn] = s
   end
   if kind == "eval" then eval(conn, s, payload)
@@ -125,6 +131,11 @@ local function handle(conn, kind, payload)
 end
 
 M.handle = handle
+
+-- True once the session's connection has gone.
+function M.closed(session)
+  return sessions[session.conn] ~= session
+end
 
 M.helper("help", "help() lists these helpers", function()
   local names = {}
