@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "aws_endpoint.h"
+#include "creds.h"
 #include "http.h"
 #include "loop.h"
 
@@ -26,7 +27,7 @@ typedef struct aws_client aws_client_t;
 typedef struct {
   const char *service;      /* "dynamodb", "ssm", "sqs", "backup", "sts", "sns" */
   const char *action;       /* "DescribeTable" */
-  const char *region;       /* NULL: AWS_REGION, then AWS_DEFAULT_REGION */
+  const char *region;       /* NULL: resolved once per client through the chain (creds_region) */
   const char *method;       /* NULL: POST */
   const char *path;         /* NULL: "/"; restJson1 callers pass the expanded URI */
   const char *query;        /* without '?', or NULL */
@@ -61,11 +62,20 @@ typedef struct {
 
 typedef void (*aws_done_fn)(void *ud, const aws_result_t *r);
 
+/* Each client owns one credential provider (creds.h) on its loop and HTTP client. */
 aws_client_t *aws_client_new(loop_t *loop);
 void aws_client_free(aws_client_t *c);  /* in-flight calls are cancelled silently */
+/* The client's credential provider, e.g. for creds_describe(). Owned by the client. */
+creds_provider_t *aws_client_creds(aws_client_t *c);
 
-/* Starts a call; done runs later from the loop. Returns an id > 0, or 0 with a message in
- * err (unknown service, no region, no credentials, ...); done is then not called. */
+/* Starts a call; done runs later from the loop. Every attempt waits for credentials from
+ * the chain (and the first call for the region); a chain failure (no credentials, a
+ * profile that does not exist, an unreadable file, no region) finishes the call with
+ * code "CredentialsError" and the chain's message, which names the file or setting and
+ * never a secret. ExpiredToken/ExpiredTokenException/InvalidClientTokenId on a request
+ * with a session token drops the cached credentials and retries once.
+ * Returns an id > 0, or 0 with a message in err (unknown service, bad region or endpoint,
+ * out of memory); done is then not called. */
 uint64_t aws_call_start(aws_client_t *c, const aws_call_t *call, aws_done_fn done, void *ud,
                         char *err, size_t errlen);
 int aws_call_cancel(aws_client_t *c, uint64_t id);  /* 0, or -1 if unknown */
