@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "creds.h"
+#include "http.h"
+#include "loop.h"
+
 #define MAX_STDIN (16u * 1024u * 1024u) /* far above any AWS API request we build */
 #define DEFAULT_EXPIRES 3600u
 
@@ -222,22 +226,25 @@ typedef struct {
 } sign_opts;
 
 static void usage(FILE *f) {
-  fputs("usage: rotator sign --region REGION --service SERVICE [--time 2015-08-30T12:36:00Z]\n"
+  fputs("usage: rotator sign --service SERVICE [--region REGION] [--time 2015-08-30T12:36:00Z]\n"
         "                    [--query [--expires SECONDS]] [--sign-body] [--no-normalize]\n"
         "                    [--verbose] < request.txt\n"
         "\n"
         "Signs the raw HTTP request on stdin with AWS Signature Version 4 and prints it\n"
-        "signed. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the\n"
-        "optional AWS_SESSION_TOKEN.\n"
+        "signed. Credentials come from the AWS credential chain (environment, web identity,\n"
+        "AWS_PROFILE and the shared ~/.aws files, container or EC2 instance roles); see\n"
+        "`rotator whoami`.\n"
         "\n"
-        "  --region R        signing region, e.g. us-east-1\n"
+        "  --region R        signing region, e.g. us-east-1 (default: AWS_REGION,\n"
+        "                    AWS_DEFAULT_REGION or the profile's region)\n"
         "  --service S       signing name, e.g. dynamodb, ssm, sqs, backup, sts\n"
         "  --time T          signing time in UTC (default: now)\n"
         "  --query           presign: put the signature in the query string\n"
         "  --expires N       presigned lifetime in seconds (default 3600, max 604800)\n"
         "  --sign-body       add and sign an x-amz-content-sha256 header\n"
         "  --no-normalize    S3 style: keep the path as is, encode it once\n"
-        "  --verbose         print the canonical request and string to sign on stderr\n"
+        "  --verbose         print the credential source, the canonical request and the\n"
+        "                    string to sign on stderr\n"
         "\n"
         "Input: the request line, Name:value headers (Host is required), a blank line and\n"
         "the body. Example:\n"
@@ -302,30 +309,63 @@ static int parse_args(int argc, char **argv, sign_opts *o) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return usage(stdout), 1;
     if (parse_one(argc, argv, &i, o)) return 2;
   }
-  if (!o->region) return usage_error("--region is required", NULL);
   if (!o->service) return usage_error("--service is required", NULL);
   return 0;
 }
 
-/* The only place credentials come from: to be replaced by the full provider chain. */
-static int credentials_from_env(sigv4_credentials *c) {
-  static const char *const names[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"};
-  const char *vals[2];
-  for (int i = 0; i < 2; i++) {
-    vals[i] = getenv(names[i]);
-    if (vals[i] && *vals[i]) continue;
-    fprintf(stderr,
-            "rotator sign: %s is not set. Export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
-            "(and AWS_SESSION_TOKEN for temporary credentials), for example with\n"
-            "  eval \"$(aws configure export-credentials --format env)\"\n",
-            names[i]);
+/* ---- credentials and region from the chain ---- */
+
+typedef struct {
+  int creds_done, region_done, want_region;
+  creds_t creds;
+  char region[CREDS_REGION_MAX];
+  char err[CREDS_ERR_MAX];
+  char describe[CREDS_ERR_MAX];
+} chain_answer;
+
+static void on_chain_creds(void *ud, const creds_t *c, const char *err) {
+  chain_answer *a = ud;
+  a->creds_done = 1;
+  if (c) a->creds = *c;
+  else snprintf(a->err, sizeof a->err, "%s", err);
+}
+
+static void on_chain_region(void *ud, const char *region, const char *err) {
+  chain_answer *a = ud;
+  a->region_done = 1;
+  if (region) snprintf(a->region, sizeof a->region, "%s", region);
+  else if (!a->err[0]) snprintf(a->err, sizeof a->err, "%s", err);
+}
+
+/* Runs the loop until the chain has answered everything asked; 0, or -1 with a->err. */
+static int wait_chain(loop_t *loop, creds_provider_t *p, chain_answer *a) {
+  if (creds_get(p, on_chain_creds, a) != 0 ||
+      (a->want_region && creds_region(p, on_chain_region, a) != 0)) {
+    snprintf(a->err, sizeof a->err, "out of memory");
     return -1;
   }
-  const char *token = getenv("AWS_SESSION_TOKEN");
-  c->access_key_id = vals[0];
-  c->secret_access_key = vals[1];
-  c->session_token = token && *token ? token : NULL;
-  return 0;
+  while (!a->creds_done || (a->want_region && !a->region_done)) {
+    if (loop_run_once(loop, -1) < 0) {
+      snprintf(a->err, sizeof a->err, "event loop failure");
+      return -1;
+    }
+  }
+  creds_describe(p, a->describe, sizeof a->describe);
+  return a->err[0] ? -1 : 0;
+}
+
+/* Credentials (and the region when want_region) through a short-lived loop. */
+static int resolve_chain(chain_answer *a) {
+  int rc = -1;
+  loop_t *loop = loop_new();
+  http_client_t *http = loop ? http_client_new(loop) : NULL;
+  creds_provider_t *p = http ? creds_new(loop, http, NULL) : NULL;
+  if (!p) snprintf(a->err, sizeof a->err, "cannot set up the event loop and HTTP client");
+  else rc = wait_chain(loop, p, a);
+  creds_free(p);
+  http_client_free(http);
+  if (loop) loop_free(loop);
+  return rc;
 }
 
 /* Doubles *buf up to MAX_STDIN. */
@@ -420,18 +460,39 @@ static int load_request(rawreq *rq) {
   return rc;
 }
 
+static int sign_with(const sign_opts *o, const chain_answer *a) {
+  sigv4_params p;
+  rawreq rq;
+  if (params_from(o, &p)) return 2;
+  if (!o->region) p.region = a->region;
+  const creds_t *cr = &a->creds;
+  sigv4_credentials c = {cr->access_key_id, cr->secret_access_key,
+                         cr->session_token[0] ? cr->session_token : NULL};
+  if (o->verbose) fprintf(stderr, "--- credentials %s region=%s\n", a->describe, p.region);
+  if (load_request(&rq) != 0) return 1;
+  int rc = sign_and_print(&rq, &c, &p, o->verbose);
+  rawreq_free(&rq);
+  return rc;
+}
+
 int cmd_sign(int argc, char **argv) {
   sign_opts o;
-  sigv4_params p;
-  sigv4_credentials c;
-  rawreq rq;
   int rc = parse_args(argc, argv, &o);
   if (rc) return rc == 1 ? 0 : 2;
-  if (params_from(&o, &p)) return 2;
-  if (credentials_from_env(&c) != 0) return 1;
-  if (load_request(&rq) != 0) return 1;
-  rc = sign_and_print(&rq, &c, &p, o.verbose);
-  rawreq_free(&rq);
+  chain_answer *a = calloc(1, sizeof *a);
+  if (!a) {
+    fprintf(stderr, "rotator sign: out of memory\n");
+    return 1;
+  }
+  a->want_region = o.region == NULL;
+  if (resolve_chain(a) != 0) {
+    fprintf(stderr, "rotator sign: %s\n", a->err);
+    rc = 1;
+  } else {
+    rc = sign_with(&o, a);
+  }
+  explicit_bzero(a, sizeof *a);
+  free(a);
   sigv4_thread_cleanup();
   return rc;
 }
