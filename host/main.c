@@ -14,7 +14,10 @@
 
 typedef struct {
   const char *scripts, *policies, *state_dir, *log_format, *log_level, *stop_timeout;
+  int trace_aws;
 } globals_t;
+
+int cmd_whoami(int argc, char **argv); /* cmd_whoami.c */
 
 static const char USAGE[] =
     "usage: rotator [GLOBAL OPTIONS] COMMAND [ARGS]\n"
@@ -31,6 +34,7 @@ static const char USAGE[] =
     "  repl      attach a Lua REPL to the running daemon (--local: without a daemon)\n"
     "  status    the running daemon's status (--json)\n"
     "  journal   read the workflow journal without the daemon\n"
+    "  whoami    where AWS credentials, region and endpoints come from (--call: STS)\n"
     "  sign      sign a raw HTTP request with SigV4 (debug SignatureDoesNotMatch)\n"
     "  bench     micro-benchmarks (bench sign)\n"
     "  version   print the version\n"
@@ -43,6 +47,8 @@ static const char USAGE[] =
     "  --log-format F       text or json          (ROTATOR_LOG_FORMAT, default text)\n"
     "  --log-level L        debug|info|warn|error (ROTATOR_LOG_LEVEL, default info)\n"
     "  --stop-timeout SEC   graceful stop deadline (default 30)\n"
+    "  --trace-aws          log every AWS request and response, secrets redacted\n"
+    "                       (ROTATOR_TRACE_AWS=1)\n"
     "\n"
     "Examples:\n"
     "  rotator check\n"
@@ -83,6 +89,7 @@ static int take_global(globals_t *g, int argc, char **argv, int *i) {
 static int parse_globals(globals_t *g, int argc, char **argv) {
   int out = 1, i = 1;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+    if (!strcmp(argv[i], "--trace-aws")) { g->trace_aws = 1; continue; }
     int r = take_global(g, argc, argv, &i);
     if (r < 0) return -1;
     if (r == 0) argv[out++] = argv[i];
@@ -165,6 +172,7 @@ static void export_globals(const globals_t *g) {
   if (g->state_dir) setenv("ROTATOR_STATE_DIR", g->state_dir, 1);
   if (g->log_format) setenv("ROTATOR_LOG_FORMAT", g->log_format, 1);
   if (g->log_level) setenv("ROTATOR_LOG_LEVEL", g->log_level, 1);
+  if (g->trace_aws) setenv("ROTATOR_TRACE_AWS", "1", 1);
 }
 
 static int run_engine(globals_t *g, int argc, char **argv) {
@@ -213,6 +221,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "sign")) return cmd_sign(argc - 1, argv + 1);
+  if (!strcmp(cmd, "whoami")) return cmd_whoami(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
   if (!strcmp(cmd, "repl")) return cmd_repl(argc - 1, argv + 1, sock);
   if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1, sock);
