@@ -5,7 +5,7 @@
 #include <lua.h>
 
 int luaopen_rotator_re(lua_State *L);     /* lua_re.c: PCRE2 with Go-style replace */
-int luaopen_rotator_json(lua_State *L);   /* lua_json.c: lua-cjson with AWS conventions */
+int luaopen_rotator_json(lua_State *L);   /* lua_json.c: JSON codec with AWS conventions */
 int luaopen_rotator_clock(lua_State *L);  /* lua_clock.c: wall/monotonic, RFC 3339, layouts */
 int luaopen_rotator_timer(lua_State *L);  /* lua_timer.c: after/every on the event loop */
 int luaopen_rotator_log(lua_State *L);    /* lua_log.c: structured logging */
