@@ -2,12 +2,16 @@
 """aws.call, `rotator whoami` and `rotator sign` with credentials from the real chain:
 a shared credentials file + AWS_PROFILE against moto with signature checking on; a profile
 that does not exist, a missing region and an unreadable credentials file each give one
-clear error naming the profile, setting or file; whoami never prints the secret; sign
+clear error naming the profile, setting or file; an expired session token is resolved
+again and retried once; whoami never prints the secret; sign
 with a profile reproduces a case of the shared SigV4 suite. Only 127.0.0.1."""
+import http.server
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 ROOT = os.environ.get("ROTATOR_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -154,6 +158,64 @@ t.ok(p.returncode == 1 and 'profile "no-such-profile" not found' in p.stdout and
      "whoami with a missing profile: exit 1 and the chain's error", p.stdout + p.stderr[-800:])
 p = rotator(["whoami", "--help"], chain_env(creds, cfg))
 t.ok(p.returncode == 0 and "--call" in p.stdout and "Example" in p.stdout, "whoami --help shows the options and an example")
+
+# ---- an expired session token: credentials resolved again, one retry ------------------
+
+
+class ExpiringServer(http.server.BaseHTTPRequestHandler):
+    """DynamoDB stand-in: ExpiredTokenException for the first `expire` requests, then 200."""
+    tokens: list = []
+    expire = 1
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ExpiringServer.tokens.append(self.headers.get("X-Amz-Security-Token"))
+        if len(ExpiringServer.tokens) <= ExpiringServer.expire:
+            status, body = 400, {"__type": "com.amazon.coral.service#ExpiredTokenException",
+                                 "message": "The security token included in the request is expired"}
+        else:
+            status, body = 200, {"TableNames": []}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("x-amzn-RequestId", f"rid-{len(ExpiringServer.tokens)}")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def expiring_run(expire):
+    """aws.call through credential_process (a new session token per run) against the stand-in."""
+    ExpiringServer.tokens, ExpiringServer.expire = [], expire
+    counter = os.path.join(tmp.name, f"proc-count-{expire}")
+    script = write(f"proc-{expire}.sh", "#!/bin/sh\n"
+                   f"n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 )); echo $n > {counter}\n"
+                   'printf \'{"Version":1,"AccessKeyId":"AKIDPROC","SecretAccessKey":"proc-secret",'
+                   '"SessionToken":"tok-%s"}\' "$n"\n', mode=0o700)
+    cfg = write(f"proc-{expire}-config", f"[profile proc]\ncredential_process = {script}\n")
+    creds = write(f"proc-{expire}-credentials", "")
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ExpiringServer)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        env = chain_env(creds, cfg, profile="proc", endpoint=f"http://127.0.0.1:{srv.server_address[1]}")
+        return aws_eval(env, '"dynamodb", "ListTables", {}, {max_attempts = 1}')
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+p = expiring_run(expire=1)
+t.ok('"OK"' in p.stdout and ExpiringServer.tokens == ["tok-1", "tok-2"],
+     "ExpiredTokenException: credentials resolved again (a new token) and the call retried once",
+     f"tokens={ExpiringServer.tokens}\n{p.stdout}{p.stderr[-800:]}")
+p = expiring_run(expire=5)
+t.ok('"ExpiredTokenException"' in p.stdout and len(ExpiringServer.tokens) == 2,
+     "a token rejected again is not retried a second time", f"tokens={ExpiringServer.tokens}\n{p.stdout}")
+t.ok("proc-secret" not in p.stdout + p.stderr and "tok-" not in p.stdout + p.stderr,
+     "neither the secret nor the session token appears in the output")
 
 # ---- (f) sign with a profile reproduces a shared suite case ---------------------------
 
