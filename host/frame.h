@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 enum {
   FRAME_EVAL = 'e', FRAME_CANCEL = 'c', FRAME_STATUS = 's',
   FRAME_OUTPUT = 'o', FRAME_RESULT = 'r', FRAME_ERROR = 'x', FRAME_INCOMPLETE = 'i',
@@ -18,21 +20,11 @@ enum {
 #define FRAME_HEADER 5
 #define FRAME_MAX_PAYLOAD (4u << 20)
 
-/* A growable byte buffer for partial reads and queued writes. */
-typedef struct {
-  char *data;
-  size_t len, cap;
-} fbuf_t;
-
-int fbuf_append(fbuf_t *b, const void *p, size_t n);   /* 0, or -1 out of memory */
-void fbuf_consume(fbuf_t *b, size_t n);
-void fbuf_free(fbuf_t *b);
-
 /* Append one encoded frame to b. -1 if payload is too large or out of memory. */
-int frame_put(fbuf_t *b, int type, const char *payload, size_t len);
+int frame_put(buf_t *b, int type, const char *payload, size_t len);
 
 /* Parse one frame from the front of b: 1 and fills type/payload/len (payload points into
  * b; consume FRAME_HEADER + len afterwards), 0 if incomplete, -1 if malformed. */
-int frame_get(const fbuf_t *b, int *type, const char **payload, size_t *len);
+int frame_get(const buf_t *b, int *type, const char **payload, size_t *len);
 
 #endif

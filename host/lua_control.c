@@ -28,7 +28,7 @@ typedef struct conn {
   struct conn *next;
   int fd;
   lua_Integer id;
-  fbuf_t in, out;
+  buf_t in, out;
   int closing;            /* flush out, then close */
 } conn_t;
 
@@ -68,8 +68,8 @@ static void conn_drop(conn_t *c) {
   loop_unwatch(srv.h->loop, c->fd);
   close(c->fd);
   lua_Integer id = c->id;
-  fbuf_free(&c->in);
-  fbuf_free(&c->out);
+  buf_free(&c->in);
+  buf_free(&c->out);
   free(c);
   call_handler(id, "closed", NULL, 0);
 }
@@ -102,7 +102,7 @@ static int conn_dispatch(conn_t *c) {
     if (!kind) return -1;
     call_handler(id, kind, payload, len);
     if (find_conn(id) != c) return 0; /* the handler closed it */
-    fbuf_consume(&c->in, FRAME_HEADER + len);
+    buf_consume(&c->in, FRAME_HEADER + len);
   }
   return r;
 }
@@ -113,7 +113,7 @@ static void conn_read(conn_t *c) {
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) { conn_drop(c); return; }
   if (n < 0) return;
   lua_Integer id = c->id;
-  if (fbuf_append(&c->in, buf, (size_t)n) < 0 || conn_dispatch(c) < 0) {
+  if (buf_append(&c->in, buf, (size_t)n) < 0 || conn_dispatch(c) < 0) {
     if (find_conn(id) == c) conn_drop(c);
   }
 }
@@ -121,7 +121,7 @@ static void conn_read(conn_t *c) {
 static void conn_write(conn_t *c) {
   ssize_t n = write(c->fd, c->out.data, c->out.len);
   if (n < 0 && errno != EAGAIN && errno != EINTR) { conn_drop(c); return; }
-  if (n > 0) fbuf_consume(&c->out, (size_t)n);
+  if (n > 0) buf_consume(&c->out, (size_t)n);
   conn_update_interest(c);
 }
 
@@ -158,12 +158,12 @@ static int peer_allowed(int fd) {
   char msg[160], uid[24];
   int n = snprintf(msg, sizeof msg, "refused: uid %u is not the daemon's uid %u",
                    (unsigned)cred.uid, (unsigned)geteuid());
-  fbuf_t b = {0};
+  buf_t b = {0};
   if (n > 0 && frame_put(&b, FRAME_REFUSED, msg, (size_t)n) == 0) {
     ssize_t w = write(fd, b.data, b.len);
     (void)w;
   }
-  fbuf_free(&b);
+  buf_free(&b);
   snprintf(uid, sizeof uid, "%u", (unsigned)cred.uid);
   log_kv_t kv[] = {{"uid", uid}, {"pid", NULL}};
   char pid[24];
@@ -284,8 +284,8 @@ static int c_close(lua_State *L) {
     srv.conns = c->next;
     loop_unwatch(srv.h->loop, c->fd);
     close(c->fd);
-    fbuf_free(&c->in);
-    fbuf_free(&c->out);
+    buf_free(&c->in);
+    buf_free(&c->out);
     free(c);
   }
   if (srv.lfd >= 0) {

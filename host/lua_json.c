@@ -35,12 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua_buf.h"
 #include "modules.h"
 
 #define JSON_MAX_DEPTH 1000
 #define ARRAY_MT "rotator.json.array"
 #define OBJECT_MT "rotator.json.object"
-#define BUF_MT "rotator.json.buffer"
 #define PATH_SHOWN 12 /* path steps named in an encode error */
 
 enum { KIND_AUTO, KIND_ARRAY, KIND_OBJECT };
@@ -48,46 +48,11 @@ enum { KIND_AUTO, KIND_ARRAY, KIND_OBJECT };
 /* Malloc'ed buffer owned by a userdata (freed by __gc if an error unwinds).
  * Not luaL_Buffer: that needs a balanced Lua stack, and the encoder keeps
  * iteration keys on the stack while it appends. */
-typedef struct {
-  char *p;
-  size_t n, cap;
-} membuf_t;
+/* ---- output ---- */
 
-/* ---- buffer ---- */
+static void put(lua_State *L, buf_t *b, const char *p, size_t n) { lbuf_put(L, b, p, n); }
 
-static int membuf_gc(lua_State *L) {
-  membuf_t *b = luaL_checkudata(L, 1, BUF_MT);
-  free(b->p);
-  b->p = NULL;
-  return 0;
-}
-
-static membuf_t *push_membuf(lua_State *L) {
-  membuf_t *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  luaL_setmetatable(L, BUF_MT);
-  return b;
-}
-
-static void membuf_grow(lua_State *L, membuf_t *b, size_t n) {
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap - b->n < n) {
-    if (cap > ((size_t)-1) / 2) luaL_error(L, "json: out of memory");
-    cap *= 2;
-  }
-  char *q = realloc(b->p, cap);
-  if (!q) luaL_error(L, "json: out of memory");
-  b->p = q;
-  b->cap = cap;
-}
-
-static void put(lua_State *L, membuf_t *b, const char *p, size_t n) {
-  if (n > b->cap - b->n) membuf_grow(L, b, n);
-  if (n) memcpy(b->p + b->n, p, n);
-  b->n += n;
-}
-
-static void putc1(lua_State *L, membuf_t *b, char c) { put(L, b, &c, 1); }
+static void putc1(lua_State *L, buf_t *b, char c) { put(L, b, &c, 1); }
 
 /* ---- table kinds ---- */
 
@@ -127,7 +92,7 @@ static lua_Integer count_keys(lua_State *L, int idx, lua_Integer *max) {
 
 typedef struct {
   lua_State *L;
-  membuf_t *b;
+  buf_t *b;
   int depth;
   struct {
     int key_idx;         /* stack index of the object key, or 0 */
@@ -322,9 +287,9 @@ static int encode_protected(lua_State *L) {
   enc_t e; /* ~16 KB, on the C stack: no allocation per call */
   e.L = L;
   e.depth = 0;
-  e.b = push_membuf(L);
+  e.b = lbuf_push(L);
   enc_value(&e, 1);
-  lua_pushlstring(L, e.b->p ? e.b->p : "", e.b->n);
+  lua_pushlstring(L, e.b->data ? e.b->data : "", e.b->len);
   return 1;
 }
 
@@ -335,7 +300,7 @@ typedef struct {
   const char *s;
   size_t len, pos;
   int depth;
-  membuf_t *scratch; /* unescaped string contents */
+  buf_t *scratch; /* unescaped string contents */
 } dec_t;
 
 static void dec_fail(dec_t *d, const char *what) {
@@ -438,7 +403,7 @@ static void dec_escape(dec_t *d) {
 static void dec_string(dec_t *d) {
   size_t run = ++d->pos; /* start of the bytes not yet copied */
   int escaped = 0;
-  d->scratch->n = 0;
+  d->scratch->len = 0;
   for (;;) {
     if (d->pos >= d->len) dec_fail(d, "unterminated string");
     unsigned char c = (unsigned char)d->s[d->pos];
@@ -455,7 +420,7 @@ static void dec_string(dec_t *d) {
   }
   if (escaped) {
     put(d->L, d->scratch, d->s + run, d->pos - run);
-    lua_pushlstring(d->L, d->scratch->p, d->scratch->n);
+    lua_pushlstring(d->L, d->scratch->data, d->scratch->len);
   } else {
     lua_pushlstring(d->L, d->s + run, d->pos - run);
   }
@@ -590,7 +555,7 @@ static void dec_value(dec_t *d) {
 static int decode_protected(lua_State *L) {
   dec_t d = {L, NULL, 0, 0, 0, NULL};
   d.s = lua_tolstring(L, 1, &d.len);
-  d.scratch = push_membuf(L);
+  d.scratch = lbuf_push(L);
   dec_value(&d);
   skip_ws(&d);
   if (d.pos < d.len) dec_fail(&d, "unexpected data after the JSON value");
@@ -654,10 +619,6 @@ static void make_metatables(lua_State *L) {
   luaL_newmetatable(L, OBJECT_MT);
   lua_pushliteral(L, "object");
   lua_setfield(L, -2, "__jsontype");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, BUF_MT);
-  lua_pushcfunction(L, membuf_gc);
-  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 }
 

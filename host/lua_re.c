@@ -44,66 +44,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua_buf.h"
 #include "modules.h"
 #include "regex.h"
 
 #define REGEX_MT "rotator.re.regex"
 #define CACHE_MT "rotator.re.cache"
-#define BUF_MT "rotator.re.buffer"
 #define CACHE_CAPACITY 256
 #define LOCAL_GROUPS 16 /* offsets of up to this many groups are copied on the C stack */
 
 typedef struct {
   rx_cache_t *cache;
 } cache_box_t;
-
-/* Malloc'ed output buffer owned by a userdata, so a Lua error cannot leak it. */
-typedef struct {
-  char *p;
-  size_t n, cap;
-} membuf_t;
-
-/* ---- helpers ---- */
-
-static int membuf_sink(void *ctx, const char *p, size_t n) {
-  membuf_t *b = ctx;
-  if (n > b->cap - b->n) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->n < n) {
-      if (cap > ((size_t)-1) / 2) return -1;
-      cap *= 2;
-    }
-    char *q = realloc(b->p, cap);
-    if (!q) return -1;
-    b->p = q;
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->n, p, n);
-  b->n += n;
-  return 0;
-}
-
-static int membuf_gc(lua_State *L) {
-  membuf_t *b = luaL_checkudata(L, 1, BUF_MT);
-  free(b->p);
-  b->p = NULL;
-  return 0;
-}
-
-static membuf_t *push_membuf(lua_State *L) {
-  membuf_t *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  luaL_setmetatable(L, BUF_MT);
-  return b;
-}
-
-/* Replaces the membuf on the stack top by its contents as a string. */
-static void membuf_to_string(lua_State *L, membuf_t *b) {
-  lua_pushlstring(L, b->p ? b->p : "", b->n);
-  free(b->p);
-  b->p = NULL;
-  lua_remove(L, -2);
-}
 
 /* Pushes s with control bytes as \xHH, for error messages. */
 static const char *push_printable(lua_State *L, const char *s, size_t len) {
@@ -318,9 +270,9 @@ static int do_replace(lua_State *L, rx_t *rx, int s_idx, int t_idx) {
   rx_error_t err;
   /* The sink only touches malloc'ed memory, so no Lua code (finalizers) can
    * run between a match and the expansion that reads its offsets. */
-  membuf_t *b = push_membuf(L);
-  if (rx_replace(rx, s, len, t, tlen, membuf_sink, b, &err) < 0) raise_match_error(L, &err);
-  membuf_to_string(L, b);
+  buf_t *b = lbuf_push(L);
+  if (rx_replace(rx, s, len, t, tlen, lbuf_sink, b, &err) < 0) raise_match_error(L, &err);
+  lbuf_to_string(L, b);
   return 1;
 }
 
@@ -427,9 +379,9 @@ static int f_replace(lua_State *L) {
 static int f_quote(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  membuf_t *b = push_membuf(L);
-  if (rx_quote_meta(s, len, membuf_sink, b) != 0) luaL_error(L, "re: out of memory");
-  membuf_to_string(L, b);
+  buf_t *b = lbuf_push(L);
+  if (rx_quote_meta(s, len, lbuf_sink, b) != 0) luaL_error(L, "re: out of memory");
+  lbuf_to_string(L, b);
   return 1;
 }
 
@@ -474,10 +426,6 @@ static void make_metatables(lua_State *L) {
   lua_pop(L, 1);
   luaL_newmetatable(L, CACHE_MT);
   lua_pushcfunction(L, cache_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, BUF_MT);
-  lua_pushcfunction(L, membuf_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 }

@@ -27,7 +27,7 @@ static void on_sigint(int sig) {
 }
 
 static int send_frame(int fd, int type, const char *p, size_t n) {
-  fbuf_t b = {0};
+  buf_t b = {0};
   int rc = frame_put(&b, type, p, n);
   for (size_t off = 0; rc == 0 && off < b.len;) {
     ssize_t w = write(fd, b.data + off, b.len - off);
@@ -35,13 +35,13 @@ static int send_frame(int fd, int type, const char *p, size_t n) {
     if (w <= 0) rc = -1;
     else off += (size_t)w;
   }
-  fbuf_free(&b);
+  buf_free(&b);
   return rc;
 }
 
 /* Read one frame into *in; returns its type, or -1 on EOF/error. Ctrl-C while waiting
  * sends a cancel frame once and keeps waiting for the daemon's final answer. */
-static int recv_frame(int fd, fbuf_t *in, const char **payload, size_t *len) {
+static int recv_frame(int fd, buf_t *in, const char **payload, size_t *len) {
   for (;;) {
     int type, r = frame_get(in, &type, payload, len);
     if (r == 1) return type;
@@ -58,7 +58,7 @@ static int recv_frame(int fd, fbuf_t *in, const char **payload, size_t *len) {
     char buf[4096];
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || fbuf_append(in, buf, (size_t)n) < 0) return -1;
+    if (n <= 0 || buf_append(in, buf, (size_t)n) < 0) return -1;
   }
 }
 
@@ -82,7 +82,7 @@ static int connect_socket(const char *path) {
 
 /* Send one chunk and print the answer. Returns the final frame type, or -1. */
 static int exchange(int fd, int type, const char *chunk, size_t n) {
-  fbuf_t in = {0};
+  buf_t in = {0};
   const char *p;
   size_t len;
   int t = send_frame(fd, type, chunk, n) < 0 ? -1 : 0;
@@ -95,10 +95,10 @@ static int exchange(int fd, int type, const char *chunk, size_t n) {
       if (t != FRAME_OUTPUT && p[len - 1] != '\n') fputc('\n', out);
     }
     fflush(out);
-    fbuf_consume(&in, FRAME_HEADER + len);
+    buf_consume(&in, FRAME_HEADER + len);
     if (t != FRAME_OUTPUT) break;
   }
-  fbuf_free(&in);
+  buf_free(&in);
   if (t < 0) fprintf(stderr, "rotator: the daemon closed the connection\n");
   return t;
 }
@@ -129,13 +129,13 @@ static int repl_loop(int fd) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   if (tty) printf("rotator %s REPL: help() lists helpers, Ctrl-D leaves.\n", ROTATOR_VERSION);
-  fbuf_t chunk = {0};
+  buf_t chunk = {0};
   int rc = 0;
   char *line;
   while ((line = read_line(tty, chunk.len ? ">> " : "> ")) != NULL) {
     interrupted = 0;
-    if (chunk.len) fbuf_append(&chunk, "\n", 1);
-    if (fbuf_append(&chunk, line, strlen(line)) < 0) { free(line); rc = 1; break; }
+    if (chunk.len) buf_append(&chunk, "\n", 1);
+    if (buf_append(&chunk, line, strlen(line)) < 0) { free(line); rc = 1; break; }
     if (tty && *line) add_history(line);
     free(line);
     int t = exchange(fd, FRAME_EVAL, chunk.data, chunk.len);
@@ -143,7 +143,7 @@ static int repl_loop(int fd) {
     if (t != FRAME_INCOMPLETE) chunk.len = 0;
   }
   if (tty && hist[0]) write_history(hist);
-  fbuf_free(&chunk);
+  buf_free(&chunk);
   return rc;
 }
 
