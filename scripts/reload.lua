@@ -27,8 +27,11 @@ function M.quiesce(done)
 end
 
 function M.adopt(snapshot)
-  local state = assert(json.decode(snapshot))
-  return require("daemon").adopt(pending, state)
+  local state, err = json.decode(snapshot)
+  if type(state) ~= "table" then error("reload: the snapshot does not decode: " .. tostring(err), 0) end
+  local ok, err = require("daemon").adopt(pending, state)
+  if not ok then error("reload: adopt failed: " .. tostring(err), 0) end
+  return true
 end
 
 -- The host reports the outcome to the running state (after the swap, the new one), so

@@ -4,6 +4,7 @@
 -- and answers with a plausible result instead. In offline mode (replay --dry-run) read
 -- calls fail with code "DryRunOffline" instead of touching the network, so a plan needs
 -- no credentials. Tests may pass `backend` (a function with aws.call's contract).
+-- svc:call_cb(service, action, params, opts, fn) -> cancel: the same with a callback.
 --   local svc = services.new { dry_run = true, offline = true }
 --   local res, request_id = svc:call("dynamodb", "DescribeTable", { TableName = "t" })
 --   -- or nil, err  with err = {code, message, status, request_id, retryable, ...}
@@ -80,16 +81,18 @@ function M.new(opts)
   }, Svc)
 end
 
-function Svc:plan_line(key, params)
-  return '{"call":' .. assert(json.encode(key)) .. ',"input":' .. assert(json.encode(params)) .. "}"
+-- opts.reason (e.g. retention's "beyond the newest 2") is appended as "reason".
+function Svc:plan_line(key, params, opts)
+  local reason = opts and opts.reason and ',"reason":' .. assert(json.encode(tostring(opts.reason))) or ""
+  return '{"call":' .. assert(json.encode(key)) .. ',"input":' .. assert(json.encode(params)) .. reason .. "}"
 end
 
 function Svc:call(service, action, params, opts)
   local key = service .. "." .. action
   self.calls = self.calls + 1
   if self.dry_run and M.MUTATING[key] then
-    self.planned[#self.planned + 1] = { call = key, input = params }
-    self.emit(self:plan_line(key, params))
+    self.planned[#self.planned + 1] = { call = key, input = params, reason = opts and opts.reason }
+    self.emit(self:plan_line(key, params, opts))
     local planner = PLANNED[key]
     return planner and planner(params) or {}, "dry-run"
   end
@@ -98,6 +101,28 @@ function Svc:call(service, action, params, opts)
   end
   self.backend = self.backend or default_backend()
   return self.backend(service, action, params, opts)
+end
+
+-- The same call with a callback, cancellable: returns cancel() (which drops the answer).
+-- With the real AWS client the request itself is aborted (aws.cancel); a test backend
+-- runs in a task.
+function Svc:call_cb(service, action, params, opts, fn)
+  local cancelled = false
+  local function deliver(v, e) if not cancelled then fn(v, e) end end
+  local key = service .. "." .. action
+  if not self.backend and not self.offline and not (self.dry_run and M.MUTATING[key]) then
+    local ok, aws = pcall(require, "aws")
+    if ok then
+      self.calls = self.calls + 1
+      local id = aws.call_cb(service, action, params, opts, deliver)
+      return function()
+        cancelled = true
+        if id then aws.cancel(id) end
+      end
+    end
+  end
+  require("task").spawn(function() deliver(self:call(service, action, params, opts)) end)
+  return function() cancelled = true end
 end
 
 return M

@@ -16,6 +16,11 @@ start is fatal (exit 2). `kill -HUP` reloads them; a broken reload keeps the old
 logs the error with file:line. `kill -TERM` stops taking work, lets in-flight work finish
 (up to --stop-timeout) and exits 0.
 
+Every workflow step is journaled (fsync'd) in the state directory (--state-dir) before
+its effect is acknowledged; on start, unfinished workflows resume from their last step.
+Several daemons may share one queue: the SQS message is the claim, and a job abandoned
+by a dead instance resumes on another idempotently.
+
 Options:
   --queue-url URL   SQS queue subscribed to the AWS Backup topic (ROTATOR_QUEUE_URL)
   --dry-run         make no mutating AWS call; print each planned call as JSON
@@ -27,7 +32,8 @@ Options:
 Tuning (environment): ROTATOR_WAIT_FIRST (5), ROTATOR_WAIT_MAX (60),
 ROTATOR_WAIT_DEADLINE (86400), ROTATOR_MAX_RESTORES (50),
 ROTATOR_RESTORES_PER_SECOND (10), ROTATOR_LIMIT_BACKOFF (120),
-ROTATOR_VISIBILITY_TIMEOUT (300), ROTATOR_HEARTBEAT (120)
+ROTATOR_VISIBILITY_TIMEOUT (300), ROTATOR_HEARTBEAT (120),
+ROTATOR_QUIESCE_TIMEOUT (60: how long a reload waits for AWS calls in flight)
 
 Example:
   rotator run --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
@@ -58,8 +64,12 @@ local function run(argv)
     io.stderr:write("rotator run: ", derr, "\n")
     return 2
   end
-  daemon.start({ queue_url = opts.queue_url or os.getenv("ROTATOR_QUEUE_URL"), dry_run = opts.dry_run,
-    flags = opts })
+  local started, serr = daemon.start({ queue_url = opts.queue_url or os.getenv("ROTATOR_QUEUE_URL"),
+    dry_run = opts.dry_run, flags = opts })
+  if not started then
+    io.stderr:write("rotator run: ", tostring(serr), "\n")
+    return 2
+  end
 end
 
 return { usage = usage, run = run }

@@ -238,4 +238,67 @@ return {
     workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
       deadline = 5, restores_per_second = 1000 })
   end,
+
+  -- Journal: every transition is recorded; a document re-armed from the journal in the
+  -- wait state waits for the restore instead of starting another.
+  journal_records_and_resume_waits_instead_of_restoring = function()
+    local store = require "store"
+    local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
+    local s <close> = assert(store.open(dir))
+    local aws = fake({ creating_polls = 1 })
+    aws.ctx.store = s
+    local doc = workflow.run(record({ backup_job_id = "job-j" }), RULE, aws.ctx)
+    T.eq(doc.Status, "Complete", doc.Error)
+    local steps = {}
+    for _, h in ipairs(s:history("job-j")) do steps[#steps + 1] = h.step end
+    T.eq(steps[1], "Accepted")
+    T.eq(steps[2], "Restore Started")
+    T.eq(steps[#steps], "Complete")
+    assert(s:get("job-j").finished, "finished in the journal")
+    -- a workflow journaled after its restore started: resume, no second restore
+    local row = s:history("job-j")[2]
+    local d = require("json").decode(require("json").encode(row.doc))
+    d.WorkflowId, d.BackupJobId = "job-k", "job-k"
+    local wf = workflow.rearm(d, workflow.rule_for(d, { RULE }), aws.ctx)
+    T.eq(workflow.await(wf).Status, "Complete")
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 1)
+    os.execute("rm -rf " .. dir)
+  end,
+
+  crash_before_the_restore_was_recorded_finds_its_table = function()
+    local aws = fake({ creating_polls = 0 })
+    T.eq(workflow.run(record(), RULE, aws.ctx).Status, "Complete")
+    -- the journal still says "Restore Backup" (killed between the call and the record)
+    local doc = workflow.run(record(), RULE, aws.ctx)
+    T.eq(doc.Status, "Complete", doc.Error)
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 2) -- the 2nd answered TableAlreadyExists ...
+    assert(doc.Steps[1].Error and doc.Steps[1].Error:find("TableAlreadyExists"), "... and was recognised as ours")
+  end,
+
+  quiesce_parks_at_step_boundaries_and_rearm_carries_on = function()
+    workflow.configure({ first_poll = 0.05, max_poll = 0.05, deadline = 5, restores_per_second = 1000 })
+    local aws = fake({ creating_polls = 3 })
+    local wfs = {}
+    for i = 1, 5 do
+      wfs[i] = workflow.start(record({ backup_job_id = "job-p" .. i, start_epoch = 1795575600 + i * 3600 }), RULE, aws.ctx)
+    end
+    require("task").sleep(0.07)
+    local parked = require("task").future()
+    workflow.quiesce(function() parked:set(true) end)
+    T.eq(parked:wait(), true)
+    local docs = workflow.snapshot()
+    T.eq(#docs, 5)
+    local calls = #aws.calls
+    require("task").sleep(0.2)
+    T.eq(#aws.calls, calls, "parked workflows make no call")
+    local copy = require("json").decode(require("json").encode(docs))
+    workflow.reset()
+    local again = {}
+    for i, d in ipairs(copy) do again[i] = workflow.rearm(d, workflow.rule_for(d, { RULE }), aws.ctx) end
+    for _, wf in ipairs(again) do T.eq(workflow.await(wf).Status, "Complete") end
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 5, "one restore per job")
+    for _, wf in ipairs(wfs) do T.eq(wf.finished, nil, "the parked handle never finishes") end
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+      deadline = 5, restores_per_second = 1000 })
+  end,
 }
