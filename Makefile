@@ -23,7 +23,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HEADERS   := $(wildcard host/*.h) tests/tap.h
 
-.PHONY: all deps test test-run asan bench demo install clean check-venv
+.PHONY: all deps test asan valgrind bench demo install clean
 
 all: $(OUT) $(UNIT_BINS)
 
@@ -56,6 +56,11 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ROTATOR=$(CURDIR)/build/asan/rotator ROTATOR_BUILD=$(CURDIR)/build/asan ./tests/run
+
+# The C unit tests under valgrind: any leak or invalid access fails the run.
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	@ROTATOR_ROOT=$(CURDIR) prove --exec 'valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9' $(UNIT_BINS)
 
 bench: deps
 	@$(MAKE) --no-print-directory all
