@@ -16,6 +16,9 @@
 --   wait_for_active default true; false stops after starting the restore when there is
 --                   no ssm_parameter (the original tool's behaviour)
 --   iam_role_arn    role AWS Backup assumes for StartRestoreJob (backup-managed points)
+--   tags, copy_ttl, pitr, deletion_protection, validation   after ACTIVE (post_restore.lua)
+--   retention       { keep = N, max_age = "7d" } old copies (retention.lua)
+--   alert_topic_arn SNS topic a failed workflow publishes to (alerts.lua)
 -- The first rule whose source_pattern matches wins. The name gets the backup start time
 -- in UTC, "-YYYYMMDD-HH-mm-ss", and must satisfy DynamoDB's naming rule.
 local re = require "re"
@@ -31,7 +34,13 @@ local KNOWN = {
   target_name = "function", restore = "table|function", after_active = "function",
   wait_for_active = "boolean", iam_role_arn = "string", _where = "string", _file = "string",
   _default = "boolean",
+  -- post-restore settings, validation, retention, alerts (post_restore.lua and friends)
+  tags = "table", copy_ttl = "boolean", pitr = "boolean", deletion_protection = "boolean",
+  validation = "table", retention = "table", alert_topic_arn = "string",
 }
+
+-- Modules validating their own rule fields (required lazily: they require this one).
+local FIELD_VALIDATORS = { "post_restore", "validation", "retention", "alerts" }
 
 local RESTORE_KEYS = {
   BillingModeOverride = true, SSESpecificationOverride = true, GlobalSecondaryIndexOverride = true,
@@ -64,6 +73,10 @@ function M.validate(rule)
   end
   if rule.ssm_parameter and not rule.ssm_parameter:match("^/") and rule.ssm_parameter:find("/", 1, true) then
     return ("ssm_parameter %q: a hierarchical name must start with '/'"):format(rule.ssm_parameter)
+  end
+  for _, mod in ipairs(FIELD_VALIDATORS) do
+    local msg = require(mod).validate_rule(rule)
+    if msg then return msg end
   end
 end
 
