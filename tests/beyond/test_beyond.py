@@ -145,6 +145,36 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
     t.eq([p["input"]["TableName"] for p in deletes], [copy(2)], "dry run plans deleting the copy beyond keep=2")
     t.ok(deletes and "beyond the newest 2" in deletes[0].get("reason", ""), "planned DeleteTable carries its reason", deletes)
     t.ok(emu.describe_table(copy(2)) is not None and emu.describe_table(copy(5)) is None, "dry run deleted and restored nothing")
+
+    # rotator setup, twice, with the operator's (admin) keys: one queue (+ DLQ), one subscription.
+    sns = emu.admin_client("sns")
+    topic = sns.create_topic(Name="backup-notifications-setup")["TopicArn"]
+    admin_env = bed.env_for_rotator(emu, keys=emu.admin_keys)
+    runs = [subprocess.run([ROTATOR, "--log-level", "warn", "setup", "--topic-arn", topic, "--queue-name", "rotator-setup-events"],
+                           env=admin_env, capture_output=True, text=True, timeout=60) for _ in range(2)]
+    t.eq([r.returncode for r in runs], [0, 0], "setup runs twice with status 0")
+    first, second = runs[0].stdout, runs[1].stdout
+    t.ok(first.count("created") == 3, "first run creates the DLQ, the queue and the subscription")
+    t.ok("created" not in second and "updated" not in second, "second run changes nothing")
+    t.ok('"Sid": "ConsumeBackupNotifications"' in second, "setup prints the IAM policy")
+    sqs = emu.admin_client("sqs")
+    queues = sqs.list_queues(QueueNamePrefix="rotator-setup-events").get("QueueUrls", [])
+    t.eq(sorted(q.rsplit("/", 1)[1] for q in queues), ["rotator-setup-events", "rotator-setup-events-dlq"], "one queue and its DLQ")
+    subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    t.eq(len(subs), 1, "one subscription")
+    if subs:
+        attrs = sns.get_subscription_attributes(SubscriptionArn=subs[0]["SubscriptionArn"])["Attributes"]
+        t.eq(json.loads(attrs.get("FilterPolicy", "{}")), {"EventType": ["BACKUP_JOB"], "State": ["COMPLETED"]}, "filter policy set")
+    qurl = [q for q in queues if q.endswith("/rotator-setup-events")][0] if queues else None
+    qa = sqs.get_queue_attributes(QueueUrl=qurl, AttributeNames=["All"])["Attributes"] if qurl else {}
+    t.ok("rotator-setup-events-dlq" in qa.get("RedrivePolicy", "") and topic in qa.get("Policy", ""),
+         "queue has the redrive policy and the topic's send permission")
+    # The topic delivers into the new queue (the subscription and queue policy work).
+    sns.publish(TopicArn=topic, Message="hello", MessageAttributes={
+        "EventType": {"DataType": "String", "StringValue": "BACKUP_JOB"}, "State": {"DataType": "String", "StringValue": "COMPLETED"}})
+    got = wait_until(lambda: sqs.receive_message(QueueUrl=qurl, WaitTimeSeconds=1).get("Messages"), 10) if qurl else None
+    t.ok(got, "a matching notification reaches the queue")
     if t.failed:
+        t.diag("setup stdout:\n" + first + "\n---\n" + second + runs[0].stderr + runs[1].stderr)
         t.diag(log_text[-8000:])
 sys.exit(t.done())

@@ -1,0 +1,296 @@
+-- rotator setup --topic-arn ARN [--queue-name NAME] [--max-receive-count N]: creates (or
+-- checks) what Rotator needs around it, with the operator's (admin) credentials:
+--   the dead-letter queue NAME-dlq; the queue NAME with RedrivePolicy to it and a Policy
+--   letting the topic send; the topic's sqs subscription to the queue with the filter
+--   policy {"EventType":["BACKUP_JOB"],"State":["COMPLETED"]}.
+-- Each resource is read first and only what differs is changed, so a second run changes
+-- nothing ("unchanged" lines). Then it prints the IAM policy Rotator's own identity needs.
+local log = require "log"
+local args = require "args"
+local json = require "json"
+local task = require "task"
+local host = require "host"
+
+local M = {}
+
+local usage = [==[
+usage: rotator setup --topic-arn ARN [--queue-name rotator-backup-events]
+                     [--max-receive-count 5] [--policy-only]
+
+Creates or checks, with the credentials in the environment (an operator's, not Rotator's
+least-privilege identity): the SQS queue with a dead-letter queue (NAME-dlq, after
+--max-receive-count receives), the queue policy allowing the AWS Backup SNS topic to send,
+and the topic's subscription with the filter policy
+{"EventType":["BACKUP_JOB"],"State":["COMPLETED"]}. Re-running changes nothing. Prints one
+line per resource (created / updated / unchanged), the queue URL for `rotator run
+--queue-url`, then the IAM policy Rotator needs (--policy-only prints just that).
+Needs sqs:GetQueueUrl, CreateQueue, GetQueueAttributes, SetQueueAttributes and
+sns:ListSubscriptionsByTopic, Subscribe, GetSubscriptionAttributes,
+SetSubscriptionAttributes.
+]==]
+
+M.FILTER_POLICY = { EventType = { "BACKUP_JOB" }, State = { "COMPLETED" } }
+
+-- README.md's iam-policy block, verbatim (tests/lua/setup_test.lua keeps them equal).
+M.IAM_POLICY = [==[
+{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "ConsumeBackupNotifications",
+      "Effect": "Allow",
+      "Action": [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl"
+      ],
+      "Resource": "arn:aws:sqs:*:*:rotator-backup-events"
+    },
+    {
+      "Sid": "ListTables",
+      "Effect": "Allow",
+      "Action": "dynamodb:ListTables",
+      "Resource": "*"
+    },
+    {
+      "Sid": "ReadBackups",
+      "Effect": "Allow",
+      "Action": [
+        "dynamodb:DescribeBackup",
+        "dynamodb:RestoreTableFromBackup"
+      ],
+      "Resource": "arn:aws:dynamodb:*:*:table/*/backup/*"
+    },
+    {
+      "Sid": "ReadSourceTableSettings",
+      "Effect": "Allow",
+      "Action": [
+        "dynamodb:DescribeTable",
+        "dynamodb:DescribeTimeToLive",
+        "dynamodb:ListTagsOfResource"
+      ],
+      "Resource": "arn:aws:dynamodb:*:*:table/*"
+    },
+    {
+      "Sid": "RestoreIntoAndManageStagingCopies",
+      "Effect": "Allow",
+      "Action": [
+        "dynamodb:RestoreTableFromBackup",
+        "dynamodb:DescribeTable",
+        "dynamodb:ListTagsOfResource",
+        "dynamodb:TagResource",
+        "dynamodb:DeleteTable",
+        "dynamodb:UpdateTimeToLive",
+        "dynamodb:DescribeTimeToLive",
+        "dynamodb:UpdateContinuousBackups",
+        "dynamodb:UpdateTable",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem"
+      ],
+      "Resource": "arn:aws:dynamodb:*:*:table/*-staging-*"
+    },
+    {
+      "Sid": "PublishTableArn",
+      "Effect": "Allow",
+      "Action": [
+        "ssm:PutParameter",
+        "ssm:GetParameter"
+      ],
+      "Resource": "arn:aws:ssm:*:*:parameter/rotator/*"
+    },
+    {
+      "Sid": "RestoreBackupManagedRecoveryPoints",
+      "Effect": "Allow",
+      "Action": "backup:StartRestoreJob",
+      "Resource": "arn:aws:backup:*:*:recovery-point:*"
+    },
+    {
+      "Sid": "TrackRestoreJobs",
+      "Effect": "Allow",
+      "Action": [
+        "backup:DescribeRestoreJob",
+        "backup:PutRestoreValidationResult"
+      ],
+      "Resource": "*"
+    },
+    {
+      "Sid": "PassRestoreRoleToBackup",
+      "Effect": "Allow",
+      "Action": "iam:PassRole",
+      "Resource": "arn:aws:iam::*:role/rotator-backup-restore",
+      "Condition": {
+        "StringEquals": {
+          "iam:PassedToService": "backup.amazonaws.com"
+        }
+      }
+    },
+    {
+      "Sid": "Alert",
+      "Effect": "Allow",
+      "Action": "sns:Publish",
+      "Resource": "arn:aws:sns:*:*:rotator-alerts"
+    }
+  ]
+}]==]
+
+local SPEC = { ["--topic-arn"] = "string", ["--queue-name"] = "string", ["--max-receive-count"] = "string",
+  ["--policy-only"] = "bool" }
+
+local Fail = {}
+local function check(what, res, err)
+  if res then return res end
+  error(setmetatable({ msg = ("%s: %s"):format(what, tostring(err)) }, Fail), 0)
+end
+
+local function say(kind, what, detail)
+  io.stdout:write(("%-9s %s%s\n"):format(kind, what, detail and ("  " .. detail) or ""))
+  log.info("setup." .. kind, { resource = what, detail = detail })
+end
+
+---------------------------------------------------------------- comparisons (pure)
+local function canon(v)
+  if type(v) == "string" then
+    local ok, d = pcall(json.decode, v)
+    if ok and type(d) == "table" then v = d end
+  end
+  if type(v) ~= "table" then return tostring(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local out = {}
+  for _, k in ipairs(keys) do out[#out + 1] = tostring(k) .. "=" .. canon(v[k]) end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+
+-- The attributes of want whose value differs in have (JSON compared by meaning).
+function M.diff(have, want)
+  local d, n = {}, 0
+  for k, v in pairs(want) do
+    if have[k] == nil or canon(have[k]) ~= canon(v) then d[k], n = v, n + 1 end
+  end
+  return n > 0 and d or nil
+end
+
+function M.queue_policy(queue_arn, topic_arn)
+  return assert(json.encode({ Version = "2012-10-17", Statement = { {
+    Sid = "AllowBackupTopic", Effect = "Allow", Principal = { Service = "sns.amazonaws.com" },
+    Action = "sqs:SendMessage", Resource = queue_arn,
+    Condition = { ArnEquals = { ["aws:SourceArn"] = topic_arn } } } } }))
+end
+
+---------------------------------------------------------------- SQS
+local function queue_url(name)
+  local res, err = require("aws").call("sqs", "GetQueueUrl", { QueueName = name })
+  if res then return res.QueueUrl end
+  local code = type(err) == "table" and err.code or ""
+  if code:match("NonExistentQueue") or code:match("QueueDoesNotExist") then return nil end
+  check("GetQueueUrl " .. name, nil, err)
+end
+
+local function queue_arn(url)
+  local res = check("GetQueueAttributes " .. url,
+    require("aws").call("sqs", "GetQueueAttributes", { QueueUrl = url, AttributeNames = { "All" } }))
+  return res.Attributes or {}
+end
+
+-- Creates the queue or brings its attributes to `want` (a function of the queue's ARN).
+local function ensure_queue(name, want_of)
+  local aws = require "aws"
+  local url = queue_url(name)
+  if not url then
+    local res = check("CreateQueue " .. name, aws.call("sqs", "CreateQueue", { QueueName = name }))
+    url = res.QueueUrl
+    say("created", "sqs queue " .. name, url)
+  end
+  local attrs = queue_arn(url)
+  local want = want_of(attrs.QueueArn)
+  local d = M.diff(attrs, want)
+  if d then
+    check("SetQueueAttributes " .. name, aws.call("sqs", "SetQueueAttributes", { QueueUrl = url, Attributes = d }))
+    local keys = {}
+    for k in pairs(d) do keys[#keys + 1] = k end
+    table.sort(keys)
+    say("updated", "sqs queue " .. name, table.concat(keys, ","))
+  else
+    say("unchanged", "sqs queue " .. name)
+  end
+  return url, attrs.QueueArn
+end
+
+---------------------------------------------------------------- SNS
+local function find_subscription(topic, endpoint)
+  local aws, token = require "aws", nil
+  repeat
+    local res = check("ListSubscriptionsByTopic " .. topic,
+      aws.call("sns", "ListSubscriptionsByTopic", { TopicArn = topic, NextToken = token }))
+    local subs = res.Subscriptions or {}
+    for _, s in ipairs(subs) do
+      if s.Protocol == "sqs" and s.Endpoint == endpoint then return s.SubscriptionArn end
+    end
+    token = res.NextToken
+  until not token or token == ""
+end
+
+-- The filter policy is set on creation, and re-asserted (same value: a no-op for SNS) on an
+-- existing subscription: aws.lua's XML decoder keeps one <entry> of a map, so
+-- GetSubscriptionAttributes cannot be compared reliably.
+local function ensure_subscription(topic, qarn)
+  local aws = require "aws"
+  local arn = find_subscription(topic, qarn)
+  local created = not arn
+  if created then
+    local res = check("Subscribe " .. topic, aws.call("sns", "Subscribe", { TopicArn = topic, Protocol = "sqs",
+      Endpoint = qarn, ReturnSubscriptionArn = true }))
+    arn = res.SubscriptionArn
+  end
+  local want = { FilterPolicyScope = "MessageAttributes", FilterPolicy = assert(json.encode(M.FILTER_POLICY)) }
+  for _, name in ipairs({ "FilterPolicyScope", "FilterPolicy" }) do
+    check("SetSubscriptionAttributes " .. name, aws.call("sns", "SetSubscriptionAttributes",
+      { SubscriptionArn = arn, AttributeName = name, AttributeValue = want[name] }))
+  end
+  say(created and "created" or "unchanged", "sns subscription " .. tostring(arn), "filter policy " .. want.FilterPolicy)
+end
+
+---------------------------------------------------------------- the command
+local function setup(opts)
+  local name = opts.queue_name or "rotator-backup-events"
+  local max = tostring(math.tointeger(tonumber(opts.max_receive_count or "5")) or 5)
+  local _, dlq_arn = ensure_queue(name .. "-dlq", function() return {} end)
+  local url, qarn = ensure_queue(name, function(arn)
+    return { Policy = M.queue_policy(arn, opts.topic_arn),
+      RedrivePolicy = assert(json.encode({ deadLetterTargetArn = dlq_arn, maxReceiveCount = max })) }
+  end)
+  ensure_subscription(opts.topic_arn, qarn)
+  io.stdout:write("\nqueue url: ", url, "\n")
+end
+
+local function run(argv)
+  local opts, pos = args.parse(argv, SPEC, "setup")
+  if not opts then io.stderr:write("rotator setup: ", pos, "\n") return 2 end
+  if opts.policy_only then io.stdout:write(M.IAM_POLICY, "\n") return 0 end
+  if not opts.topic_arn or not opts.topic_arn:match("^arn:[%w-]+:sns:") then
+    io.stderr:write("rotator setup: --topic-arn ARN (the AWS Backup SNS topic) is required\n", usage)
+    return 2
+  end
+  task.spawn(function()
+    local ok, err = pcall(setup, opts)
+    if not ok then
+      io.stderr:write("rotator setup: ", type(err) == "table" and err.msg or tostring(err), "\n")
+      io.stdout:flush()
+      return host.exit(1)
+    end
+    io.stdout:write("\nIAM policy for Rotator's identity (adjust the resource names):\n", M.IAM_POLICY, "\n")
+    io.stdout:flush()
+    host.exit(0)
+  end)
+end
+
+M.usage, M.run = usage, run
+return M
