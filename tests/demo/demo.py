@@ -191,10 +191,10 @@ class LogWatcher:
 
 
 def _pdeathsig():
-    """In the child: get SIGTERM when the demo dies, even by SIGKILL."""
+    """In the child: killed when the demo dies abruptly (SIGKILL); normal paths SIGTERM it first."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 
@@ -292,6 +292,8 @@ def main(argv: list[str]) -> int:
     # into the finally blocks below (rotator stopped, emulator stopped).
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupted)
+    # Explicitly: a shell starting us in the background (`run &`) leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     import bed  # after the handlers (bed installs its own on the first Emulator start)
 
@@ -360,8 +362,8 @@ def main(argv: list[str]) -> int:
                 failure = f"rotator exited with status {proc.returncode} before the workflow completed"
                 break
             if time.monotonic() > deadline:
-                failure = (f"timed out: no completed workflow {args.timeout:g} s after the notification "
-                           "(rotator is running but the restore did not finish)")
+                failure = (f"timed out: the workflow had not completed {args.timeout:g} s after the "
+                           "notification (rotator was still running; a slow machine? try --timeout 60)")
                 break
             time.sleep(0.05)
         if failed and not failure:
@@ -370,7 +372,7 @@ def main(argv: list[str]) -> int:
         say()
         if failure:
             say(f"Result       FAILED: {failure}")
-            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            tail = log_path.read_text(errors="replace").splitlines()[-12:]
             if tail:
                 say("             last rotator log lines:")
                 for line in tail:
@@ -439,8 +441,8 @@ def main(argv: list[str]) -> int:
     say()
     say(f"Stopped      rotator: {stopped}; emulator stopped")
     say(f"Full log     {log_path}")
-    say(f"Journal      {rotator if rotator.startswith('/') else rotator} --state-dir {state} journal show {job_id}"
-        if proc is not None else f"Journal      {state}")
+    if proc is not None and (state / "journal.db").exists():
+        say(f"Journal      {rotator} --state-dir {state} journal show {job_id}")
     say(f"Demo took    {secs(time.monotonic() - T0)}")
     if failure:
         return 130 if failure.startswith("interrupted") else 1
