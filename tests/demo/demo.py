@@ -111,7 +111,8 @@ def describe(ev: dict) -> str:
         extra = f" (skipped: {ev['skipped']})" if ev.get("skipped") else ""
         return f"post-restore: {ev.get('step')}{extra}"
     if e == "ssm.updated":
-        return f"PutParameter {ev.get('parameter')} = {ev.get('value')}"
+        value = str(ev.get("value", ""))
+        return f"PutParameter {ev.get('parameter')} = ...:{value.rsplit(':', 1)[-1]}"
     if e == "workflow.complete":
         return f"workflow complete in {ev.get('seconds')} s"
     if e == "workflow.failed":
@@ -125,7 +126,8 @@ def describe(ev: dict) -> str:
     return f"{e} {detail}".rstrip()
 
 
-QUIET = {"intake.started", "creds.resolved", "journal.opened", "journal.resumed"}
+# restore.complete follows the ACTIVE restore.status line at once: one line is enough.
+QUIET = {"intake.started", "creds.resolved", "journal.opened", "journal.resumed", "restore.complete"}
 
 
 def is_shown(ev: dict) -> bool:
@@ -226,8 +228,8 @@ def stop_rotator(proc: subprocess.Popen, emu) -> str:
     emu.stop()  # ends the long poll in flight
     try:
         rc = proc.wait(15)
-        return (f"SIGTERM, exit {rc} in {secs(time.monotonic() - t)} "
-                "(stopping the emulator ended its 20 s SQS long poll)")
+        return (f"SIGTERM, exit {rc} in {secs(time.monotonic() - t)}; emulator: stopped\n"
+                "             (stopping the emulator ended rotator's 20 s SQS long poll)")
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -397,7 +399,7 @@ def main(argv: list[str]) -> int:
             wf_seconds = (doc or {}).get("Seconds") or done.get("seconds")
 
             say(f"Result       {'OK' if not problems else 'FAILED'}: {SOURCE} restored to {target}"
-                f" in {wf_seconds} s")
+                f" (workflow: {wf_seconds} s)")
             say()
             say(f"Workflow {job_id}")
             rows = step_rows(doc, watcher)
@@ -405,6 +407,8 @@ def main(argv: list[str]) -> int:
             say(f"  {'step':<{w0}}  {'started (UTC)':<13}  {'took':>9}  note")
             for name, started, took, note in rows:
                 say(f"  {name:<{w0}}  {started:<13}  {took:>9}  {note}".rstrip())
+            if isinstance(wf_seconds, (int, float)) or (isinstance(wf_seconds, str) and wf_seconds):
+                say(f"  {'total':<{w0}}  {'':<13}  {float(wf_seconds):>7.3f} s  the whole workflow")
             say()
             wname = max(len(SOURCE), len(target or ""))
             say(f"Source table    {SOURCE:<{wname}}  {src_n:>6} items")
@@ -439,7 +443,9 @@ def main(argv: list[str]) -> int:
             pass
         emu.stop()
     say()
-    say(f"Stopped      rotator: {stopped}; emulator stopped")
+    if "emulator:" not in stopped:
+        stopped += "; emulator: stopped"
+    say(f"Stopped      rotator: {stopped}")
     say(f"Full log     {log_path}")
     if proc is not None and (state / "journal.db").exists():
         say(f"Journal      {rotator} --state-dir {state} journal show {job_id}")
