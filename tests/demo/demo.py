@@ -315,7 +315,7 @@ def main(argv: list[str]) -> int:
 
     say("Rotator demo: a DynamoDB backup restored end to end on a local AWS emulator")
     say("=" * 78)
-    emu = bed.Emulator()
+    emu = bed.Emulator(keep_log=True)  # its log is copied to DIR/moto.log, then removed
     proc = None
     stopped = "not started"
     failure = None
@@ -435,13 +435,13 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if proc is not None:
             stopped = stop_rotator(proc, emu)
-        try:
-            moto_log = emu.log_text()
-            if moto_log:
-                (out_dir / "moto.log").write_text(moto_log)
-        except OSError:
-            pass
         emu.stop()
+        if emu.log_path is not None:
+            try:
+                shutil.copyfile(emu.log_path, out_dir / "moto.log")
+            except OSError:
+                pass
+            shutil.rmtree(emu.log_path.parent, ignore_errors=True)
     say()
     if "emulator:" not in stopped:
         stopped += "; emulator: stopped"
