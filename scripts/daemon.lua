@@ -59,13 +59,13 @@ end
 
 -- Re-arm documents (journal or snapshot): restores already started first, so they take
 -- their owed admission slots before new ones queue.
-local function rearm_all(docs, ctx)
+local function rearm_all(docs, ctx, quiet)
   table.sort(docs, function(a, b)
     local wa, wb = a.Phase ~= "Restore Backup", b.Phase ~= "Restore Backup"
     if wa ~= wb then return wa end
     return (a.StartedAt or 0) < (b.StartedAt or 0)
   end)
-  for _, doc in ipairs(docs) do workflow.rearm(doc, workflow.rule_for(doc, M.rules), ctx) end
+  for _, doc in ipairs(docs) do workflow.rearm(doc, workflow.rule_for(doc, M.rules), ctx, quiet) end
   return #docs
 end
 
@@ -112,7 +112,8 @@ function M.start(opts, handover)
   M.ctx = ctx
   ready(opts, ctx)
   if handover then
-    rearm_all(handover.workflows or {}, ctx)
+    local n = rearm_all(handover.workflows or {}, ctx, true)
+    log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}) })
   else
     local ok, rerr = resume_journal(ctx)
     if not ok then return nil, rerr end

@@ -13,7 +13,7 @@
 --   Complete | Error     final
 --
 --   M.start(rec, rule, ctx) -> wf      new workflow, journaled ("Accepted"), driven in a task
---   M.rearm(doc, rule, ctx) -> wf      carry on from a document (journal or reload snapshot)
+--   M.rearm(doc, rule, ctx[, quiet]) -> wf  carry on from a document (journal or reload snapshot)
 --   M.await(wf) -> doc                 wait (inside a task) until it is Complete or Error
 --   M.run(rec, rule, ctx) -> doc       start + await (replay, tests)
 --   M.live[id]                         workflows driven by this state
@@ -623,11 +623,12 @@ function M.start(rec, rule, ctx)
 end
 
 -- Carry a workflow on from its document: the same step, the remaining wait.
-function M.rearm(doc, rule, ctx)
+-- quiet: a reload handover (summarised by the daemon) logs each at debug level only.
+function M.rearm(doc, rule, ctx, quiet)
   local wf = handle(doc, rule)
   doc.Status, doc.Error = nil, nil
   if doc.Phase == "Wait for Restore" and not ctx.dry_run then acquire_slot(wf, true) end
-  log.info("workflow.rearmed", fields(doc, { phase = doc.Phase, rule = rules.label(rule),
+  log[quiet and "debug" or "info"]("workflow.rearmed", fields(doc, { phase = doc.Phase, rule = rules.label(rule),
     wait = doc.Phase == "Wait for Restore" and math.max(0, (doc.NextPollAt or 0) - clock.now()) or nil }))
   return spawn(ctx, wf)
 end
@@ -668,13 +669,15 @@ function M.quiesce(cb)
     return ids
   end
   function parking.check()
-    if called or #moving() > 0 then return end
+    if called or parking.bulk or next(moving()) then return end
     called = true
     cb()
   end
+  parking.bulk = true -- one check after the loop, not one per workflow
   for _, wf in pairs(M.live) do
     if wf.where ~= "step" and not wf.parked then park_blocked(wf) end
   end
+  parking.bulk = nil
   parking.check()
   return moving
 end
