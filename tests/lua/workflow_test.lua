@@ -61,6 +61,11 @@ local function fake(opts)
       assert(p.Overwrite == true and p.Type == "String", "PutParameter must overwrite a String")
       st.params[p.Name] = p.Value
       return { Version = 1 }, rid
+    elseif key == "dynamodb.DescribeTimeToLive" then
+      return { TimeToLiveDescription = { TimeToLiveStatus = "DISABLED" } }, rid
+    elseif key == "dynamodb.TagResource" or key == "dynamodb.UpdateTable" or key == "dynamodb.UpdateTimeToLive"
+      or key == "dynamodb.UpdateContinuousBackups" then
+      return {}, rid -- post-restore settings (issue 7): accepted, not modelled
     end
     error("fake AWS has no " .. key)
   end
@@ -186,7 +191,9 @@ return {
       iam_role_arn = "arn:aws:iam::123456789012:role/rotator-backup-restore" }
     local doc = workflow.run(rec, rule, ctx)
     T.eq(doc.Status, "Complete", doc.Error)
-    T.eq(#lines, 2)
+    -- restore first, SSM last (issue 7's post-restore settings may plan calls between)
+    T.eq(json.decode(lines[1]).call, "backup.StartRestoreJob")
+    lines = { lines[1], lines[#lines] }
     local first = json.decode(lines[1])
     T.eq(first.call, "backup.StartRestoreJob")
     T.eq(first.input.IdempotencyToken, "job-9")
