@@ -791,7 +791,9 @@ def env_for_rotator(emu: Emulator | None = None, endpoint: str | None = None,
     """The environment to run the rotator binary against the emulator (or a FaultProxy in
     front of it: endpoint=proxy.endpoint): base (default os.environ) without any AWS_*
     variable, plus AWS_ENDPOINT_URL, AWS_REGION, the least-privilege user's
-    AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and AWS_EC2_METADATA_DISABLED=true."""
+    AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and AWS_EC2_METADATA_DISABLED=true, and a fresh
+    private ROTATOR_STATE_DIR (a journal of its own: never the machine's /var/lib/rotator)
+    unless extra names one."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("AWS_")}
     if keys is None:
         if emu is None or emu.rotator_keys is None:
@@ -807,6 +809,7 @@ def env_for_rotator(emu: Emulator | None = None, endpoint: str | None = None,
         "AWS_ACCESS_KEY_ID": keys[0],
         "AWS_SECRET_ACCESS_KEY": keys[1],
         "AWS_EC2_METADATA_DISABLED": "true",
+        "ROTATOR_STATE_DIR": tempfile.mkdtemp(prefix="rotator-state-"),
     })
     env.update(extra or {})
     return env
