@@ -107,6 +107,7 @@ function M.start(opts, handover)
   local store, err = open_store(opts)
   if err then return nil, err end
   register_hooks()
+  require("console").start() -- the REPL/status socket (kept across reloads)
   M.started, M.opts = true, opts
   local ctx = context(opts, store)
   M.ctx = ctx
