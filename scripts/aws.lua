@@ -47,10 +47,16 @@ local function pct(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
+-- application/x-www-form-urlencoded, as the query protocol's servers decode and re-encode
+-- it when they check a signature: a space is "+", every other reserved byte %XX.
+local function form(s)
+  return (tostring(s):gsub("[^%w%-%._~ ]", function(c) return ("%%%02X"):format(c:byte()) end):gsub(" ", "+"))
+end
+
 -- query protocol: nested params flattened the way STS/SNS expect.
 local function flatten(prefix, v, out)
   if type(v) ~= "table" then
-    out[#out + 1] = pct(prefix) .. "=" .. pct(v == true and "true" or v == false and "false" or v)
+    out[#out + 1] = form(prefix) .. "=" .. form(v == true and "true" or v == false and "false" or v)
   elseif #v > 0 or (getmetatable(v) == json.array_mt) then
     for i, x in ipairs(v) do flatten(prefix .. ".member." .. i, x, out) end
   elseif prefix:match("MessageAttributes$") or prefix:match("Attributes$") then
@@ -58,7 +64,7 @@ local function flatten(prefix, v, out)
     for k in pairs(v) do keys[#keys + 1] = k end
     table.sort(keys)
     for i, k in ipairs(keys) do
-      out[#out + 1] = pct(prefix .. ".entry." .. i .. ".Name") .. "=" .. pct(k)
+      out[#out + 1] = form(prefix .. ".entry." .. i .. ".Name") .. "=" .. form(k)
       flatten(prefix .. ".entry." .. i .. ".Value", v[k], out)
     end
   else
@@ -70,7 +76,7 @@ local function flatten(prefix, v, out)
 end
 
 function M.query_body(action, version, params)
-  local out = { "Action=" .. pct(action), "Version=" .. pct(version) }
+  local out = { "Action=" .. form(action), "Version=" .. form(version) }
   local keys = {}
   for k in pairs(params or {}) do keys[#keys + 1] = k end
   table.sort(keys)

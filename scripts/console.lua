@@ -131,6 +131,8 @@ repl.helper("dry_run", "dry_run(file) plans a notification file through the poli
 repl.helper("trace", "trace([false]) streams AWS calls into this session", trace)
 repl.helper("reload", "reload() reloads scripts and policies (as kill -HUP)", reload)
 repl.helper("status", "status() the daemon's status as a table", repl.status)
+repl.helper("retention", "retention(rule_or_source) the copies retention would delete, and why",
+  function(which) return require("retention").plan(which) end)
 
 repl.status_source("policies", policy_files)
 repl.status_source("last_reload", function() return M.last_reload or "none since start" end)

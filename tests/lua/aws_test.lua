@@ -15,7 +15,7 @@ end
 
 S["query serialisation and XML decoding"] = function()
   T.eq(aws.query_body("Publish", "2010-03-31", { TopicArn = "arn:a b", Message = "x&y" }),
-    "Action=Publish&Version=2010-03-31&Message=x%26y&TopicArn=arn%3Aa%20b")
+    "Action=Publish&Version=2010-03-31&Message=x%26y&TopicArn=arn%3Aa+b")
   local doc = aws.xml_decode([[<?xml version="1.0"?>
 <AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult><Credentials><AccessKeyId>AKIA</AccessKeyId>
