@@ -235,12 +235,15 @@ with Servers() as s:
 
     # ---- cache, shared refresh, refresh before expiry -------------------------------------------
     s.clear()
-    s.state.expires_in = 4
-    out = check("refresh", imds, "--margin", "2", "--rounds", "3", "--sleep-ms", "1500", "--concurrent", "5")
+    # Expiration has whole seconds, so a lifetime of 8 s is 7 to 8 s. Round 2 (2.6 s in: 4.4
+    # to 5.4 s left) is well outside the 3 s margin, round 3 (5.2 s in: 1.8 to 2.8 s left)
+    # well inside it, each with over a second of slack for a loaded machine.
+    s.state.expires_in = 8
+    out = check("refresh", imds, "--margin", "3", "--rounds", "3", "--sleep-ms", "2600", "--concurrent", "5")
     akids = [c.get("akid") for c in creds_lines(out)]
     t.eq(akids[:5], ["ASIAIMDS1"] * 5, "5 concurrent callers share one fetch")
-    t.eq(akids[5:10], ["ASIAIMDS1"] * 5, "1.5 s later (2.5 s left, margin 2 s): served from the cache")
-    t.eq(akids[10:15], ["ASIAIMDS2"] * 5, "3 s later (1 s left, inside the margin): refreshed once")
+    t.eq(akids[5:10], ["ASIAIMDS1"] * 5, "2.6 s later (4.4 s or more left, margin 3 s): served from the cache")
+    t.eq(akids[10:15], ["ASIAIMDS2"] * 5, "5.2 s later (2.8 s or less left, inside the margin): refreshed once")
     t.eq(s.state.counts.get("imds"), 2, "two credential fetches in all")
     t.ok("describe source=imds access_key_id=ASIAIMDS2 session_token=yes expires=" in out,
          "creds_describe shows source, key id and expiry")
