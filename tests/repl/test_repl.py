@@ -4,7 +4,7 @@ The interactive session runs in a pty, as an operator's terminal would: a multi-
 chunk, the workflows() helper, an aws.call answered by moto (signatures checked), an
 error with a traceback that leaves the daemon running, and Ctrl-C abandoning a wait.
 The socket is created 0600, and a peer with another uid is refused (SO_PEERCRED)."""
-import json, os, pty, select, signal, socket, stat, struct, subprocess, sys, tempfile, time
+import json, os, pty, select, signal, socket, stat, subprocess, sys, tempfile, time
 
 ROOT = os.environ.get("ROTATOR_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("ROTATOR") or os.path.join(ROOT, "rotator")
@@ -49,10 +49,6 @@ class Pty:
             pass
         os.waitpid(self.pid, 0)
         os.close(self.fd)
-
-
-def frame(kind, payload=b""):
-    return struct.pack(">cI", kind, len(payload)) + payload
 
 
 with bed.Emulator() as emu:
@@ -122,9 +118,16 @@ with bed.Emulator() as emu:
                     os.setgid(65534)
                     os.setuid(65534)
                     s = socket.socket(socket.AF_UNIX)
+                    s.settimeout(10)
                     s.connect(sock)
-                    s.sendall(frame(b"e", b"return 1"))
-                    data = s.recv(4096)
+                    # The daemon answers a refused peer at once and hangs up: read first
+                    # (a write could meet the closed socket before the refusal is read).
+                    data = b""
+                    while True:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
                     code = 0 if data[:1] == b"n" and b"refused" in data else 2
                 finally:
                     os._exit(code)
