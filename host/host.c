@@ -32,6 +32,7 @@ static int run_hook(host_t *h, const char *hook, const char *what) {
 }
 
 static void finish_stop(host_t *h, const char *how) {
+  if (h->exit_requested) return; /* already finished, e.g. the stop hook released the last hold */
   char n[24];
   snprintf(n, sizeof n, "%u", h->inflight);
   log_kv_t kv[] = {{"how", how}, {"abandoned", n}};
@@ -42,7 +43,7 @@ static void finish_stop(host_t *h, const char *how) {
 
 void host_release(host_t *h) {
   if (h->inflight) h->inflight--;
-  if (h->stopping && h->inflight == 0 && !h->exit_requested) finish_stop(h, "drained");
+  if (h->stopping && h->inflight == 0) finish_stop(h, "drained");
 }
 
 static void on_stop_deadline(loop_t *loop, loop_timer_t *t, void *ud) {

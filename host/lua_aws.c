@@ -17,6 +17,7 @@
 typedef struct {
   host_t *h;
   aws_client_t *client;
+  lua_State *L;       /* main thread of the owning state: completions go there */
   int dispatcher;
 } laws_t;
 
@@ -59,7 +60,7 @@ static void push_result(lua_State *L, const aws_result_t *r) {
 
 static void on_done(void *ud, const aws_result_t *r) {
   laws_t *m = ud;
-  lua_State *L = m->h->L;
+  lua_State *L = m->L; /* the state that started the call, even during a reload */
   lua_rawgeti(L, LUA_REGISTRYINDEX, m->dispatcher);
   if (lua_isfunction(L, -1)) {
     lua_pushinteger(L, (lua_Integer)r->id);
@@ -170,7 +171,11 @@ static int l_protocol(lua_State *L) {
 
 static int m_gc(lua_State *L) {
   laws_t *m = luaL_checkudata(L, 1, AWS_MT);
-  aws_client_free(m->client); /* the state is closing: pending calls are dropped */
+  if (!m->client) return 0;
+  /* The state is closing: its pending calls are dropped, and so are their holds, or a
+   * later graceful stop would wait for calls that can never finish. */
+  for (size_t n = aws_call_pending(m->client); n > 0; n--) host_release(m->h);
+  aws_client_free(m->client);
   m->client = NULL;
   return 0;
 }
@@ -182,7 +187,9 @@ int luaopen_rotator_aws_core(lua_State *L) {
       {"retry_tokens", l_retry_tokens}, {"endpoint", l_endpoint}, {"protocol", l_protocol},
       {NULL, NULL}};
   laws_t *m = lua_newuserdatauv(L, sizeof *m, 0);
-  *m = (laws_t){.h = host_from_lua(L), .dispatcher = LUA_NOREF};
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  *m = (laws_t){.h = host_from_lua(L), .L = lua_tothread(L, -1), .dispatcher = LUA_NOREF};
+  lua_pop(L, 1);
   luaL_newmetatable(L, AWS_MT);
   lua_pushcfunction(L, m_gc);
   lua_setfield(L, -2, "__gc");

@@ -210,11 +210,12 @@ end
 -- come back after their visibility timeout.
 local function receive(ctx)
   local f = task.future()
+  M.receive_future = f
   M.cancel_receive = ctx.svc:call_cb("sqs", "ReceiveMessage", { QueueUrl = ctx.queue_url, WaitTimeSeconds = 20,
     MaxNumberOfMessages = 10, MessageAttributeNames = { "All" }, AttributeNames = { "All" },
     VisibilityTimeout = M.visibility }, nil, function(res, err) f:set(res, err) end)
   local res, err = f:wait()
-  M.cancel_receive = nil
+  M.cancel_receive, M.receive_future = nil, nil
   return res, err
 end
 
@@ -249,8 +250,16 @@ function M.start(ctx)
   task.spawn(poll_loop, ctx)
 end
 
+-- Graceful stop: take no new message. The long poll is cancelled rather than waited for
+-- (up to 20 s); a message SQS hands to it returns after its visibility timeout.
 function M.stop()
   M.stopping = true
+  if M.cancel_receive then
+    M.cancel_receive()
+    M.cancel_receive = nil
+    log.info("intake.receive_cancelled", { reason = "stop" })
+    if M.receive_future then M.receive_future:set(nil, "stopping") end
+  end
 end
 
 ---------------------------------------------------------------- hot reload

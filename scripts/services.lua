@@ -75,6 +75,7 @@ function M.new(opts)
     dry_run = opts.dry_run or false,
     offline = opts.offline or false,
     backend = opts.backend,
+    custom_backend = opts.backend ~= nil,
     emit = opts.emit or function(line) io.stdout:write(line, "\n") io.stdout:flush() end,
     planned = {},     -- every planned call, in order ({call=, input=})
     calls = 0,
@@ -110,7 +111,8 @@ function Svc:call_cb(service, action, params, opts, fn)
   local cancelled = false
   local function deliver(v, e) if not cancelled then fn(v, e) end end
   local key = service .. "." .. action
-  if not self.backend and not self.offline and not (self.dry_run and M.MUTATING[key]) then
+  -- A real AWS call (no test backend given to new()): use the cancellable callback form.
+  if not self.custom_backend and not self.offline and not (self.dry_run and M.MUTATING[key]) then
     local ok, aws = pcall(require, "aws")
     if ok then
       self.calls = self.calls + 1

@@ -110,15 +110,20 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         wait_until(lambda: pipe.queue.depth()["visible"] + pipe.queue.depth()["in_flight"] == 0, 30)
         t.eq(emu.get_parameter(PARAM), value, "SSM parameter keeps the newer backup's copy")
     finally:
+        stop_started = time.time()
         proc.send_signal(signal.SIGTERM)
         try:
             rc = proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = None
+        stop_took = time.time() - stop_started
         logf.close()
     t.eq(rc, 0, "SIGTERM stops the daemon cleanly")
     log_text = open(log_path).read()
+    # The idle daemon sits in a 20 s long poll: stopping cancels it instead of waiting.
+    t.ok("intake.receive_cancelled reason=stop" in log_text and stop_took < 15,
+         f"SIGTERM cancels the SQS long poll rather than waiting it out ({stop_took:.2f} s)")
     t.ok("notification.skipped" in log_text and "not a DynamoDB table" in log_text, "skips are logged with a reason")
     t.ok(emu.rotator_keys.secret_access_key not in log_text, "no secret in the log")
     if t.failed:
