@@ -574,6 +574,11 @@ local function finish(ctx, wf, ok, e)
   else
     doc.Status, doc.Phase, doc.Error = "Error", "Error", e.msg
     log.error("workflow.failed", fields(doc, { error = e.msg, request_id = e.request_id }))
+    -- Any failure alerts, once per workflow (alerts.lua deduplicates); an alert that cannot
+    -- be published is logged and never changes the outcome.
+    if wf.rule then
+      pcall(require("alerts").workflow_failed, ctx, doc, wf.rule, { msg = e.msg, request_id = e.request_id })
+    end
   end
   if ctx.store then
     local seq, err = ctx.store:record(doc, doc.Status)

@@ -116,6 +116,31 @@ return {
     T.eq(aws.count("ssm.PutParameter"), 0)
   end,
 
+  failed_restore_publishes_one_alert = function()
+    local topic = "arn:aws:sns:us-east-1:123456789012:rotator-alerts"
+    local aws = fake({ hook = function(key)
+      if key == "dynamodb.RestoreTableFromBackup" then
+        return nil, services.error("dynamodb", "RestoreTableFromBackup", "BackupNotFoundException", "gone",
+          { request_id = "rid-gone" })
+      elseif key == "sns.Publish" then
+        return { MessageId = "msg-1" }, "rid-sns"
+      end
+    end })
+    local rule = { name = "t", source_pattern = "-production$", replacement = "-staging",
+      ssm_parameter = "/rotator/t", alert_topic_arn = topic }
+    local doc = workflow.run(record({ backup_job_id = "job-alert" }), rule, aws.ctx)
+    T.eq(doc.Status, "Error")
+    T.eq(aws.count("sns.Publish"), 1, "one alert for a failed restore")
+    local alert
+    for _, c in ipairs(aws.calls) do if c.call == "sns.Publish" then alert = c.input end end
+    T.eq(alert.TopicArn, topic)
+    local body = json.decode(alert.Message)
+    T.eq({ body.source_table, body.request_id, body.table }, { "orders-production", "rid-gone",
+      "orders-staging-20261125-03-00-00" })
+    assert(body.error:find("BackupNotFoundException", 1, true), body.error)
+    T.eq(aws.count("ssm.PutParameter"), 0)
+  end,
+
   limit_exceeded_requeues_then_succeeds = function()
     local left = 2
     local aws = fake({ creating_polls = 0, hook = function(key)
