@@ -17,4 +17,13 @@ rule {
   -- target_name = function(ctx) return ctx.table_name:lower() .. "-copy" .. ctx.suffix end,
   -- after_active = function(ctx) --[[ ctx.table_arn, ctx.call(service, action, params) ]] end,
   -- wait_for_active = false,  -- with no ssm_parameter: stop after starting the restore
+
+  -- Beyond restore (README "Beyond restore"):
+  -- retention = { keep = 2, max_age = "7d" },        -- delete older Rotator-made copies
+  -- copy_ttl = true,                                  -- TTL from the source table
+  -- pitr = true,                                     -- point-in-time recovery on the copy
+  -- deletion_protection = false,
+  -- tags = { team = "orders" },
+  -- validation = { item_count = true, item_count_tolerance = 0.01, key_schema = true },
+  -- alert_topic_arn = "arn:aws:sns:us-east-1:123456789012:rotator-alerts",
 }
