@@ -51,7 +51,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy:
             proxy.wait_for(DESCRIBE, n=attempts, timeout=10)
         except TimeoutError:
             pass
-        reqs = sorted(proxy.requests(DESCRIBE), key=lambda r: r.seq)  # arrival order
+        reqs = sorted(proxy.requests(DESCRIBE), key=lambda r: r.start)  # arrival order
         seen = [r.fault for r in reqs]
         good = res.get("ok") == want_ok and len(reqs) == attempts and (faults is None or seen == faults)
         t.ok(good, f"{name}: {'answered' if want_ok else 'failed'} after {len(reqs)} attempt(s) {seen}",
