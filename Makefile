@@ -4,16 +4,13 @@ PKGS    := lua5.4 libcurl libpcre2-8 openssl libedit sqlite3
 BUILD   ?= build
 OUT     ?= rotator
 PREFIX  ?= /usr/local
-VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
-GITREV  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 OPT     ?= -O2 -g
 # Recursively expanded on purpose: pkg-config runs when a recipe needs it, after `deps`.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
-             -Ihost -DROTATOR_VERSION='"$(VERSION)"' -DROTATOR_GITREV='"$(GITREV)"' \
-             $(PKG_CFLAGS) $(CFLAGS)
+             -Ihost -I$(BUILD) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LIBS   = $(PKG_LIBS) -lm $(LDLIBS)
 
 MAIN_SRC  := host/main.c
@@ -23,13 +20,23 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HEADERS   := $(wildcard host/*.h) tests/tap.h
 
-.PHONY: all deps test asan valgrind bench demo install clean
+.PHONY: all deps test asan valgrind bench demo install clean FORCE
 
 all: $(OUT) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: host/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# version.h carries VERSION and the git revision; rewritten only when they change, so a
+# new commit rebuilds just the files that print them.
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(dir $@)
+	@v=$$(cat VERSION 2>/dev/null || echo 0.0.0); r=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
+	 printf '#define ROTATOR_VERSION "%s"\n#define ROTATOR_GITREV "%s"\n' "$$v" "$$r" > $@.tmp; \
+	 if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+$(BUILD)/obj/main.o $(BUILD)/obj/lua_hostlib.o $(BUILD)/obj/repl_client.o: $(BUILD)/version.h
 
 $(BUILD)/librotator.a: $(LIB_OBJS)
 	@rm -f $@

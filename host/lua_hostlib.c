@@ -24,6 +24,7 @@
 
 #include "host.h"
 #include "modules.h"
+#include "version.h"
 
 #define HOLD_MT "rotator.hold"
 

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "version.h"
 
 typedef struct {
   const char *scripts, *policies, *state_dir, *log_format, *log_level, *stop_timeout;

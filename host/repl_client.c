@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "frame.h"
+#include "version.h"
 
 static volatile sig_atomic_t interrupted;
 
