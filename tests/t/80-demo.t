@@ -4,13 +4,8 @@
 # SSM parameter holding that table's ARN, and nothing left running afterwards.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
-if ! py=$("$root/tests/bed/venv.sh"); then
-  echo "1..1"
-  echo "not ok 1 - test bed virtualenv (tests/bed/venv.sh failed)"
-  exit 1
-fi
 export ROTATOR_ROOT="$root" ROTATOR="${ROTATOR:-$root/rotator}"
-exec "$py" - <<'PY'
+exec "$root/tests/bed/venv-python" - <<'PY'
 import os, re, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 from tap import Tap

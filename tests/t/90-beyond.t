@@ -5,10 +5,5 @@
 # `run --dry-run` plans DeleteTable with a reason, `rotator setup` twice changes nothing.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
-if ! py=$("$root/tests/bed/venv.sh"); then
-  echo "1..1"
-  echo "not ok 1 - test bed virtualenv (tests/bed/venv.sh failed)"
-  exit 1
-fi
 export ROTATOR_ROOT="$root" ROTATOR="${ROTATOR:-$root/rotator}"
-exec "$py" "$root/tests/beyond/test_beyond.py"
+exec "$root/tests/bed/venv-python" "$root/tests/beyond/test_beyond.py"
