@@ -25,8 +25,11 @@ and the topic's subscription with the filter policy
 line per resource (created / updated / unchanged), the queue URL for `rotator run
 --queue-url`, then the IAM policy Rotator needs (--policy-only prints just that).
 Needs sqs:GetQueueUrl, CreateQueue, GetQueueAttributes, SetQueueAttributes and
-sns:ListSubscriptionsByTopic, Subscribe, GetSubscriptionAttributes,
-SetSubscriptionAttributes.
+sns:ListSubscriptionsByTopic, Subscribe and SetSubscriptionAttributes.
+
+Examples:
+  rotator setup --topic-arn arn:aws:sns:us-east-1:123456789012:backup-notifications
+  rotator setup --policy-only > rotator-iam-policy.json
 ]==]
 
 M.FILTER_POLICY = { EventType = { "BACKUP_JOB" }, State = { "COMPLETED" } }
