@@ -784,6 +784,18 @@ def shared_notifications(name: str) -> list[tuple[str, dict[str, str]]]:
 # Running the rotator
 
 
+def wait_until(fn, timeout: float, step: float = 0.2):
+    """Poll fn() until it returns something truthy or timeout seconds pass; returns its
+    last value (falsy on timeout), so callers assert on what they got."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    return fn()
+
+
 def env_for_rotator(emu: Emulator | None = None, endpoint: str | None = None,
                     keys: Keys | tuple[str, str] | None = None, region: str = REGION,
                     base: dict[str, str] | None = None, extra: dict[str, str] | None = None

@@ -3,6 +3,7 @@ alerts, dry-run retention plan and `rotator setup`, on moto with IAM checking.""
 import json, os, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
+from bed import wait_until
 from tap import Tap
 
 t = Tap()
@@ -34,15 +35,6 @@ rule {
 def copy(hour):
     return "orders-staging-20261125-%02d-00-00" % hour
 
-
-def wait_until(fn, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 def tags_of(emu, name):

@@ -9,6 +9,7 @@ exec "$root/tests/bed/venv-python" - <<'PY'
 import json, os, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
+from bed import wait_until
 from faultproxy import FaultProxy
 from tap import Tap
 
@@ -25,15 +26,6 @@ rule {
 }
 """ % PARAM
 
-
-def wait_until(fn, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 def ok_status(records):

@@ -13,6 +13,7 @@ exec "$root/tests/bed/venv-python" - <<'PY'
 import collections, datetime, json, os, random, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
+from bed import wait_until
 from faultproxy import FaultProxy
 from tap import Tap
 
@@ -37,15 +38,6 @@ def policy():
 def target(src, start):
     return "src%d-staging-%s" % (src, start.strftime("%Y%m%d-%H-%M-%S"))
 
-
-def wait_until(fn, timeout, step=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.TemporaryDirectory() as tmp:
@@ -103,11 +95,11 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     t.ok(kills >= 5, "killed the daemon %d times mid-work" % kills)
     proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
     try:
-        done = wait_until(finished, max(30, BUDGET - (time.monotonic() - started)))
+        done = wait_until(finished, max(30, BUDGET - (time.monotonic() - started)), step=0.5)
         t.ok(done, "after the last restart every job finished and the queue drained", pipe.queue.depth())
         # a moment for the last SSM updates of workflows resumed from the journal
         wait_until(lambda: subprocess.run([ROTATOR, "--state-dir", state, "journal", "unfinished", "--json"],
-                                          capture_output=True, text=True).stdout.strip() in ("[]", ""), 20)
+                                          capture_output=True, text=True).stdout.strip() in ("[]", ""), 20, step=0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
