@@ -1,5 +1,5 @@
 -- The test runner behind `rotator test`, and assertion helpers for test files:
---   local T = require "testing"; T.eq(got, want); T.raises(fn, "pattern")
+--   local T = require "testing"; T.eq(got, want); T.raises(fn, "pattern"); T.skip(reason)
 local task = require "task"
 local timer = require "timer"
 local host = require "host"
@@ -25,6 +25,12 @@ function M.eq(got, want, what)
   end
 end
 
+-- End the running test as skipped, with the reason (TAP "ok N - name # SKIP reason").
+local Skip = {}
+function M.skip(reason)
+  error(setmetatable({ reason = reason }, Skip), 2)
+end
+
 function M.raises(fn, pattern, ...)
   local ok, err = pcall(fn, ...)
   if ok then error("expected an error matching '" .. pattern .. "', got none", 2) end
@@ -37,7 +43,12 @@ end
 -- Run one test function in its own task; waits for it (or the timeout).
 local function run_one(fn, timeout)
   local done = task.future()
-  task.spawn(function() done:set(xpcall(fn, debug.traceback)) end)
+  task.spawn(function()
+    done:set(xpcall(fn, function(e)
+      if getmetatable(e) == Skip then return e end
+      return debug.traceback(e, 2)
+    end))
+  end)
   local t = timer.after(timeout, function() done:set(false, "timed out after " .. timeout .. " s") end)
   local ok, err = done:wait()
   t:cancel()
@@ -52,6 +63,10 @@ local function sorted_names(suite)
 end
 
 local function tap(n, ok, name, err)
+  if not ok and getmetatable(err) == Skip then
+    io.stdout:write(("ok %d - %s # SKIP %s\n"):format(n, name, tostring(err.reason):gsub("\n", " ")))
+    return
+  end
   io.stdout:write(("%sok %d - %s\n"):format(ok and "" or "not ", n, name))
   if not ok then io.stdout:write("# ", tostring(err):gsub("\n", "\n# "), "\n") end
   io.stdout:flush()
@@ -69,7 +84,7 @@ function M.run(files, timeout)
         for _, name in ipairs(sorted_names(suite)) do
           local ok, err = run_one(suite[name], timeout)
           n = n + 1
-          if not ok then failed = failed + 1 end
+          if not ok and getmetatable(err) ~= Skip then failed = failed + 1 end
           tap(n, ok, file:match("([^/]+)%.lua$") .. ": " .. name, err)
         end
       end
