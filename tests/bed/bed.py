@@ -784,6 +784,18 @@ def shared_notifications(name: str) -> list[tuple[str, dict[str, str]]]:
 # Running the rotator
 
 
+def stop_process(proc, timeout: float = 40):
+    """SIGTERM a daemon and wait for it; SIGKILL it if it has not exited within timeout.
+    Returns its exit status, or None when it had to be killed."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
 def wait_until(fn, timeout: float, step: float = 0.2):
     """Poll fn() until it returns something truthy or timeout seconds pass; returns its
     last value (falsy on timeout), so callers assert on what they got."""

@@ -3,7 +3,7 @@ alerts, dry-run retention plan and `rotator setup`, on moto with IAM checking.""
 import json, os, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
-from bed import wait_until
+from bed import stop_process, wait_until
 from tap import Tap
 
 t = Tap()
@@ -48,12 +48,7 @@ def start_daemon(args, env, path):
 
 
 def stop(proc, out):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = None
+    rc = stop_process(proc)
     out.close()
     return rc
 

@@ -9,7 +9,7 @@ exec "$root/tests/bed/venv-python" - <<'PY'
 import json, os, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
-from bed import wait_until
+from bed import stop_process, wait_until
 from faultproxy import FaultProxy
 from tap import Tap
 
@@ -98,12 +98,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         t.eq(emu.get_parameter(PARAM), value, "SSM parameter keeps the newer backup's copy")
     finally:
         stop_started = time.time()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop_process(proc)
         stop_took = time.time() - stop_started
         logf.close()
     t.eq(rc, 0, "SIGTERM stops the daemon cleanly")

@@ -13,7 +13,7 @@ exec "$root/tests/bed/venv-python" - <<'PY'
 import collections, datetime, json, os, random, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
-from bed import wait_until
+from bed import stop_process, wait_until
 from faultproxy import FaultProxy
 from tap import Tap
 
@@ -101,12 +101,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         wait_until(lambda: subprocess.run([ROTATOR, "--state-dir", state, "journal", "unfinished", "--json"],
                                           capture_output=True, text=True).stdout.strip() in ("[]", ""), 20, step=0.5)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop_process(proc)
         logf.close()
     t.eq(rc, 0, "the last daemon stops cleanly")
 

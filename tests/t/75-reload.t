@@ -12,6 +12,7 @@ exec "$root/tests/bed/venv-python" - <<'PY'
 import collections, datetime, json, os, re, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
+from bed import stop_process
 from faultproxy import FaultProxy
 from tap import Tap
 
@@ -121,12 +122,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
             time.sleep(0.5)
         t.ok(finished(), "every job finished and the queue drained", pipe.queue.depth())
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop_process(proc)
         logf.close()
     t.eq(rc, 0, "SIGTERM stops the daemon cleanly")
     log.poll()
