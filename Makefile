@@ -13,12 +13,12 @@ ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
              -Ihost -I$(BUILD) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LIBS   = $(PKG_LIBS) -lm $(LDLIBS)
 
-MAIN_SRC  := host/main.c
-LIB_SRCS  := $(filter-out $(MAIN_SRC),$(sort $(wildcard host/*.c)))
+MAIN_SRC  := host/cli/main.c
+LIB_SRCS  := $(filter-out $(MAIN_SRC),$(sort $(shell find host -name '*.c')))
 LIB_OBJS  := $(LIB_SRCS:host/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-HEADERS   := $(wildcard host/*.h) tests/tap.h
+HEADERS   := $(sort $(shell find host -name '*.h')) tests/tap.h
 
 .PHONY: all deps test asan valgrind bench demo install clean FORCE
 
@@ -36,13 +36,13 @@ $(BUILD)/version.h: FORCE
 	 printf '#define ROTATOR_VERSION "%s"\n#define ROTATOR_GITREV "%s"\n' "$$v" "$$r" > $@.tmp; \
 	 if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
-$(BUILD)/obj/main.o $(BUILD)/obj/lua_hostlib.o $(BUILD)/obj/repl_client.o: $(BUILD)/version.h
+$(BUILD)/obj/cli/main.o $(BUILD)/obj/lua/lib/host.o $(BUILD)/obj/cli/repl.o: $(BUILD)/version.h
 
 $(BUILD)/librotator.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(OUT): $(BUILD)/obj/main.o $(BUILD)/librotator.a
+$(OUT): $(BUILD)/obj/cli/main.o $(BUILD)/librotator.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librotator.a $(HEADERS)

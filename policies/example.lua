@@ -12,7 +12,7 @@ rule {
   -- through backup:StartRestoreJob with this role.
   iam_role_arn = "arn:aws:iam::123456789012:role/rotator-backup-restore",
 
-  -- Optional hooks (see scripts/rules.lua for the full list):
+  -- Optional hooks (see scripts/policy/rules.lua for the full list):
   -- restore = { BillingModeOverride = "PAY_PER_REQUEST" },
   -- target_name = function(ctx) return ctx.table_name:lower() .. "-copy" .. ctx.suffix end,
   -- after_active = function(ctx) --[[ ctx.table_arn, ctx.call(service, action, params) ]] end,

@@ -12,7 +12,7 @@ local function load_commands()
 end
 
 function M.main(name, args)
-  require "rules" -- registers the rule validators before any policy loads
+  require "policy.rules" -- registers the rule validators before any policy loads
   load_commands()
   local cmd = commands[name]
   if not cmd then
@@ -26,8 +26,8 @@ function M.main(name, args)
   return cmd.run(args)
 end
 
--- Hot reload entry points called by the host (host/reload.c).
-local reload = require "reload"
+-- Hot reload entry points called by the host (host/lua/reload.c).
+local reload = require "engine.reload"
 M.reload_prepare = reload.prepare
 M.reload_quiesce = reload.quiesce
 M.reload_adopt = reload.adopt

@@ -1,7 +1,7 @@
 -- rotator check [FILE...]: load and validate the engine scripts and the policies.
 local host = require "host"
-local args = require "args"
-local policies = require "policies"
+local args = require "engine.args"
+local policies = require "policy.loader"
 
 local usage = [[
 usage: rotator check [FILE...]

@@ -1,8 +1,8 @@
 -- rotator eval 'CHUNK': run Lua in a fully loaded state and print the results.
 local host = require "host"
-local task = require "task"
-local pretty = require "pretty"
-local policies = require "policies"
+local task = require "engine.task"
+local pretty = require "engine.pretty"
+local policies = require "policy.loader"
 
 local usage = [[
 usage: rotator eval 'CHUNK'

@@ -1,9 +1,9 @@
 -- rotator journal [list|show ID|unfinished] [--json]: read the workflow journal without
 -- the daemon (read-only; works beside a running daemon too, as a WAL reader).
-local args = require "args"
+local args = require "engine.args"
 local clock = require "clock"
 local json = require "json"
-local store = require "store"
+local store = require "daemon.store"
 
 local usage = [[
 usage: rotator journal [list|unfinished] [--limit N] [--json]

@@ -1,8 +1,8 @@
 -- rotator repl-serve FD: the private engine behind `rotator repl --local` (internal).
 -- Serves the REPL on an inherited socket with the policies loaded, until it closes.
 local host = require "host"
-local repl = require "repl"
-local policies = require "policies"
+local repl = require "console.repl"
+local policies = require "policy.loader"
 
 local usage = "usage: rotator repl-serve FD   (internal: started by `rotator repl --local`)\n"
 

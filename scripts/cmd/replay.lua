@@ -1,14 +1,14 @@
 -- rotator replay FILE|- [--dry-run]: run the intake on notification files.
 local host = require "host"
 local log = require "log"
-local args = require "args"
+local args = require "engine.args"
 local json = require "json"
-local task = require "task"
-local policies = require "policies"
-local rules = require "rules"
-local services = require "services"
-local intake = require "intake"
-local N = require "notification"
+local task = require "engine.task"
+local policies = require "policy.loader"
+local rules = require "policy.rules"
+local services = require "aws.services"
+local intake = require "daemon.intake"
+local N = require "workflow.notification"
 
 local usage = [==[
 usage: rotator replay [--dry-run] [--source-pattern RE --replacement-pattern T

@@ -3,8 +3,8 @@
 -- loads and validates completely; otherwise the old one keeps running.
 local host = require "host"
 local log = require "log"
-local args = require "args"
-local policies = require "policies"
+local args = require "engine.args"
+local policies = require "policy.loader"
 local daemon = require "daemon"
 
 local usage = [==[

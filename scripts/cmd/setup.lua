@@ -6,9 +6,9 @@
 -- Each resource is read first and only what differs is changed, so a second run changes
 -- nothing ("unchanged" lines). Then it prints the IAM policy Rotator's own identity needs.
 local log = require "log"
-local args = require "args"
+local args = require "engine.args"
 local json = require "json"
-local task = require "task"
+local task = require "engine.task"
 local host = require "host"
 
 local M = {}

@@ -1,6 +1,6 @@
 -- rotator test FILE...: run Lua test files inside the real host, printing TAP.
-local testing = require "testing"
-local args = require "args"
+local testing = require "engine.testing"
+local args = require "engine.args"
 
 local usage = [[
 usage: rotator test [--timeout SEC] FILE...

@@ -1,7 +1,7 @@
 -- aws.call through the real host. Run by tests/aws/test_moto.py against moto (with the
 -- emulator environment); without it (ROTATOR_AWS_TEST_MODE unset) only offline checks run.
 local aws = require "aws"
-local T = require "testing"
+local T = require "engine.testing"
 
 local online = os.getenv("ROTATOR_AWS_TEST_MODE") == "moto"
 local S = {}
@@ -64,7 +64,7 @@ if online then
   end
 
   S["callback form"] = function()
-    local task = require "task"
+    local task = require "engine.task"
     local f = task.future()
     aws.call_cb("dynamodb", "ListTables", {}, nil, function(v, x) f:set(v, x) end)
     local v, rid = f:wait()

@@ -1,10 +1,10 @@
 -- The engine's own helpers: tasks/futures, the policy sandbox, args, pretty, host.
-local task = require "task"
-local sandbox = require "sandbox"
-local args = require "args"
-local pretty = require "pretty"
+local task = require "engine.task"
+local sandbox = require "policy.sandbox"
+local args = require "engine.args"
+local pretty = require "engine.pretty"
 local host = require "host"
-local T = require "testing"
+local T = require "engine.testing"
 
 local tests = {}
 
@@ -88,7 +88,7 @@ function tests.pretty_sorts_keys_and_marks_cycles()
 end
 
 function tests.host_list_dir_and_read_file()
-  local dir = host.config.scripts_dir
+  local dir = host.config.scripts_dir .. "/engine"
   local names = assert(host.list_dir(dir))
   local found = false
   for _, n in ipairs(names) do found = found or n == "task.lua" end

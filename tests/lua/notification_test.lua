@@ -1,9 +1,9 @@
 -- Notification parsing: the shared corpus (../shared/testdata/events, compared with its
 -- expected.json) when present, and inline fixtures of our own that always run.
-local T = require "testing"
+local T = require "engine.testing"
 local host = require "host"
 local json = require "json"
-local N = require "notification"
+local N = require "workflow.notification"
 
 local function shared_dir()
   local base = os.getenv("ROTATOR_SHARED")

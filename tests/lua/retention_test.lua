@@ -1,15 +1,15 @@
 -- Issue 7 planning logic: retention decisions, rule-field validation, dry-run request
 -- shapes (TagResource, UpdateTimeToLive, UpdateContinuousBackups, UpdateTable,
 -- DeleteTable with reason, PutRestoreValidationResult, sns.Publish).
-local T = require "testing"
+local T = require "engine.testing"
 local json = require "json"
-local services = require "services"
-local rules = require "rules"
-local H = require "history"
-local retention = require "retention"
-local post_restore = require "post_restore"
-local validation = require "validation"
-local alerts = require "alerts"
+local services = require "aws.services"
+local rules = require "policy.rules"
+local H = require "workflow.history"
+local retention = require "after.retention"
+local post_restore = require "after.post_restore"
+local validation = require "after.validation"
+local alerts = require "after.alerts"
 
 local DAY = 86400
 local NOW = 1795575600 -- 2026-11-25T03:00:00Z

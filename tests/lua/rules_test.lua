@@ -1,7 +1,7 @@
 -- Policy rules: validation, matching on the table name, naming, the default policy.
-local T = require "testing"
-local rules = require "rules"
-local policies = require "policies"
+local T = require "engine.testing"
+local rules = require "policy.rules"
+local policies = require "policy.loader"
 local host = require "host"
 
 local START = 1795575600 -- 2026-11-25T03:00:00Z

@@ -1,6 +1,6 @@
 -- rotator setup: the embedded IAM policy equals README.md's iam-policy block (the installed
 -- binary has no README), attribute comparison by meaning, the queue policy's shape.
-local T = require "testing"
+local T = require "engine.testing"
 local json = require "json"
 local host = require "host"
 local setup = require "cmd.setup"

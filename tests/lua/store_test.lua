@@ -1,9 +1,9 @@
 -- store.lua and the journal module: recording documents, resume lists, the backup-job
 -- key, history, compaction, read-only readers, the default state directory.
-local store = require "store"
+local store = require "daemon.store"
 local journal = require "journal"
 local json = require "json"
-local T = require "testing"
+local T = require "engine.testing"
 
 local tests = {}
 
@@ -129,7 +129,7 @@ function tests.compact_every_runs_on_the_loop()
   local s <close> = assert(store.open(dir, { keep_finished = 0, retain = false }))
   assert(s:record(doc("e1", "Complete"), "Complete"))
   local t = s:compact_every(0.01)
-  require("task").sleep(0.05)
+  require("engine.task").sleep(0.05)
   T.eq(select(2, s:counts()), 0, "the timer compacted")
   T.eq(t:pending(), true)
   s:close()

@@ -1,7 +1,7 @@
 -- timer: ordering, cancellation, every(), errors in callbacks, <close>.
 local timer = require "timer"
-local task = require "task"
-local T = require "testing"
+local task = require "engine.task"
+local T = require "engine.testing"
 
 local tests = {}
 

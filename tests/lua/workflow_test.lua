@@ -1,10 +1,10 @@
 -- The workflow state machine against a small in-memory AWS (DynamoDB tables + SSM
 -- parameters) behind the services.lua backend contract, with short poll intervals.
-local T = require "testing"
+local T = require "engine.testing"
 local json = require "json"
-local services = require "services"
+local services = require "aws.services"
 local workflow = require "workflow"
-local N = require "notification"
+local N = require "workflow.notification"
 
 workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
   deadline = 5, restores_per_second = 1000 })
@@ -254,7 +254,7 @@ return {
   concurrency_limit_queues_restores = function()
     workflow.configure({ first_poll = 0.01, max_poll = 0.02, deadline = 5, restores_per_second = 1000, max_concurrent = 1 })
     local aws = fake({ creating_polls = 1 })
-    local task = require "task"
+    local task = require "engine.task"
     local f1, f2 = task.future(), task.future()
     local max_active = 0
     local probe = require("timer").every(0.005, function()
@@ -274,7 +274,7 @@ return {
   -- Journal: every transition is recorded; a document re-armed from the journal in the
   -- wait state waits for the restore instead of starting another.
   journal_records_and_resume_waits_instead_of_restoring = function()
-    local store = require "store"
+    local store = require "daemon.store"
     local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
     local s <close> = assert(store.open(dir))
     local aws = fake({ creating_polls = 1 })
@@ -314,14 +314,14 @@ return {
     for i = 1, 5 do
       wfs[i] = workflow.start(record({ backup_job_id = "job-p" .. i, start_epoch = 1795575600 + i * 3600 }), RULE, aws.ctx)
     end
-    require("task").sleep(0.07)
-    local parked = require("task").future()
+    require("engine.task").sleep(0.07)
+    local parked = require("engine.task").future()
     workflow.quiesce(function() parked:set(true) end)
     T.eq(parked:wait(), true)
     local docs = workflow.snapshot()
     T.eq(#docs, 5)
     local calls = #aws.calls
-    require("task").sleep(0.2)
+    require("engine.task").sleep(0.2)
     T.eq(#aws.calls, calls, "parked workflows make no call")
     local copy = require("json").decode(require("json").encode(docs))
     workflow.reset()

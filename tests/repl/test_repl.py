@@ -95,7 +95,7 @@ with bed.Emulator() as emu:
         out = p.expect("> ")
         t.ok(out and "on purpose" in out and "stack traceback" in out, "an error prints a traceback", out)
         t.ok(daemon.poll() is None, "and the daemon keeps running")
-        p.send("require('task').sleep(60)\r")
+        p.send("require('engine.task').sleep(60)\r")
         time.sleep(0.3)
         p.send("\x03")
         out = p.expect("> ", timeout=5)

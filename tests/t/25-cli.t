@@ -124,7 +124,7 @@ t.ok(r.returncode == 2 and "main.lua:4:" in r.stderr, "a policy error at start i
 
 # --- graceful stop with in-flight work ---
 HOLD = ('local h = require("host").hold(); require("log").info("held"); '
-        'require("timer").after(%s, function() h:release() end); require("task").sleep(30)')
+        'require("timer").after(%s, function() h:release() end); require("engine.task").sleep(30)')
 dm = Daemon("--policies", d, "eval", HOLD % "0.5")
 dm.wait_for("held")
 start = time.time()

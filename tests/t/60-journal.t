@@ -15,7 +15,7 @@ ENV = dict(os.environ, ROTATOR_LOG_LEVEL="error")
 # Appends records n = START, START+1, ... (ten per workflow, the tenth finishes it) and
 # prints "acked N" only after store:record returned, i.e. after the commit was fsync'd.
 WRITER = r'''
-local s = assert(require("store").open())
+local s = assert(require("daemon.store").open())
 for n = START, START + 200000 do
   local job = "job-" .. (n // 10)
   local doc = { BackupJobId = job, SourceTableName = "orders-production", n = n,
@@ -23,7 +23,7 @@ for n = START, START + 200000 do
   assert(s:record(doc, "step-" .. n))
   io.stdout:write("acked ", n, "\n")
   io.stdout:flush()
-  if PACE > 0 then require("task").sleep(PACE) end
+  if PACE > 0 then require("engine.task").sleep(PACE) end
 end
 '''
 
@@ -126,7 +126,7 @@ t.ok(ok == "ok" and ns == list(range(len(ns))) and len(got) - 1 <= len(ns) <= le
 
 # --- compaction keeps the journal bounded ---
 FILL = r'''
-local store = require "store"
+local store = require "daemon.store"
 local s = assert(store.open(nil, { keep_finished = 100, retain = 0 }))
 local lfs = function() local f = io.open(s:path(), "rb"); local n = f:seek("end"); f:close(); return n end
 local out = {}

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "creds.h"
-#include "http.h"
-#include "loop.h"
+#include "aws/creds/creds.h"
+#include "net/http.h"
+#include "core/loop.h"
 
 typedef struct {
   int pending, errors;

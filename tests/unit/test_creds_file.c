@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "creds_internal.h"
+#include "aws/creds/internal.h"
 #include "tap.h"
 
 static char dir[256], cfg_path[320], cred_path[320];

@@ -1,4 +1,4 @@
-/* host/http.c against tests/aws/httpd.py on 127.0.0.1: completions from the loop only,
+/* host/net/http.c against tests/aws/httpd.py on 127.0.0.1: completions from the loop only,
  * keep-alive, status and bodies, the size cap, resets, total and connect timeouts,
  * cancellation. */
 #include <netinet/in.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
-#include "http.h"
+#include "net/http.h"
 #include "tap.h"
 
 static pid_t srv_pid;

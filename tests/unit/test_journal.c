@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "journal.h"
+#include "store/journal.h"
 #include "tap.h"
 
 static char dir[64], path[128];

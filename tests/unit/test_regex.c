@@ -1,7 +1,7 @@
-/* Unit tests for host/regex.c: PCRE2 wrapper, Go ReplaceAllString / Expand
+/* Unit tests for host/util/regex.c: PCRE2 wrapper, Go ReplaceAllString / Expand
  * semantics (expected values are what Go's regexp package returns), the
  * all-matches iteration and the LRU cache. */
-#include "regex.h"
+#include "util/regex.h"
 #include "tap.h"
 
 #include <stdlib.h>

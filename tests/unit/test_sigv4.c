@@ -11,8 +11,8 @@
 #include <string.h>
 #include <threads.h>
 
-#include "cmd_sign.h"
-#include "sigv4.h"
+#include "cli/rawreq.h"
+#include "aws/sigv4.h"
 #include "tap.h"
 
 #define SUITE_REL "testdata/sigv4/v4"

@@ -1,6 +1,6 @@
-/* Unit tests for host/timefmt.c: RFC 3339 parsing and Go-layout formatting.
+/* Unit tests for host/util/timefmt.c: RFC 3339 parsing and Go-layout formatting.
  * Expected layouts are what Go's time.Time.Format returns for the same UTC time. */
-#include "timefmt.h"
+#include "util/timefmt.h"
 #include "tap.h"
 
 #include <math.h>

@@ -1,0 +1,1104 @@
+/* AWS SigV4 signer; the contract and canonicalisation rules are in sigv4.h.
+ * Layout: 1. scratch strings and small encoders  2. per-thread state  3. hashing and the
+ *         signing-key cache  4. one signing job and its input checks  5. canonical
+ *         headers, URI and query  6. assembly and public API.
+ * Speed matters because every AWS call is signed; `rotator bench sign` compares one
+ * signature with the bare hashing it needs (body, canonical request, one HMAC), and the
+ * signer's own work is kept to a fraction of that:
+ *  - per-thread OpenSSL contexts are reused (a one-shot EVP_Digest()/HMAC() re-fetches the
+ *    algorithm on each call and costs ~3x for small inputs);
+ *  - a key-cache slot holds kSigning loaded in its own HMAC context (one keyless re-init
+ *    per signature) plus the scope and credential strings; it is found by a keyed SipHash
+ *    of the secret (~10 ns, a SHA-256 would cost ~85) and byte-equal scope parts, which
+ *    also makes re-validating them unnecessary;
+ *  - header names already in lower case are used in place; values are folded 8 bytes at
+ *    a time; each output block is reserved once and written without per-piece checks;
+ *  - the Authorization value is written straight into the caller's buffer.
+ * Scratch buffers keep their high-water size, so a warm signer allocates nothing itself
+ * (OpenSSL 3.0's EVP layer allocates per digest init internally, as in the baseline). */
+#include "aws/sigv4.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALGORITHM "AWS4-HMAC-SHA256"
+#define SHA256_LEN 32
+#define KEY_SLOTS 4
+#define MAX_AKID_LEN 128
+#define MAX_METHOD_LEN 32
+#define DATE_LEN 8
+/* date/region/service/aws4_request */
+#define SCOPE_MAX (DATE_LEN + 1 + SIGV4_MAX_SCOPE_PART + 1 + SIGV4_MAX_SCOPE_PART + 1 + 12)
+#define MAX_SIGNED_HEADERS (SIGV4_MAX_HEADERS + 3)
+
+static const char HEX_UPPER[] = "0123456789ABCDEF";
+static const char HEX_LOWER[] = "0123456789abcdef";
+
+static _Thread_local const char *last_detail = "";
+
+static int fail(int status, const char *why) {
+  last_detail = why;
+  return status;
+}
+
+/* ---- 1. scratch strings: growable, with a sticky failure so builders stay linear ---- */
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+  int fail; /* 0 or a SIGV4_ERR_* */
+} sbuf;
+
+static int sb_fail(sbuf *b, int status) {
+  b->fail = status;
+  return 0;
+}
+
+/* Grows with OPENSSL_clear_realloc because these buffers hold session tokens. */
+static int sb_grow(sbuf *b, size_t n) {
+  size_t want = b->len + n + 1, cap = b->cap ? b->cap : 512;
+  if (want <= n) return sb_fail(b, SIGV4_ERR_LIMIT);
+  while (cap < want) {
+    if (cap > SIZE_MAX / 2) return sb_fail(b, SIGV4_ERR_LIMIT);
+    cap *= 2;
+  }
+  char *p = OPENSSL_clear_realloc(b->p, b->cap, cap);
+  if (!p) return sb_fail(b, SIGV4_ERR_NOMEM);
+  b->p = p;
+  b->cap = cap;
+  return 1;
+}
+
+/* Makes room for n more bytes plus a NUL. */
+static int sb_need(sbuf *b, size_t n) {
+  if (b->fail) return 0;
+  if (b->cap > b->len && n < b->cap - b->len) return 1;
+  return sb_grow(b, n);
+}
+
+static void sb_reset(sbuf *b) {
+  b->len = 0;
+  b->fail = 0;
+}
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+  if (!sb_need(b, n)) return;
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_putc(sbuf *b, char c) { sb_put(b, &c, 1); }
+
+/* NUL-terminates and reports the sticky status. */
+static int sb_finish(sbuf *b) {
+  if (!sb_need(b, 0)) return fail(b->fail, "out of memory building a signing string");
+  b->p[b->len] = '\0';
+  return SIGV4_OK;
+}
+
+static char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
+
+/* Character classes as 256-bit maps (bit c set = member): branch-free lookups.
+ * UNRESERVED: RFC 3986 "A-Za-z0-9-._~", the only bytes SigV4 leaves unencoded.
+ * TOKEN: RFC 7230 token characters (header names, methods): UNRESERVED + "!#$%&'*+^`|". */
+static const uint32_t UNRESERVED[8] = {0, 0x03FF6000u, 0x87FFFFFEu, 0x47FFFFFEu, 0, 0, 0, 0};
+static const uint32_t TOKEN[8] = {0, 0x03FF6CFAu, 0xC7FFFFFEu, 0x57FFFFFFu, 0, 0, 0, 0};
+
+static int in_class(const uint32_t *map, unsigned char c) { return (map[c >> 5] >> (c & 31)) & 1; }
+
+static int unreserved(unsigned char c) { return in_class(UNRESERVED, c); }
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+enum { ENC_KEEP_SLASH = 1, ENC_DECODE = 2 };
+
+/* Decodes a valid %XX at s[*i] when asked to; a stray '%' stays literal (then "%25"). */
+static unsigned char next_byte(const char *s, size_t n, size_t *i, unsigned how, int *lit) {
+  *lit = 1;
+  if ((how & ENC_DECODE) && s[*i] == '%' && *i + 2 < n && hexval(s[*i + 1]) >= 0 &&
+      hexval(s[*i + 2]) >= 0) {
+    *lit = 0;
+    *i += 2;
+    return (unsigned char)(hexval(s[*i - 1]) * 16 + hexval(s[*i]));
+  }
+  return (unsigned char)s[*i];
+}
+
+/* URI-encodes s; ENC_KEEP_SLASH keeps literal '/', ENC_DECODE decodes %XX first so an
+ * already-encoded wire string is encoded exactly once. */
+static void sb_put_enc(sbuf *b, const char *s, size_t n, unsigned how) {
+  if (n > SIZE_MAX / 3 || !sb_need(b, 3 * n)) {
+    if (!b->fail) sb_fail(b, SIGV4_ERR_LIMIT);
+    return;
+  }
+  char *o = b->p + b->len;
+  for (size_t i = 0; i < n; i++) {
+    int lit;
+    unsigned char c = next_byte(s, n, &i, how, &lit);
+    if (unreserved(c) || (c == '/' && lit && (how & ENC_KEEP_SLASH))) {
+      *o++ = (char)c;
+      continue;
+    }
+    *o++ = '%';
+    *o++ = HEX_UPPER[c >> 4];
+    *o++ = HEX_UPPER[c & 15];
+  }
+  b->len = (size_t)(o - b->p);
+}
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Whether any of the 8 bytes in x is <= 0x20 (space or control): the classic "has a byte
+ * less than n" bit trick; exact as a yes/no answer, and bytes >= 0x80 never match. */
+static int has_space_or_ctl(uint64_t x) {
+  return ((x - 0x2121212121212121ull) & ~x & 0x8080808080808080ull) != 0;
+}
+
+/* Writes v to o the SigV4 way: trimmed, each whitespace run (folded lines included) one
+ * ' '. Runs of 8 plain bytes are copied at once. Returns the bytes written (<= n). */
+static size_t fold_value(char *o, const char *v, size_t n) {
+  size_t w = 0, i = 0;
+  int gap = 0;
+  while (i < n) {
+    uint64_t x;
+    if (!gap && n - i >= 8 && (memcpy(&x, v + i, 8), !has_space_or_ctl(x))) {
+      memcpy(o + w, v + i, 8);
+      w += 8, i += 8;
+      continue;
+    }
+    char c = v[i++];
+    if (is_space(c)) {
+      gap = w > 0;
+      continue;
+    }
+    if (gap) o[w++] = ' ';
+    gap = 0;
+    o[w++] = c;
+  }
+  return w;
+}
+
+/* SipHash-1-3 (Aumasson & Bernstein's SipHash with 1 compression and 3 finalisation
+ * rounds, the variant Rust's HashMap uses), written from the paper: a keyed 64-bit PRF
+ * that tags cached signing keys with their secret without keeping the secret or a plain
+ * digest of it. With a random per-thread key two secrets collide with probability 2^-64;
+ * a collision would only make AWS reject that one signature. */
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+/* A macro, not a function: a call per round would cost as much as the round. */
+#define SIP_ROUND(v)                                                                   \
+  ((v)[0] += (v)[1], (v)[1] = ROTL64((v)[1], 13), (v)[1] ^= (v)[0],                   \
+   (v)[0] = ROTL64((v)[0], 32), (v)[2] += (v)[3], (v)[3] = ROTL64((v)[3], 16),        \
+   (v)[3] ^= (v)[2], (v)[0] += (v)[3], (v)[3] = ROTL64((v)[3], 21), (v)[3] ^= (v)[0], \
+   (v)[2] += (v)[1], (v)[1] = ROTL64((v)[1], 17), (v)[1] ^= (v)[2],                   \
+   (v)[2] = ROTL64((v)[2], 32))
+
+/* The paper reads little-endian words; tags are only ever compared within this process,
+ * so a native-order load (one instruction) serves as well on any host. */
+static uint64_t load_word(const unsigned char *p) {
+  uint64_t w;
+  memcpy(&w, p, 8);
+  return w;
+}
+
+static uint64_t load_tail(const unsigned char *p, size_t n) {
+  uint64_t w = 0;
+  for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
+  return w;
+}
+
+static void sip_absorb(uint64_t v[4], uint64_t m) {
+  v[3] ^= m;
+  SIP_ROUND(v);
+  v[0] ^= m;
+}
+
+static uint64_t siphash13(const uint64_t k[2], const void *data, size_t n) {
+  const unsigned char *p = data;
+  uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ull, k[1] ^ 0x646f72616e646f6dull,
+                   k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull};
+  size_t full = n & ~(size_t)7;
+  for (size_t i = 0; i < full; i += 8) sip_absorb(v, load_word(p + i));
+  sip_absorb(v, load_tail(p + full, n - full) | (uint64_t)(n & 0xff) << 56);
+  v[2] ^= 0xff;
+  for (int i = 0; i < 3; i++) SIP_ROUND(v);
+  return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* ---- 2. per-thread state ---- */
+
+typedef struct {
+  uint64_t secret_tag; /* SipHash of the secret under the thread's key, never the secret */
+  char akid[MAX_AKID_LEN];
+  char date[DATE_LEN];
+  char region[SIGV4_MAX_SCOPE_PART];
+  char service[SIGV4_MAX_SCOPE_PART];
+  size_t akid_len, region_len, service_len;
+  /* Derived once per slot: a hit (byte-equal, so already validated inputs) skips the
+   * character checks and the string building as well as the key derivation. */
+  char scope[SCOPE_MAX + 1];                         /* date/region/service/aws4_request */
+  char credential[MAX_AKID_LEN + 1 + SCOPE_MAX + 1]; /* AKID/scope */
+  size_t scope_len, credential_len;
+  EVP_MAC_CTX *mac; /* HMAC keyed with kSigning, re-initialised without a key per use */
+  int valid;
+} key_slot;
+
+typedef struct {
+  size_t koff, klen, voff, vlen; /* offsets into qtext while it may still move */
+  const char *k, *v;             /* resolved once qtext is complete */
+} qparam;
+
+typedef struct {
+  EVP_MD *sha256;
+  EVP_MD_CTX *md;
+  EVP_MAC *hmac;
+  EVP_MAC_CTX *derive; /* re-keyed for each step of the key derivation */
+  uint64_t tag_key[2]; /* random SipHash key for the cache tags */
+  key_slot slots[KEY_SLOTS];
+  unsigned next_slot;
+  char hex_pairs[512];    /* "000102..ff": one 2-byte copy per hex-encoded byte */
+  char name_map[256];     /* lower-case of each HTTP token character, 0 for others */
+  time_t date_time; /* last time formatted into date_str: gmtime_r() is not free */
+  char date_str[SIGV4_AMZ_DATE_LEN + 1];
+  sbuf creq, sts, out, signed_headers, qtext, lnames;
+  qparam *qp;
+  size_t qp_cap;
+} sigv4_state;
+
+static _Thread_local sigv4_state *tls_state;
+
+static EVP_MAC_CTX *new_hmac_ctx(EVP_MAC *hmac) {
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  EVP_MAC_CTX *c = EVP_MAC_CTX_new(hmac);
+  if (c && !EVP_MAC_CTX_set_params(c, params)) {
+    EVP_MAC_CTX_free(c);
+    c = NULL;
+  }
+  return c;
+}
+
+static void sb_free(sbuf *b) {
+  OPENSSL_clear_free(b->p, b->cap);
+  memset(b, 0, sizeof *b);
+}
+
+static void free_state(sigv4_state *st) {
+  for (int i = 0; i < KEY_SLOTS; i++) EVP_MAC_CTX_free(st->slots[i].mac);
+  EVP_MAC_CTX_free(st->derive);
+  EVP_MAC_free(st->hmac);
+  EVP_MD_CTX_free(st->md);
+  EVP_MD_free(st->sha256);
+  sb_free(&st->creq);
+  sb_free(&st->sts);
+  sb_free(&st->out);
+  sb_free(&st->signed_headers);
+  sb_free(&st->qtext);
+  sb_free(&st->lnames);
+  free(st->qp);
+  OPENSSL_cleanse(st, sizeof *st);
+  free(st);
+}
+
+static void init_tables(sigv4_state *st) {
+  for (int c = 0; c < 256; c++) {
+    st->hex_pairs[2 * c] = HEX_LOWER[c >> 4];
+    st->hex_pairs[2 * c + 1] = HEX_LOWER[c & 15];
+    st->name_map[c] = in_class(TOKEN, (unsigned char)c) ? ascii_lower((char)c) : 0;
+  }
+}
+
+/* Fetching explicitly once avoids OpenSSL 3's implicit fetch on every EVP_sha256() init. */
+static sigv4_state *state_get(void) {
+  if (tls_state) return tls_state;
+  sigv4_state *st = calloc(1, sizeof *st);
+  if (!st) return NULL;
+  st->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+  st->md = EVP_MD_CTX_new();
+  st->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  st->derive = st->hmac ? new_hmac_ctx(st->hmac) : NULL;
+  if (!st->sha256 || !st->md || !st->derive ||
+      RAND_bytes((unsigned char *)st->tag_key, sizeof st->tag_key) != 1) {
+    free_state(st);
+    return NULL;
+  }
+  init_tables(st);
+  return tls_state = st;
+}
+
+void sigv4_thread_cleanup(void) {
+  if (tls_state) free_state(tls_state);
+  tls_state = NULL;
+}
+
+/* ---- 3. hashing and the signing-key cache ---- */
+
+static int sha256(sigv4_state *st, const void *d, size_t n, unsigned char out[SHA256_LEN]) {
+  unsigned int len = 0;
+  return EVP_DigestInit_ex2(st->md, st->sha256, NULL) &&
+         EVP_DigestUpdate(st->md, n ? d : "", n) &&
+         EVP_DigestFinal_ex(st->md, out, &len) && len == SHA256_LEN;
+}
+
+/* A NULL key re-initialises the context with the key it already holds. */
+static int hmac(EVP_MAC_CTX *c, const void *key, size_t klen, const void *d, size_t n,
+                unsigned char out[SHA256_LEN]) {
+  size_t len = 0;
+  return EVP_MAC_init(c, key, klen, NULL) && EVP_MAC_update(c, d, n) &&
+         EVP_MAC_final(c, out, &len, SHA256_LEN) && len == SHA256_LEN;
+}
+
+/* What the cache is keyed by; lengths were bounded by the validate_* functions. */
+typedef struct {
+  const char *akid, *secret, *date, *region, *service;
+  size_t akid_len, secret_len, region_len, service_len;
+} key_scope;
+
+/* kSecret -> kDate -> kRegion -> kService -> kSigning, loaded into slot->mac. */
+static int derive_key(sigv4_state *st, key_slot *slot, const key_scope *ks) {
+  unsigned char k[4 + SIGV4_MAX_SECRET_LEN], a[SHA256_LEN], b[SHA256_LEN];
+  memcpy(k, "AWS4", 4);
+  memcpy(k + 4, ks->secret, ks->secret_len);
+  int ok = hmac(st->derive, k, 4 + ks->secret_len, ks->date, DATE_LEN, a) &&
+           hmac(st->derive, a, SHA256_LEN, ks->region, ks->region_len, b) &&
+           hmac(st->derive, b, SHA256_LEN, ks->service, ks->service_len, a) &&
+           hmac(st->derive, a, SHA256_LEN, "aws4_request", 12, b) &&
+           EVP_MAC_init(slot->mac, b, SHA256_LEN, NULL);
+  OPENSSL_cleanse(k, sizeof k);
+  OPENSSL_cleanse(a, sizeof a);
+  OPENSSL_cleanse(b, sizeof b);
+  return ok;
+}
+
+static int slot_matches(const key_slot *s, uint64_t tag, const key_scope *ks) {
+  return s->valid && s->secret_tag == tag && memcmp(s->date, ks->date, DATE_LEN) == 0 &&
+         s->akid_len == ks->akid_len && s->region_len == ks->region_len &&
+         s->service_len == ks->service_len && memcmp(s->akid, ks->akid, ks->akid_len) == 0 &&
+         memcmp(s->region, ks->region, ks->region_len) == 0 &&
+         memcmp(s->service, ks->service, ks->service_len) == 0;
+}
+
+/* scope and AKID/scope; they fit: the buffers are sized for the bounded parts. */
+static void build_scope_strings(key_slot *s) {
+  char *o = s->scope;
+  memcpy(o, s->date, DATE_LEN), o += DATE_LEN, *o++ = '/';
+  memcpy(o, s->region, s->region_len), o += s->region_len, *o++ = '/';
+  memcpy(o, s->service, s->service_len), o += s->service_len, *o++ = '/';
+  memcpy(o, "aws4_request", 13);
+  s->scope_len = (size_t)(o + 12 - s->scope);
+  memcpy(s->credential, s->akid, s->akid_len);
+  s->credential[s->akid_len] = '/';
+  memcpy(s->credential + s->akid_len + 1, s->scope, s->scope_len + 1);
+  s->credential_len = s->akid_len + 1 + s->scope_len;
+}
+
+/* Fills the round-robin victim slot. */
+static key_slot *fill_slot(sigv4_state *st, uint64_t tag, const key_scope *ks) {
+  key_slot *s = &st->slots[st->next_slot];
+  st->next_slot = (st->next_slot + 1) % KEY_SLOTS;
+  s->valid = 0;
+  if (!s->mac && !(s->mac = new_hmac_ctx(st->hmac))) return NULL;
+  s->secret_tag = tag;
+  memcpy(s->akid, ks->akid, s->akid_len = ks->akid_len);
+  memcpy(s->date, ks->date, DATE_LEN);
+  memcpy(s->region, ks->region, s->region_len = ks->region_len);
+  memcpy(s->service, ks->service, s->service_len = ks->service_len);
+  build_scope_strings(s);
+  if (!derive_key(st, s, ks)) return NULL;
+  s->valid = 1;
+  return s;
+}
+
+static key_slot *find_slot(sigv4_state *st, uint64_t tag, const key_scope *ks) {
+  for (int i = 0; i < KEY_SLOTS; i++)
+    if (slot_matches(&st->slots[i], tag, ks)) return &st->slots[i];
+  return NULL;
+}
+
+/* ---- 4. one signing job and its input checks ---- */
+
+#define NO_LOFF SIZE_MAX
+
+typedef struct {
+  const char *value;
+  const char *lname; /* lower-case name: the caller's or a literal, else in st->lnames */
+  size_t nlen, vlen, loff; /* loff: offset in st->lnames, or NO_LOFF */
+} hdr;
+
+typedef struct {
+  const sigv4_request *rq;
+  const sigv4_credentials *cr;
+  const sigv4_params *p;
+  sigv4_state *st;
+  int presign, has_token, sign_token;
+  size_t method_len, akid_len, secret_len, region_len, service_len, payload_len;
+  const key_slot *slot; /* signing key, scope and credential strings for this job */
+  const char *sh;       /* signed headers list: st->signed_headers or inside st->creq */
+  size_t sh_len, sh_off;
+  char amz_date[SIGV4_AMZ_DATE_LEN + 1];
+  char payload_hash[SIGV4_HEX_LEN + 1];
+  hdr h[MAX_SIGNED_HEADERS];
+  size_t nh;
+} job;
+
+/* Length of s if it is 1..max unreserved characters, else 0. */
+static size_t plain_word(const char *s, size_t max) {
+  size_t n = 0;
+  if (!s) return 0;
+  for (; s[n]; n++)
+    if (n == max || !unreserved((unsigned char)s[n])) return 0;
+  return n;
+}
+
+/* Length of s if it is 1..max bytes, else 0; the characters are checked by
+ * check_scope_words() only when the key cache has not seen these strings yet. */
+static size_t bounded_len(const char *s, size_t max) {
+  size_t n = s ? strnlen(s, max + 1) : 0;
+  return n <= max ? n : 0;
+}
+
+static int token_word(const char *s, size_t n) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!in_class(TOKEN, (unsigned char)s[i])) return 0;
+  return 1;
+}
+
+static int validate_credentials(job *j, const sigv4_credentials *cr) {
+  if (!(j->akid_len = bounded_len(cr->access_key_id, MAX_AKID_LEN)))
+    return fail(SIGV4_ERR_INVALID, "access key id is missing or too long");
+  size_t n = cr->secret_access_key ? strlen(cr->secret_access_key) : 0;
+  if (n == 0) return fail(SIGV4_ERR_INVALID, "secret access key is missing");
+  if (n > SIGV4_MAX_SECRET_LEN) return fail(SIGV4_ERR_LIMIT, "secret access key is too long");
+  j->secret_len = n;
+  return SIGV4_OK;
+}
+
+static int validate_params(job *j, const sigv4_params *p) {
+  if (!(j->region_len = bounded_len(p->region, SIGV4_MAX_SCOPE_PART)))
+    return fail(SIGV4_ERR_INVALID, "region is missing or too long");
+  if (!(j->service_len = bounded_len(p->service, SIGV4_MAX_SCOPE_PART)))
+    return fail(SIGV4_ERR_INVALID, "service is missing or too long");
+  if ((p->flags & SIGV4_PRESIGN) && (p->expires == 0 || p->expires > SIGV4_MAX_EXPIRES))
+    return fail(SIGV4_ERR_INVALID, "presign expires must be 1..604800 seconds");
+  return SIGV4_OK;
+}
+
+static int validate_request(job *j, const sigv4_request *rq) {
+  size_t mlen = j->method_len = rq->method ? strlen(rq->method) : 0;
+  if (mlen > MAX_METHOD_LEN || !token_word(rq->method, mlen))
+    return fail(SIGV4_ERR_INVALID, "method is missing or not an HTTP token");
+  if (!rq->path || (rq->path[0] && rq->path[0] != '/'))
+    return fail(SIGV4_ERR_INVALID, "path must start with '/'");
+  if (rq->n_headers > SIGV4_MAX_HEADERS) return fail(SIGV4_ERR_LIMIT, "too many headers");
+  if (rq->n_headers && !rq->headers) return fail(SIGV4_ERR_INVALID, "headers is NULL");
+  if (rq->body_len && !rq->body && !rq->payload_hash)
+    return fail(SIGV4_ERR_INVALID, "body is NULL but body_len is not 0");
+  return SIGV4_OK;
+}
+
+static int valid_amz_date(const char *d) {
+  if (strlen(d) != SIGV4_AMZ_DATE_LEN || d[8] != 'T' || d[15] != 'Z') return 0;
+  for (int i = 0; i < 15; i++)
+    if (i != 8 && (d[i] < '0' || d[i] > '9')) return 0;
+  return 1;
+}
+
+static void put_digits(char *o, int v, int width) {
+  for (int i = width - 1; i >= 0; i--, v /= 10) o[i] = (char)('0' + v % 10);
+}
+
+int sigv4_format_amz_date(time_t t, char out[SIGV4_AMZ_DATE_LEN + 1]) {
+  struct tm tm;
+  if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 1000 || tm.tm_year + 1900 > 9999)
+    return fail(SIGV4_ERR_INVALID, "signing time is out of range");
+  put_digits(out, tm.tm_year + 1900, 4);
+  put_digits(out + 4, tm.tm_mon + 1, 2);
+  put_digits(out + 6, tm.tm_mday, 2);
+  out[8] = 'T';
+  put_digits(out + 9, tm.tm_hour, 2);
+  put_digits(out + 11, tm.tm_min, 2);
+  put_digits(out + 13, tm.tm_sec, 2);
+  out[15] = 'Z';
+  out[16] = '\0';
+  return SIGV4_OK;
+}
+
+/* A daemon signs many requests per second: reformat only when the second changes. */
+static int set_amz_date(job *j) {
+  sigv4_state *st = j->st;
+  const char *fixed = j->p->amz_date;
+  if (fixed && !valid_amz_date(fixed))
+    return fail(SIGV4_ERR_INVALID, "amz_date must look like 20150830T123600Z");
+  if (!fixed && (!st->date_str[0] || st->date_time != j->p->time)) {
+    int rc = sigv4_format_amz_date(j->p->time, st->date_str);
+    if (rc) return rc;
+    st->date_time = j->p->time;
+  }
+  memcpy(j->amz_date, fixed ? fixed : st->date_str, SIGV4_AMZ_DATE_LEN + 1);
+  return SIGV4_OK;
+}
+
+/* They end up unencoded in the scope, Credential= and the query: '/' or ',' would break
+ * them. */
+static int check_scope_words(const key_scope *ks) {
+  if (plain_word(ks->akid, MAX_AKID_LEN) != ks->akid_len)
+    return fail(SIGV4_ERR_INVALID, "access key id has invalid characters");
+  if (plain_word(ks->region, SIGV4_MAX_SCOPE_PART) != ks->region_len)
+    return fail(SIGV4_ERR_INVALID, "region has invalid characters");
+  if (plain_word(ks->service, SIGV4_MAX_SCOPE_PART) != ks->service_len)
+    return fail(SIGV4_ERR_INVALID, "service has invalid characters");
+  return SIGV4_OK;
+}
+
+/* Finds or derives the signing key (and scope strings) for this job's credentials. */
+static int bind_key(job *j) {
+  key_scope ks = {j->cr->access_key_id, j->cr->secret_access_key, j->amz_date,
+                  j->p->region, j->p->service, j->akid_len, j->secret_len,
+                  j->region_len, j->service_len};
+  uint64_t tag = siphash13(j->st->tag_key, ks.secret, ks.secret_len);
+  if ((j->slot = find_slot(j->st, tag, &ks))) return SIGV4_OK;
+  int rc = check_scope_words(&ks);
+  if (rc) return rc;
+  if (!(j->slot = fill_slot(j->st, tag, &ks)))
+    return fail(SIGV4_ERR_CRYPTO, "deriving the signing key failed");
+  return SIGV4_OK;
+}
+
+/* 64 hex characters of a SHA-256, without a NUL. */
+static void hex_sha256(const sigv4_state *st, char *o, const unsigned char *d) {
+  for (size_t i = 0; i < SHA256_LEN; i++) memcpy(o + 2 * i, st->hex_pairs + 2 * d[i], 2);
+}
+
+static int set_payload_hash(job *j) {
+  const sigv4_request *rq = j->rq;
+  unsigned char d[SHA256_LEN];
+  if (rq->payload_hash) {
+    size_t n = plain_word(rq->payload_hash, SIGV4_HEX_LEN);
+    if (n == 0)
+      return fail(SIGV4_ERR_INVALID, "payload_hash must be hex SHA-256 or UNSIGNED-PAYLOAD");
+    memcpy(j->payload_hash, rq->payload_hash, n + 1);
+    j->payload_len = n;
+    return SIGV4_OK;
+  }
+  if (!sha256(j->st, rq->body, rq->body_len, d))
+    return fail(SIGV4_ERR_CRYPTO, "SHA-256 of the body failed");
+  hex_sha256(j->st, j->payload_hash, d);
+  j->payload_hash[SIGV4_HEX_LEN] = '\0';
+  j->payload_len = SIGV4_HEX_LEN;
+  return SIGV4_OK;
+}
+
+/* ---- 5. canonical headers, URI and query ---- */
+
+static int lname_is(const char *l, size_t n, const char *lit, size_t lit_len) {
+  return n == lit_len && memcmp(l, lit, n) == 0;
+}
+#define LNAME_IS(l, n, lit) lname_is((l), (n), lit, sizeof lit - 1)
+
+/* Headers the signer writes itself are not taken from the caller, to avoid duplicates. */
+static int signer_owns(const job *j, const char *l, size_t n) {
+  if (LNAME_IS(l, n, "authorization")) return 1;
+  if (j->presign) return 0;
+  return LNAME_IS(l, n, "x-amz-date") ||
+         (j->has_token && LNAME_IS(l, n, "x-amz-security-token")) ||
+         ((j->p->flags & SIGV4_ADD_CONTENT_SHA256) && LNAME_IS(l, n, "x-amz-content-sha256"));
+}
+
+/* Length of name if it is a valid HTTP token; *lower tells whether it is lower-case
+ * already (the usual case: it is then used in place, uncopied). One table lookup per
+ * byte does both checks. */
+static size_t scan_name(const sigv4_state *st, const char *name, int *lower) {
+  unsigned char valid = 1, same = 1;
+  size_t n = 0;
+  for (; name[n]; n++) {
+    char c = st->name_map[(unsigned char)name[n]];
+    valid &= c != 0;
+    same &= c == name[n];
+  }
+  *lower = same;
+  return valid ? n : 0;
+}
+
+static void put_lower(const sigv4_state *st, sbuf *b, const char *s, size_t n) {
+  if (!sb_need(b, n)) return; /* the sticky failure is reported after collecting */
+  for (size_t i = 0; i < n; i++) b->p[b->len + i] = st->name_map[(unsigned char)s[i]];
+  b->len += n;
+}
+
+static hdr *push_header(job *j, const char *lname, size_t nlen, const char *value,
+                        size_t vlen) {
+  hdr *h = &j->h[j->nh++];
+  h->lname = lname;
+  h->loff = NO_LOFF;
+  h->nlen = nlen;
+  h->value = value;
+  h->vlen = vlen;
+  return h;
+}
+
+/* A caller's header: validated, dropped if the signer writes it itself, lower-cased into
+ * st->lnames unless it already is lower-case. */
+static int add_header(job *j, const char *name, const char *value) {
+  sbuf *ln = &j->st->lnames;
+  int lower;
+  size_t loff = ln->len, nlen = scan_name(j->st, name, &lower);
+  if (nlen == 0) return fail(SIGV4_ERR_INVALID, "a header name is not an HTTP token");
+  if (!lower) put_lower(j->st, ln, name, nlen);
+  if (ln->fail) return SIGV4_OK;
+  if (signer_owns(j, lower ? name : ln->p + loff, nlen)) {
+    ln->len = loff;
+    return SIGV4_OK;
+  }
+  push_header(j, name, nlen, value, strlen(value))->loff = lower ? NO_LOFF : loff;
+  return SIGV4_OK;
+}
+
+/* A header the signer adds: its name is a lower-case literal. */
+#define ADD_OWN_HEADER(j, lit, value, vlen) push_header((j), lit, sizeof lit - 1, (value), (vlen))
+
+static int lname_cmp(const hdr *a, const hdr *b) {
+  int c = memcmp(a->lname, b->lname, a->nlen < b->nlen ? a->nlen : b->nlen);
+  return c ? c : (a->nlen > b->nlen) - (a->nlen < b->nlen);
+}
+
+/* Insertion sort: stable, so duplicate names keep the caller's order; n is small. */
+static void sort_headers(job *j) {
+  for (size_t i = 1; i < j->nh; i++) {
+    hdr t = j->h[i];
+    size_t k = i;
+    for (; k > 0 && lname_cmp(&j->h[k - 1], &t) > 0; k--) j->h[k] = j->h[k - 1];
+    j->h[k] = t;
+  }
+}
+
+/* Points lname into lnames (complete now, so it no longer moves); 1 if Host is there. */
+static int resolve_names(job *j) {
+  int host = 0;
+  for (size_t i = 0; i < j->nh; i++) {
+    if (j->h[i].loff != NO_LOFF) j->h[i].lname = j->st->lnames.p + j->h[i].loff;
+    host |= LNAME_IS(j->h[i].lname, j->h[i].nlen, "host");
+  }
+  return host;
+}
+
+static int add_caller_headers(job *j) {
+  for (size_t i = 0; i < j->rq->n_headers; i++) {
+    const sigv4_header *h = &j->rq->headers[i];
+    if (!h->name || !h->value)
+      return fail(SIGV4_ERR_INVALID, "a header name or value is NULL");
+    int rc = add_header(j, h->name, h->value);
+    if (rc) return rc;
+  }
+  return SIGV4_OK;
+}
+
+static int collect_headers(job *j) {
+  j->nh = 0;
+  sb_reset(&j->st->lnames);
+  int rc = add_caller_headers(j);
+  if (rc) return rc;
+  if (!j->presign) ADD_OWN_HEADER(j, "x-amz-date", j->amz_date, SIGV4_AMZ_DATE_LEN);
+  if (!j->presign && j->sign_token)
+    ADD_OWN_HEADER(j, "x-amz-security-token", j->cr->session_token,
+                   strlen(j->cr->session_token));
+  if (!j->presign && (j->p->flags & SIGV4_ADD_CONTENT_SHA256))
+    ADD_OWN_HEADER(j, "x-amz-content-sha256", j->payload_hash, j->payload_len);
+  rc = sb_finish(&j->st->lnames);
+  if (rc) return rc;
+  if (!resolve_names(j)) return fail(SIGV4_ERR_INVALID, "the request has no Host header");
+  sort_headers(j);
+  return SIGV4_OK;
+}
+
+/* End of the run of headers sharing h[i]'s name. */
+static inline size_t group_end(const job *j, size_t i) {
+  size_t e = i + 1;
+  while (e < j->nh && j->h[e].nlen == j->h[i].nlen &&
+         memcmp(j->h[e].lname, j->h[i].lname, j->h[i].nlen) == 0)
+    e++;
+  return e;
+}
+
+/* "host;x-amz-date": at most the sum of (name length + 1) bytes, written at o. */
+static char *write_signed_headers(const job *j, char *o) {
+  for (size_t i = 0; i < j->nh; i = group_end(j, i)) {
+    if (i) *o++ = ';';
+    memcpy(o, j->h[i].lname, j->h[i].nlen);
+    o += j->h[i].nlen;
+  }
+  return o;
+}
+
+/* Presigning needs the list before the canonical request (it is a query parameter). */
+static int prepare_presign_headers(job *j) {
+  sbuf *b = &j->st->signed_headers;
+  size_t total = 0;
+  for (size_t i = 0; i < j->nh; i++) total += j->h[i].nlen + 1;
+  sb_reset(b);
+  if (sb_need(b, total)) b->len = (size_t)(write_signed_headers(j, b->p) - b->p);
+  int rc = sb_finish(b);
+  j->sh = b->p, j->sh_len = b->len;
+  return rc;
+}
+
+/* Canonical headers, blank line, signed headers, payload hash: the canonical request's
+ * tail, written with one reservation. The signed headers written here are the ones the
+ * Authorization value reuses (j->sh_off). */
+static void put_canonical_tail(job *j, sbuf *b) {
+  size_t total = 2 + j->payload_len;
+  for (size_t i = 0; i < j->nh; i++) total += 2 * j->h[i].nlen + j->h[i].vlen + 3;
+  if (!sb_need(b, total)) return;
+  char *o = b->p + b->len;
+  for (size_t i = 0, e; i < j->nh; i = e) {
+    e = group_end(j, i);
+    memcpy(o, j->h[i].lname, j->h[i].nlen);
+    o += j->h[i].nlen;
+    *o++ = ':';
+    for (size_t k = i; k < e; k++) {
+      if (k > i) *o++ = ',';
+      o += fold_value(o, j->h[k].value, j->h[k].vlen);
+    }
+    *o++ = '\n';
+  }
+  *o++ = '\n';
+  j->sh_off = (size_t)(o - b->p);
+  o = write_signed_headers(j, o);
+  j->sh_len = (size_t)(o - b->p) - j->sh_off;
+  *o++ = '\n';
+  memcpy(o, j->payload_hash, j->payload_len);
+  b->len = (size_t)(o + j->payload_len - b->p);
+}
+
+/* Drops the last "/segment" written since start (a ".." segment). */
+static void pop_segment(sbuf *b, size_t start) {
+  while (b->len > start && b->p[b->len - 1] != '/') b->len--;
+  if (b->len > start) b->len--;
+}
+
+/* Normalised path: no empty, "." or ".." segments; each segment encoded as on the wire. */
+static void put_normalized_path(sbuf *b, const char *path) {
+  size_t start = b->len, n = strlen(path);
+  for (size_t i = 0, e; i < n; i = e + 1) {
+    for (e = i; e < n && path[e] != '/'; e++) {}
+    size_t sl = e - i;
+    if (sl == 0 || (sl == 1 && path[i] == '.')) continue;
+    if (sl == 2 && path[i] == '.' && path[i + 1] == '.') {
+      pop_segment(b, start);
+      continue;
+    }
+    sb_putc(b, '/');
+    sb_put_enc(b, path + i, sl, 0);
+  }
+  if (b->len == start || (n && path[n - 1] == '/')) sb_putc(b, '/');
+}
+
+static void put_canonical_uri(const job *j, sbuf *b) {
+  const char *path = j->rq->path;
+  if (j->p->flags & SIGV4_NORMALIZE_PATH)
+    put_normalized_path(b, path);
+  else if (!*path)
+    sb_putc(b, '/');
+  else
+    sb_put_enc(b, path, strlen(path), ENC_KEEP_SLASH | ENC_DECODE);
+}
+
+static int add_param(sigv4_state *st, size_t *n, const char *k, size_t kl, const char *v,
+                     size_t vl, unsigned how) {
+  if (*n == st->qp_cap) {
+    size_t cap = st->qp_cap ? 2 * st->qp_cap : 16;
+    qparam *qp = cap < SIZE_MAX / sizeof *qp ? realloc(st->qp, cap * sizeof *qp) : NULL;
+    if (!qp) return fail(SIGV4_ERR_NOMEM, "out of memory sorting the query");
+    st->qp = qp;
+    st->qp_cap = cap;
+  }
+  qparam *q = &st->qp[(*n)++];
+  q->koff = st->qtext.len;
+  sb_put_enc(&st->qtext, k, kl, how);
+  q->klen = st->qtext.len - q->koff;
+  q->voff = st->qtext.len;
+  sb_put_enc(&st->qtext, v, vl, how);
+  q->vlen = st->qtext.len - q->voff;
+  return SIGV4_OK;
+}
+
+/* Adds the wire query's "k=v" pairs; a bare "k" counts as "k=". */
+static int add_request_params(sigv4_state *st, size_t *n, const char *q) {
+  for (const char *s = q; s && *s;) {
+    size_t len = strcspn(s, "&");
+    const char *eq = memchr(s, '=', len);
+    size_t kl = eq ? (size_t)(eq - s) : len;
+    int rc = len ? add_param(st, n, s, kl, eq ? eq + 1 : "", eq ? len - kl - 1 : 0,
+                             ENC_DECODE)
+                 : SIGV4_OK;
+    if (rc) return rc;
+    s += len + (s[len] == '&');
+  }
+  return SIGV4_OK;
+}
+
+static int add_p(sigv4_state *st, size_t *n, const char *k, const char *v) {
+  return add_param(st, n, k, strlen(k), v, strlen(v), 0);
+}
+
+static int add_presign_params(const job *j, size_t *n, const char *expires) {
+  sigv4_state *st = j->st;
+  int rc = add_p(st, n, "X-Amz-Algorithm", ALGORITHM);
+  if (!rc) rc = add_p(st, n, "X-Amz-Credential", j->slot->credential);
+  if (!rc) rc = add_p(st, n, "X-Amz-Date", j->amz_date);
+  if (!rc) rc = add_p(st, n, "X-Amz-Expires", expires);
+  if (!rc && j->sign_token) rc = add_p(st, n, "X-Amz-Security-Token", j->cr->session_token);
+  if (!rc) rc = add_param(st, n, "X-Amz-SignedHeaders", 19, j->sh, j->sh_len, 0);
+  return rc;
+}
+
+static int param_cmp(const void *pa, const void *pb) {
+  const qparam *a = pa, *b = pb;
+  size_t n = a->klen < b->klen ? a->klen : b->klen;
+  int c = memcmp(a->k, b->k, n);
+  if (c || a->klen != b->klen) return c ? c : (a->klen < b->klen ? -1 : 1);
+  n = a->vlen < b->vlen ? a->vlen : b->vlen;
+  c = memcmp(a->v, b->v, n);
+  return c ? c : (a->vlen > b->vlen) - (a->vlen < b->vlen);
+}
+
+static void format_uint(char *o, size_t size, unsigned v) {
+  char t[24];
+  size_t n = 0;
+  do t[n++] = (char)('0' + v % 10); while ((v /= 10) && n < sizeof t);
+  for (size_t i = 0; i < n && i + 1 < size; i++) o[i] = t[n - 1 - i];
+  o[n < size ? n : size - 1] = '\0';
+}
+
+/* Sorted "k=v&k=v" of the (encoded) wire query plus, when presigning, the X-Amz-* set. */
+static int put_canonical_query(const job *j, sbuf *b) {
+  sigv4_state *st = j->st;
+  char expires[24];
+  size_t n = 0;
+  if (!j->presign && (!j->rq->query || !*j->rq->query)) return SIGV4_OK; /* the usual case */
+  sb_reset(&st->qtext);
+  format_uint(expires, sizeof expires, j->p->expires);
+  int rc = add_request_params(st, &n, j->rq->query);
+  if (!rc && j->presign) rc = add_presign_params(j, &n, expires);
+  if (!rc) rc = sb_finish(&st->qtext);
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    st->qp[i].k = st->qtext.p + st->qp[i].koff;
+    st->qp[i].v = st->qtext.p + st->qp[i].voff;
+  }
+  if (n > 1) qsort(st->qp, n, sizeof *st->qp, param_cmp);
+  for (size_t i = 0; i < n; i++) {
+    if (i) sb_putc(b, '&');
+    sb_put(b, st->qp[i].k, st->qp[i].klen);
+    sb_putc(b, '=');
+    sb_put(b, st->qp[i].v, st->qp[i].vlen);
+  }
+  return SIGV4_OK;
+}
+
+/* ---- 6. assembly and public API ---- */
+
+static int prepare(job *j, const sigv4_request *rq, const sigv4_credentials *cr,
+                   const sigv4_params *p) {
+  if (!rq || !cr || !p) return fail(SIGV4_ERR_INVALID, "NULL request, credentials or params");
+  int rc = validate_request(j, rq);
+  if (!rc) rc = validate_credentials(j, cr);
+  if (!rc) rc = validate_params(j, p);
+  if (rc) return rc;
+  if (!(j->st = state_get())) return fail(SIGV4_ERR_NOMEM, "cannot set up OpenSSL contexts");
+  j->rq = rq, j->cr = cr, j->p = p;
+  j->presign = !!(p->flags & SIGV4_PRESIGN);
+  j->has_token = cr->session_token && *cr->session_token;
+  j->sign_token = j->has_token && !(p->flags & SIGV4_OMIT_SESSION_TOKEN);
+  rc = set_amz_date(j);
+  if (!rc) rc = bind_key(j);
+  if (!rc) rc = set_payload_hash(j);
+  if (!rc) rc = collect_headers(j);
+  if (rc) return rc;
+  return j->presign ? prepare_presign_headers(j) : SIGV4_OK;
+}
+
+static int build_canonical_request(job *j) {
+  sbuf *b = &j->st->creq;
+  sb_reset(b);
+  sb_put(b, j->rq->method, j->method_len);
+  sb_putc(b, '\n');
+  put_canonical_uri(j, b);
+  sb_putc(b, '\n');
+  int rc = put_canonical_query(j, b);
+  if (rc) return rc;
+  sb_putc(b, '\n');
+  put_canonical_tail(j, b);
+  rc = sb_finish(b);
+  if (!rc) j->sh = b->p + j->sh_off; /* creq is complete: it no longer moves */
+  return rc;
+}
+
+#define LIT(o, lit) (memcpy((o), lit, sizeof lit - 1), (o) + sizeof lit - 1)
+
+static int build_string_to_sign(const job *j) {
+  unsigned char d[SHA256_LEN];
+  sbuf *b = &j->st->sts;
+  if (!sha256(j->st, j->st->creq.p, j->st->creq.len, d))
+    return fail(SIGV4_ERR_CRYPTO, "SHA-256 of the canonical request failed");
+  sb_reset(b);
+  if (!sb_need(b, sizeof ALGORITHM + SIGV4_AMZ_DATE_LEN + j->slot->scope_len + 2 +
+                     SIGV4_HEX_LEN))
+    return sb_finish(b);
+  char *o = LIT(b->p, ALGORITHM "\n");
+  memcpy(o, j->amz_date, SIGV4_AMZ_DATE_LEN);
+  o += SIGV4_AMZ_DATE_LEN;
+  *o++ = '\n';
+  memcpy(o, j->slot->scope, j->slot->scope_len);
+  o += j->slot->scope_len;
+  *o++ = '\n';
+  hex_sha256(j->st, o, d);
+  b->len = (size_t)(o + SIGV4_HEX_LEN - b->p);
+  return sb_finish(b);
+}
+
+static int compute_signature(const job *j, char hex[SIGV4_HEX_LEN + 1]) {
+  unsigned char d[SHA256_LEN];
+  if (!hmac(j->slot->mac, NULL, 0, j->st->sts.p, j->st->sts.len, d))
+    return fail(SIGV4_ERR_CRYPTO, "HMAC-SHA256 failed");
+  hex_sha256(j->st, hex, d);
+  hex[SIGV4_HEX_LEN] = '\0';
+  return SIGV4_OK;
+}
+
+#define AUTH_1 ALGORITHM " Credential="
+#define AUTH_2 ", SignedHeaders="
+#define AUTH_3 ", Signature="
+
+/* The Authorization value, written straight into the caller's buffer: its length is
+ * known up front, so there is no intermediate copy on the hot path. */
+static int put_authorization(const job *j, sigv4_output *out) {
+  const key_slot *k = j->slot;
+  out->len = sizeof AUTH_1 + sizeof AUTH_2 + sizeof AUTH_3 - 3 + k->credential_len + j->sh_len +
+             SIGV4_HEX_LEN;
+  if (out->len >= out->size) return fail(SIGV4_ERR_TRUNCATED, "output buffer too small");
+  char *o = LIT(out->buf, AUTH_1);
+  memcpy(o, k->credential, k->credential_len);
+  o = LIT(o + k->credential_len, AUTH_2);
+  memcpy(o, j->sh, j->sh_len);
+  o = LIT(o + j->sh_len, AUTH_3);
+  memcpy(o, out->signature, SIGV4_HEX_LEN + 1);
+  return SIGV4_OK;
+}
+
+/* The order AWS SDKs (and the test suite's signed requests) use. */
+static void put_presign_query(const job *j, sbuf *b, const char *sig) {
+  char expires[24];
+  format_uint(expires, sizeof expires, j->p->expires);
+  sb_puts(b, "X-Amz-Algorithm=" ALGORITHM "&X-Amz-Credential=");
+  sb_put_enc(b, j->slot->credential, j->slot->credential_len, 0);
+  sb_puts(b, "&X-Amz-Date=");
+  sb_put(b, j->amz_date, SIGV4_AMZ_DATE_LEN);
+  sb_puts(b, "&X-Amz-SignedHeaders=");
+  sb_put_enc(b, j->sh, j->sh_len, 0);
+  sb_puts(b, "&X-Amz-Expires=");
+  sb_puts(b, expires);
+  if (j->has_token) {
+    sb_puts(b, "&X-Amz-Security-Token=");
+    sb_put_enc(b, j->cr->session_token, strlen(j->cr->session_token), 0);
+  }
+  sb_puts(b, "&X-Amz-Signature=");
+  sb_put(b, sig, SIGV4_HEX_LEN);
+}
+
+static int copy_out(const sbuf *b, sigv4_output *out) {
+  out->len = b->len;
+  if (b->len >= out->size) return fail(SIGV4_ERR_TRUNCATED, "output buffer too small");
+  memcpy(out->buf, b->p, b->len + 1);
+  return SIGV4_OK;
+}
+
+static int put_presigned(const job *j, sigv4_output *out) {
+  sbuf *b = &j->st->out;
+  sb_reset(b);
+  put_presign_query(j, b, out->signature);
+  int rc = sb_finish(b);
+  return rc ? rc : copy_out(b, out);
+}
+
+static int sign_job(job *j, sigv4_output *out) {
+  int rc = build_canonical_request(j);
+  if (!rc) rc = build_string_to_sign(j);
+  if (!rc) rc = compute_signature(j, out->signature);
+  if (rc) return rc;
+  return j->presign ? put_presigned(j, out) : put_authorization(j, out);
+}
+
+int sigv4_sign(const sigv4_request *req, const sigv4_credentials *cred,
+               const sigv4_params *params, sigv4_output *out) {
+  job j;
+  if (!out || (!out->buf && out->size)) return fail(SIGV4_ERR_INVALID, "NULL output");
+  out->len = 0;
+  if (out->size) out->buf[0] = '\0';
+  out->amz_date[0] = out->payload_hash[0] = out->signature[0] = '\0';
+  int rc = prepare(&j, req, cred, params);
+  if (!rc) rc = sign_job(&j, out);
+  if (rc) {
+    out->signature[0] = '\0';
+    return rc;
+  }
+  memcpy(out->amz_date, j.amz_date, sizeof out->amz_date);
+  memcpy(out->payload_hash, j.payload_hash, j.payload_len + 1);
+  return SIGV4_OK;
+}
+
+static int dup_out(const sbuf *b, char **out) {
+  *out = malloc(b->len + 1);
+  if (!*out) return fail(SIGV4_ERR_NOMEM, "out of memory copying a signing string");
+  memcpy(*out, b->p, b->len + 1);
+  return SIGV4_OK;
+}
+
+int sigv4_canonical_request(const sigv4_request *req, const sigv4_credentials *cred,
+                            const sigv4_params *params, char **out) {
+  job j;
+  if (!out) return fail(SIGV4_ERR_INVALID, "NULL output");
+  *out = NULL;
+  int rc = prepare(&j, req, cred, params);
+  if (!rc) rc = build_canonical_request(&j);
+  return rc ? rc : dup_out(&j.st->creq, out);
+}
+
+int sigv4_string_to_sign(const sigv4_request *req, const sigv4_credentials *cred,
+                         const sigv4_params *params, char **out) {
+  job j;
+  if (!out) return fail(SIGV4_ERR_INVALID, "NULL output");
+  *out = NULL;
+  int rc = prepare(&j, req, cred, params);
+  if (!rc) rc = build_canonical_request(&j);
+  if (!rc) rc = build_string_to_sign(&j);
+  return rc ? rc : dup_out(&j.st->sts, out);
+}
+
+const char *sigv4_strerror(int status) {
+  switch (status) {
+  case SIGV4_OK: return "ok";
+  case SIGV4_ERR_INVALID: return "invalid signing input";
+  case SIGV4_ERR_LIMIT: return "signing input exceeds a limit";
+  case SIGV4_ERR_TRUNCATED: return "output buffer too small";
+  case SIGV4_ERR_NOMEM: return "out of memory";
+  case SIGV4_ERR_CRYPTO: return "OpenSSL failure";
+  default: return "unknown signing error";
+  }
+}
+
+const char *sigv4_error_detail(void) { return last_detail; }

@@ -1,0 +1,229 @@
+/* `rotator repl` and `rotator status`: clients of the daemon's control socket.
+ * The daemon does the work (evaluation, pretty-printing, status); the client edits lines
+ * (libedit, with history), accumulates multi-line chunks when the daemon answers
+ * "incomplete", and turns Ctrl-C during a wait into a cancel frame, so the wait is
+ * abandoned and the daemon keeps running. `repl --local` starts a private engine process
+ * on a socketpair instead of attaching to a daemon. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <editline/readline.h>
+
+#include "cli/cli.h"
+#include "core/frame.h"
+#include "version.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+static int send_frame(int fd, int type, const char *p, size_t n) {
+  buf_t b = {0};
+  int rc = frame_put(&b, type, p, n);
+  for (size_t off = 0; rc == 0 && off < b.len;) {
+    ssize_t w = write(fd, b.data + off, b.len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) rc = -1;
+    else off += (size_t)w;
+  }
+  buf_free(&b);
+  return rc;
+}
+
+/* Read one frame into *in; returns its type, or -1 on EOF/error. Ctrl-C while waiting
+ * sends a cancel frame once and keeps waiting for the daemon's final answer. */
+static int recv_frame(int fd, buf_t *in, const char **payload, size_t *len) {
+  for (;;) {
+    int type, r = frame_get(in, &type, payload, len);
+    if (r == 1) return type;
+    if (r < 0) return -1;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, -1) < 0) {
+      if (errno != EINTR) return -1;
+      if (interrupted) {
+        interrupted = 0;
+        if (send_frame(fd, FRAME_CANCEL, "", 0) < 0) return -1;
+      }
+      continue;
+    }
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || buf_append(in, buf, (size_t)n) < 0) return -1;
+  }
+}
+
+static int connect_socket(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path) {
+    fprintf(stderr, "rotator: socket path too long: %s\n", path);
+    return -1;
+  }
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) return fd;
+  fprintf(stderr,
+          "rotator: cannot connect to %s: %s\n"
+          "Is `rotator run` running with this state directory (--state-dir)? "
+          "For a private session without a daemon, use `rotator repl --local`.\n",
+          path, strerror(errno));
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
+/* Send one chunk and print the answer. Returns the final frame type, or -1. */
+static int exchange(int fd, int type, const char *chunk, size_t n) {
+  buf_t in = {0};
+  const char *p;
+  size_t len;
+  int t = send_frame(fd, type, chunk, n) < 0 ? -1 : 0;
+  while (t >= 0) {
+    t = recv_frame(fd, &in, &p, &len);
+    if (t < 0) break;
+    FILE *out = (t == FRAME_ERROR || t == FRAME_REFUSED) ? stderr : stdout;
+    if (t != FRAME_INCOMPLETE && len) {
+      fwrite(p, 1, len, out);
+      if (t != FRAME_OUTPUT && p[len - 1] != '\n') fputc('\n', out);
+    }
+    fflush(out);
+    buf_consume(&in, FRAME_HEADER + len);
+    if (t != FRAME_OUTPUT) break;
+  }
+  buf_free(&in);
+  if (t < 0) fprintf(stderr, "rotator: the daemon closed the connection\n");
+  return t;
+}
+
+static char *read_line(int tty, const char *prompt) {
+  if (tty) return readline(prompt);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n = getline(&line, &cap, stdin);
+  if (n < 0) { free(line); return NULL; }
+  if (n > 0 && line[n - 1] == '\n') line[n - 1] = '\0';
+  return line;
+}
+
+static void history_path(char *buf, size_t len) {
+  const char *home = getenv("HOME");
+  int n = snprintf(buf, len, "%s/.rotator_history", home ? home : ".");
+  if (n < 0 || (size_t)n >= len) buf[0] = '\0';
+}
+
+/* The read-eval-print loop over a connected fd. */
+static int repl_loop(int fd) {
+  int tty = isatty(STDIN_FILENO);
+  char hist[4096];
+  history_path(hist, sizeof hist);
+  if (tty && hist[0]) read_history(hist);
+  struct sigaction sa = {.sa_handler = on_sigint}; /* no SA_RESTART: poll must wake */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  if (tty) printf("rotator %s REPL: help() lists helpers, Ctrl-D leaves.\n", ROTATOR_VERSION);
+  buf_t chunk = {0};
+  int rc = 0;
+  char *line;
+  while ((line = read_line(tty, chunk.len ? ">> " : "> ")) != NULL) {
+    interrupted = 0;
+    if (chunk.len) buf_append(&chunk, "\n", 1);
+    if (buf_append(&chunk, line, strlen(line)) < 0) { free(line); rc = 1; break; }
+    if (tty && *line) add_history(line);
+    free(line);
+    int t = exchange(fd, FRAME_EVAL, chunk.data, chunk.len);
+    if (t < 0 || t == FRAME_REFUSED) { rc = 1; break; }
+    if (t != FRAME_INCOMPLETE) chunk.len = 0;
+  }
+  if (tty && hist[0]) write_history(hist);
+  buf_free(&chunk);
+  return rc;
+}
+
+/* --local: a private engine process on one end of a socketpair. */
+static int repl_local(void) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) { perror("rotator: socketpair"); return 1; }
+  pid_t pid = fork();
+  if (pid < 0) { perror("rotator: fork"); return 1; }
+  if (pid == 0) {
+    close(sv[0]);
+    char fdarg[16];
+    snprintf(fdarg, sizeof fdarg, "%d", sv[1]);
+    execl("/proc/self/exe", "rotator", "repl-serve", fdarg, (char *)NULL);
+    perror("rotator: exec");
+    _exit(127);
+  }
+  close(sv[1]);
+  int rc = repl_loop(sv[0]);
+  close(sv[0]);
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  return rc;
+}
+
+static const char REPL_USAGE[] =
+    "usage: rotator repl [--local] [--socket PATH]\n"
+    "\n"
+    "Attaches to the running daemon's control socket (<state-dir>/rotator.sock) and\n"
+    "evaluates Lua in its live state. Expressions print their value; an unfinished chunk\n"
+    "continues on the next line (>> prompt). Ctrl-C abandons a wait (e.g. an aws.call)\n"
+    "without touching the daemon. help() lists the helpers. --local starts a private\n"
+    "engine with the policies loaded, without a daemon.\n"
+    "\n"
+    "Examples:\n"
+    "  rotator repl\n"
+    "  rotator repl --local\n"
+    "  echo 'return help()' | rotator --state-dir /var/lib/rotator repl\n";
+
+static const char STATUS_USAGE[] =
+    "usage: rotator status [--json] [--socket PATH]\n"
+    "\n"
+    "Asks the running daemon for its status: uptime, policy files and their hashes, the\n"
+    "last reload, workflows by state, the last errors, queue receive statistics.\n"
+    "\n"
+    "Examples:\n"
+    "  rotator status\n"
+    "  rotator status --json | jq .workflows\n";
+
+static int parse_client_args(int argc, char **argv, const char *usage, const char **sock,
+                             int *flag, const char *flag_name) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
+    if (!strcmp(argv[i], flag_name)) { *flag = 1; continue; }
+    if (!strcmp(argv[i], "--socket") && i + 1 < argc) { *sock = argv[++i]; continue; }
+    fprintf(stderr, "rotator: unknown option '%s'\n%s", argv[i], usage);
+    return 2;
+  }
+  return -1;
+}
+
+int cmd_repl(int argc, char **argv, const char *socket_path) {
+  int local = 0, rc = parse_client_args(argc, argv, REPL_USAGE, &socket_path, &local, "--local");
+  if (rc >= 0) return rc;
+  if (local) return repl_local();
+  int fd = connect_socket(socket_path);
+  if (fd < 0) return 1;
+  rc = repl_loop(fd);
+  close(fd);
+  return rc;
+}
+
+int cmd_status(int argc, char **argv, const char *socket_path) {
+  int json = 0, rc = parse_client_args(argc, argv, STATUS_USAGE, &socket_path, &json, "--json");
+  if (rc >= 0) return rc;
+  int fd = connect_socket(socket_path);
+  if (fd < 0) return 1;
+  const char *mode = json ? "json" : "text";
+  int t = exchange(fd, FRAME_STATUS, mode, strlen(mode));
+  close(fd);
+  return t == FRAME_RESULT ? 0 : 1;
+}

@@ -1,0 +1,215 @@
+/* `host` module: what scripts need from the process around them.
+ *   host.on_signal("HUP"|"TERM", fn|nil)  hook for reload / graceful stop (TERM covers INT)
+ *   host.exit(code)                       leave the event loop with this exit status
+ *   host.hold() -> handle                 mark in-flight work; handle:release() (or __close,
+ *                                          or garbage collection) ends it. A graceful stop
+ *                                          waits until every hold is released.
+ *   host.stopping()                       true once SIGTERM/SIGINT arrived
+ *   host.list_dir(path) -> {names}        sorted, dot-files left out; nil, msg on error
+ *   host.read_file(path) -> string        nil, msg on error (msg names the path)
+ *   host.pid()                            this process's id
+ *   host.mkdir(path)                      mkdir -p, new folders 0700; nil, msg on error
+ *   host.reload()                         start a hot reload (see host.h); false if busy
+ *   host.sha256_hex(data)                 hex digest, e.g. of a policy file for `status`
+ *   host.config                           scripts_dir, policies_dir, state_dir, version */
+#include <dirent.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/host.h"
+#include "lua/modules.h"
+#include "version.h"
+
+#define HOLD_MT "rotator.hold"
+
+static int fail(lua_State *L, const char *path) {
+  int e = errno;
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", path, strerror(e));
+  return 2;
+}
+
+static int h_on_signal(lua_State *L) {
+  static const char *const names[] = {"HUP", "TERM", NULL};
+  static const char *const keys[] = {HOST_HOOK_HUP, HOST_HOOK_TERM};
+  int which = luaL_checkoption(L, 1, NULL, names);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  lua_setfield(L, LUA_REGISTRYINDEX, keys[which]);
+  return 0;
+}
+
+static int h_reload(lua_State *L) {
+  lua_pushboolean(L, host_reload(host_from_lua(L), "request") == 0);
+  return 1;
+}
+
+static int h_exit(lua_State *L) {
+  host_exit(host_from_lua(L), (int)luaL_optinteger(L, 1, 0));
+  return 0;
+}
+
+static int h_stopping(lua_State *L) {
+  lua_pushboolean(L, host_from_lua(L)->stopping);
+  return 1;
+}
+
+typedef struct { host_t *h; int held; } hold_t;
+
+static int h_hold(lua_State *L) {
+  hold_t *hd = lua_newuserdatauv(L, sizeof *hd, 0);
+  *hd = (hold_t){.h = host_from_lua(L), .held = 1};
+  luaL_setmetatable(L, HOLD_MT);
+  host_hold(hd->h);
+  return 1;
+}
+
+static int hold_release(lua_State *L) {
+  hold_t *hd = luaL_checkudata(L, 1, HOLD_MT);
+  if (hd->held) {
+    hd->held = 0;
+    host_release(hd->h);
+  }
+  return 0;
+}
+
+static int h_inflight(lua_State *L) {
+  lua_pushinteger(L, host_from_lua(L)->inflight);
+  return 1;
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int h_list_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d) return fail(L, path);
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *e;
+  int oom = 0;
+  while (!oom && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      char **grown = realloc(names, cap * sizeof *names);
+      if (!grown) { oom = 1; break; }
+      names = grown;
+    }
+    if (!(names[n] = strdup(e->d_name))) oom = 1;
+    else n++;
+  }
+  closedir(d);
+  if (!oom) qsort(names, n, sizeof *names, cmp_names);
+  if (!oom) lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    if (!oom) { lua_pushstring(L, names[i]); lua_rawseti(L, -2, (lua_Integer)i + 1); }
+    free(names[i]);
+  }
+  free(names);
+  if (oom) return luaL_error(L, "host.list_dir: out of memory listing %s", path);
+  return 1;
+}
+
+static int h_read_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  FILE *f = fopen(path, "rb");
+  if (!f) return fail(L, path);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  size_t got;
+  do {
+    char *p = luaL_prepbuffer(&b);
+    got = fread(p, 1, LUAL_BUFFERSIZE, f);
+    luaL_addsize(&b, got);
+  } while (got == LUAL_BUFFERSIZE);
+  int err = ferror(f);
+  fclose(f);
+  if (err) { errno = EIO; return fail(L, path); }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* mkdir -p with mode 0700 for new folders (state directories hold the journal and the
+ * control socket). */
+static int h_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf) return luaL_argerror(L, 1, "empty or too long path");
+  memcpy(buf, path, n + 1);
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char c = *p;
+    *p = '\0';
+    if (mkdir(buf, 0700) < 0 && errno != EEXIST) return fail(L, buf);
+    *p = c;
+    if (c == '\0') break;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int h_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+static int h_sha256_hex(lua_State *L) {
+  size_t len;
+  const char *data = luaL_checklstring(L, 1, &len);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL))
+    return luaL_error(L, "host.sha256_hex: OpenSSL digest failed");
+  char hex[2 * EVP_MAX_MD_SIZE + 1];
+  static const char digits[] = "0123456789abcdef";
+  for (unsigned i = 0; i < mdlen; i++) {
+    hex[2 * i] = digits[md[i] >> 4];
+    hex[2 * i + 1] = digits[md[i] & 15];
+  }
+  lua_pushlstring(L, hex, 2 * (size_t)mdlen);
+  return 1;
+}
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  if (!v) return;
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static const luaL_Reg funcs[] = {
+    {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
+    {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
+    {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex}, {NULL, NULL}};
+
+int luaopen_rotator_host(lua_State *L) {
+  luaL_newmetatable(L, HOLD_MT);
+  lua_pushcfunction(L, hold_release);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, hold_release);
+  lua_setfield(L, -2, "__close");
+  lua_newtable(L);
+  lua_pushcfunction(L, hold_release);
+  lua_setfield(L, -2, "release");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  host_t *h = host_from_lua(L);
+  lua_newtable(L);
+  set_str(L, "scripts_dir", h->scripts_dir);
+  set_str(L, "policies_dir", h->policies_dir);
+  set_str(L, "state_dir", h->state_dir);
+  set_str(L, "version", ROTATOR_VERSION);
+  set_str(L, "gitrev", ROTATOR_GITREV);
+  lua_setfield(L, -2, "config");
+  return 1;
+}

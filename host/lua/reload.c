@@ -1,0 +1,154 @@
+/* Hot reload (after rspamd's reread_config): build a new Lua state, validate, swap.
+ *
+ *   1. A fresh state loads the engine and runs cli.reload_prepare(): every script and
+ *      policy loads and validates, exactly as `rotator check`. Failure: the candidate is
+ *      closed, "reload.failed ... configuration not changed" is logged, nothing else moves.
+ *   2. The running state runs cli.reload_quiesce(done): it starts no new step, lets the
+ *      AWS calls in flight finish (their results are recorded in the workflow documents),
+ *      then calls done(snapshot), the serialised in-flight workflows.
+ *   3. On the next loop turn (outside any Lua call) the candidate runs
+ *      cli.reload_adopt(snapshot), re-arming every workflow where it stood, and becomes
+ *      the running state; the old one is closed (its timers die with it).
+ * A second SIGHUP while a reload is under way is logged and ignored. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/host.h"
+#include "core/log.h"
+#include "lua/state.h"
+
+/* Call cli.<fn> in L with nargs already pushed; returns 0 and leaves nres results, or -1
+ * with the error message copied into err. */
+static int call_cli(lua_State *L, const char *fn, int nargs, int nres, char *err, size_t len) {
+  if (lstate_require(L, "cli") != 0) goto fail;
+  lua_getfield(L, -1, fn);
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1 + nargs);
+    snprintf(err, len, "the engine has no cli.%s: this command cannot reload", fn);
+    return -1;
+  }
+  lua_insert(L, -1 - nargs);
+  if (lstate_pcall(L, nargs, nres) != LUA_OK) goto fail;
+  return 0;
+fail:
+  snprintf(err, len, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "unknown error");
+  lua_pop(L, 1);
+  return -1;
+}
+
+static void log_failed(const char *stage, const char *err) {
+  log_kv_t kv[] = {{"stage", stage}, {"error", err}, {"result", "configuration not changed"}};
+  log_event(LOG_ERROR, "reload.failed", kv, 3);
+}
+
+/* Tell the running state how the reload went (cli.reload_report is optional). */
+static void report(lua_State *L, int ok, const char *info) {
+  char err[256];
+  lua_pushboolean(L, ok);
+  lua_pushstring(L, info);
+  if (call_cli(L, "reload_report", 2, 0, err, sizeof err) < 0 && !strstr(err, "no cli.reload_report"))
+    log_msg(LOG_WARN, "reload.report", "%s", err);
+}
+
+static void swap(loop_t *loop, loop_timer_t *t, void *ud);
+
+void host_reload_init(host_t *h) { loop_timer_init(&h->reload_swap, swap, h); }
+
+void host_reload_cleanup(host_t *h) {
+  loop_timer_stop(h->loop, &h->reload_swap);
+  if (h->reload_next) lua_close(h->reload_next);
+  h->reload_next = NULL;
+  free(h->reload_snapshot);
+  h->reload_snapshot = NULL;
+}
+
+/* Step 1: a candidate state that loads and validates, or NULL. */
+static lua_State *prepare(host_t *h) {
+  char err[4096];
+  lua_State *L2 = lstate_new(h);
+  if (!L2) { log_failed("prepare", "out of memory"); return NULL; }
+  if (call_cli(L2, "reload_prepare", 0, 2, err, sizeof err) < 0) {
+    log_failed("prepare", err);
+    report(h->L, 0, err);
+    lua_close(L2);
+    return NULL;
+  }
+  int ok = lua_toboolean(L2, -2);
+  if (!ok) {
+    snprintf(err, sizeof err, "%s", luaL_optstring(L2, -1, "validation failed"));
+    log_failed("validate", err);
+    report(h->L, 0, err);
+    lua_close(L2);
+    return NULL;
+  }
+  lua_pop(L2, 2);
+  return L2;
+}
+
+/* Step 3: runs from a timer, never inside Lua. */
+static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
+  (void)loop, (void)t;
+  host_t *h = ud;
+  char err[4096];
+  lua_State *L2 = h->reload_next, *L1 = h->L;
+  lua_pushlstring(L2, h->reload_snapshot ? h->reload_snapshot : "", h->reload_snapshot_len);
+  h->L = L2; /* adopt runs as the running state: hooks and timers belong to it */
+  if (call_cli(L2, "reload_adopt", 1, 0, err, sizeof err) < 0) {
+    h->L = L1;
+    log_failed("adopt", err);
+    call_cli(L1, "reload_abort", 0, 0, err, sizeof err);
+    host_reload_cleanup(h);
+    return;
+  }
+  h->reload_next = NULL;
+  host_reload_cleanup(h);
+  lua_close(L1);
+  char ms[32];
+  snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now_ms() - h->reload_started_ms));
+  log_kv_t kv[] = {{"duration_ms", ms}};
+  log_event(LOG_INFO, "reload.ok", kv, 1);
+  report(h->L, 1, ms);
+}
+
+/* Step 2's callback: done(snapshot) from the running state. */
+static int quiesced(lua_State *L) {
+  host_t *h = lua_touserdata(L, lua_upvalueindex(1));
+  size_t len = 0;
+  const char *snap = luaL_optlstring(L, 1, "", &len);
+  if (!h->reload_next || h->reload_snapshot) return 0; /* late or repeated call */
+  h->reload_snapshot = malloc(len + 1);
+  if (!h->reload_snapshot) return luaL_error(L, "reload: out of memory for the snapshot");
+  memcpy(h->reload_snapshot, snap, len);
+  h->reload_snapshot[len] = '\0';
+  h->reload_snapshot_len = len;
+  if (loop_timer_start(h->loop, &h->reload_swap, 0) < 0)
+    return luaL_error(L, "reload: cannot schedule the swap");
+  return 0;
+}
+
+int host_reload(host_t *h, const char *why) {
+  if (h->reload_next) {
+    log_msg(LOG_WARN, "reload.busy", "a reload is already under way (%s ignored)", why);
+    return -1;
+  }
+  if (h->stopping) {
+    log_msg(LOG_WARN, "reload.skipped", "stopping: no reload (%s ignored)", why);
+    return -1;
+  }
+  h->reload_started_ms = loop_now_ms();
+  lua_State *L2 = prepare(h);
+  if (!L2) return -1;
+  h->reload_next = L2;
+  char err[4096];
+  lua_pushlightuserdata(h->L, h);
+  lua_pushcclosure(h->L, quiesced, 1);
+  if (call_cli(h->L, "reload_quiesce", 1, 0, err, sizeof err) < 0) {
+    log_failed("quiesce", err);
+    host_reload_cleanup(h);
+    return -1;
+  }
+  return 0;
+}

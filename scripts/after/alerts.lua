@@ -1,0 +1,71 @@
+-- Alerts: a failed workflow publishes one message to the SNS topic its rule names
+-- (rule.alert_topic_arn; the documented IAM policy allows sns:Publish on
+-- arn:aws:sns:*:*:rotator-alerts). The message is JSON: workflow, rule, source table,
+-- target table, the failed step, the error and the AWS request id.
+-- One alert per workflow id (backup job) per process: a redelivered, failing again
+-- message does not page twice.
+--   M.workflow_failed(ctx, doc, rule, { step =, msg =, request_id = }) -> published?
+local log = require "log"
+local json = require "json"
+local H = require "workflow.history"
+
+local M = { sent = {}, order = {}, max_remembered = 1000 }
+
+function M.validate_rule(rule)
+  local a = rule.alert_topic_arn
+  if a ~= nil and not a:match("^arn:[%w-]+:sns:[%w-]+:%d+:[%w_-]+$") then
+    return ("alert_topic_arn %q is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"):format(a)
+  end
+end
+
+local function remember(id)
+  M.sent[id] = true
+  M.order[#M.order + 1] = id
+  if #M.order > M.max_remembered then M.sent[table.remove(M.order, 1)] = nil end
+end
+
+local function last_failed_step(doc)
+  for i = #(doc.Steps or {}), 1, -1 do
+    if doc.Steps[i].Error then return doc.Steps[i].State end
+  end
+end
+
+-- The alert's body (pure).
+function M.message(doc, failure)
+  return {
+    event = "rotator.workflow.failed",
+    workflow = doc.WorkflowId, rule = doc.Rule, source_table = doc.SourceTableName,
+    table = doc.TargetTableName, step = failure.step or last_failed_step(doc),
+    error = failure.msg, request_id = failure.request_id, backup_job = doc.BackupJobId,
+    recovery_point = doc.RecoveryPointArn,
+  }
+end
+
+local function subject(doc)
+  local s = ("Rotator: restore of %s failed"):format(tostring(doc.SourceTableName))
+  return (s:gsub("[^\32-\126]", "?")):sub(1, 100)
+end
+
+function M.workflow_failed(ctx, doc, rule, failure)
+  local topic = rule.alert_topic_arn
+  if not topic or doc.AlertPublished then return false end
+  local id = doc.WorkflowId or tostring(doc)
+  if M.sent[id] then
+    log.info("alert.suppressed", H.fields(doc, { reason = "already alerted for this workflow", topic = topic }))
+    return false
+  end
+  local body = M.message(doc, failure or {})
+  local res, rid = ctx.svc:call("sns", "Publish", { TopicArn = topic, Subject = subject(doc),
+    Message = assert(json.encode(body)) })
+  if not res then
+    log.error("alert.failed", H.fields(doc, { topic = topic, error = tostring(rid), request_id = H.rid(rid) }))
+    return false
+  end
+  remember(id)
+  doc.AlertPublished = { TopicArn = topic, MessageId = res.MessageId }
+  log.info("alert.published", H.fields(doc, { topic = topic, message_id = res.MessageId, request_id = rid,
+    step = body.step }))
+  return true
+end
+
+return M

@@ -1,0 +1,139 @@
+-- Post-restore settings, once the restored table is ACTIVE and before the SSM parameter
+-- switches. RestoreTableFromBackup carries no TTL, tags, PITR or deletion protection over,
+-- so a rule re-applies them; each is a step in the workflow history:
+--   Tag Table              always: rotator:source, rotator:backup-job, rotator:rule (what
+--                          retention trusts) plus rule.tags
+--   Copy TTL               rule.copy_ttl = true: DescribeTimeToLive on the source, then
+--                          UpdateTimeToLive on the copy (skipped when already equal)
+--   Point-in-time Recovery rule.pitr = true|false: UpdateContinuousBackups
+--   Validate Restore       rule.validation (validation.lua)
+--   Deletion Protection    rule.deletion_protection = true|false: UpdateTable (last, so a
+--                          copy that failed validation stays deletable by retention)
+--   M.after_active(ctx, doc, rule, rec) -> true | nil, message, request_id
+-- A failed step fails the workflow (SSM not switched; a redelivery re-applies them all:
+-- every step is idempotent) and publishes an alert when the rule names a topic.
+local log = require "log"
+local H = require "workflow.history"
+local retention = require "after.retention"
+local validation = require "after.validation"
+local alerts = require "after.alerts"
+
+local M = {}
+
+-- Validator for the rule fields (called from rules.validate): nil or a message.
+function M.validate_rule(rule)
+  if rule.tags ~= nil then
+    for k, v in pairs(rule.tags) do
+      if type(k) ~= "string" or type(v) ~= "string" then return "tags must map strings to strings" end
+      if k:sub(1, 8) == "rotator:" then return ("tags: '%s' is reserved (rotator:* tags are Rotator's)"):format(k) end
+      if k:sub(1, 4) == "aws:" then return ("tags: '%s' is reserved by AWS"):format(k) end
+    end
+  end
+end
+
+local function tags_for(doc, rule)
+  local list = {
+    { Key = retention.TAG_SOURCE, Value = doc.SourceTableName },
+    { Key = retention.TAG_JOB, Value = doc.BackupJobId },
+    { Key = retention.TAG_RULE, Value = doc.Rule },
+  }
+  local extra = {}
+  for k in pairs(rule.tags or {}) do extra[#extra + 1] = k end
+  table.sort(extra)
+  for _, k in ipairs(extra) do list[#list + 1] = { Key = k, Value = rule.tags[k] } end
+  return list
+end
+
+-- Each setter: ctx, doc, rule, s -> true | nil, err. s is the step (for notes).
+local function tag_table(ctx, doc, rule, s)
+  local tags = tags_for(doc, rule)
+  local res, rid = ctx.svc:call("dynamodb", "TagResource", { ResourceArn = doc.TableArn, Tags = tags })
+  if not res then return nil, rid end
+  s.Tags = #tags
+  return true, rid
+end
+
+local function ttl_of(ctx, name)
+  local res, err = ctx.svc:call("dynamodb", "DescribeTimeToLive", { TableName = name })
+  if not res then return nil, err end
+  return res.TimeToLiveDescription or {}, err
+end
+
+local function copy_ttl(ctx, doc, _, s)
+  local src, err = ttl_of(ctx, doc.SourceTableName)
+  if not src then
+    if H.code(err) == "DryRunOffline" then s.Skipped = "offline dry run: source TTL unknown" return true end
+    return nil, err
+  end
+  local on = src.TimeToLiveStatus == "ENABLED" or src.TimeToLiveStatus == "ENABLING"
+  if not on then s.Skipped = "source has no TTL" return true end
+  s.AttributeName = src.AttributeName
+  if not ctx.dry_run then
+    local cur, cerr = ttl_of(ctx, doc.TargetTableName)
+    if not cur then return nil, cerr end
+    if (cur.TimeToLiveStatus == "ENABLED" or cur.TimeToLiveStatus == "ENABLING") and cur.AttributeName == src.AttributeName then
+      s.Skipped = "already set"
+      return true
+    end
+  end
+  local res, rid = ctx.svc:call("dynamodb", "UpdateTimeToLive", { TableName = doc.TargetTableName,
+    TimeToLiveSpecification = { Enabled = true, AttributeName = src.AttributeName } })
+  if not res then return nil, rid end
+  return true, rid
+end
+
+local function set_pitr(ctx, doc, rule)
+  local res, rid = ctx.svc:call("dynamodb", "UpdateContinuousBackups", { TableName = doc.TargetTableName,
+    PointInTimeRecoverySpecification = { PointInTimeRecoveryEnabled = rule.pitr } })
+  if not res then return nil, rid end
+  return true, rid
+end
+
+local function set_protection(ctx, doc, rule, s)
+  local t = doc.DescribeTableOutput and doc.DescribeTableOutput.Table
+  if t and (t.DeletionProtectionEnabled or false) == rule.deletion_protection then
+    s.Skipped = "already " .. tostring(rule.deletion_protection)
+    return true
+  end
+  local res, rid = ctx.svc:call("dynamodb", "UpdateTable", { TableName = doc.TargetTableName,
+    DeletionProtectionEnabled = rule.deletion_protection })
+  if not res then return nil, rid end
+  return true, rid
+end
+
+local function run_step(ctx, doc, rule, state, fn)
+  local s = H.step(doc, state)
+  local ok, rid = fn(ctx, doc, rule, s)
+  if not ok then
+    H.done(s, H.rid(rid), rid)
+    return nil, ("%s failed on %s: %s"):format(state, tostring(doc.TargetTableName), tostring(rid)), H.rid(rid)
+  end
+  H.done(s, rid ~= "dry-run" and rid or nil)
+  log.info("post_restore.applied", H.fields(doc, { step = state, request_id = s.RequestId,
+    skipped = s.Skipped, dry_run = ctx.dry_run or nil }))
+  return true
+end
+
+local function steps(rule)
+  local list = { { "Tag Table", tag_table } }
+  if rule.copy_ttl then list[#list + 1] = { "Copy TTL", copy_ttl } end
+  if rule.pitr ~= nil then list[#list + 1] = { "Point-in-time Recovery", set_pitr } end
+  list[#list + 1] = { "Validate Restore", validation.step }
+  if rule.deletion_protection ~= nil then list[#list + 1] = { "Deletion Protection", set_protection } end
+  return list
+end
+
+-- Call site: table ACTIVE, SSM not yet switched.
+function M.after_active(ctx, doc, rule, rec)
+  for _, st in ipairs(steps(rule)) do
+    local ok, msg, rid = run_step(ctx, doc, rule, st[1], function(c, d, r, s) return st[2](c, d, r, s, rec) end)
+    if not ok then
+      log.error("post_restore.failed", H.fields(doc, { step = st[1], error = msg, request_id = rid }))
+      alerts.workflow_failed(ctx, doc, rule, { step = st[1], msg = msg, request_id = rid })
+      return nil, msg, rid
+    end
+  end
+  return true
+end
+
+return M

@@ -1,0 +1,130 @@
+-- The one place Rotator calls AWS. A service object wraps aws.call so a dry run can
+-- intercept mutating calls: it prints each as one JSON line,
+--   {"call":"dynamodb.RestoreTableFromBackup","input":{...}}
+-- and answers with a plausible result instead. In offline mode (replay --dry-run) read
+-- calls fail with code "DryRunOffline" instead of touching the network, so a plan needs
+-- no credentials. Tests may pass `backend` (a function with aws.call's contract).
+-- svc:call_cb(service, action, params, opts, fn) -> cancel: the same with a callback.
+--   local svc = services.new { dry_run = true, offline = true }
+--   local res, request_id = svc:call("dynamodb", "DescribeTable", { TableName = "t" })
+--   -- or nil, err  with err = {code, message, status, request_id, retryable, ...}
+local json = require "json"
+
+local M = {}
+
+-- Calls that change something. SQS visibility changes are housekeeping of the claim on a
+-- message and pass through (a dry-run daemon must still hold what it is planning).
+M.MUTATING = {
+  ["dynamodb.RestoreTableFromBackup"] = true, ["dynamodb.DeleteTable"] = true,
+  ["dynamodb.UpdateTable"] = true, ["dynamodb.TagResource"] = true,
+  ["dynamodb.UpdateTimeToLive"] = true, ["dynamodb.UpdateContinuousBackups"] = true,
+  ["dynamodb.PutItem"] = true, ["dynamodb.UpdateItem"] = true, ["dynamodb.DeleteItem"] = true,
+  ["dynamodb.BatchWriteItem"] = true,
+  ["ssm.PutParameter"] = true, ["ssm.DeleteParameter"] = true,
+  ["backup.StartRestoreJob"] = true, ["backup.PutRestoreValidationResult"] = true,
+  ["sqs.DeleteMessage"] = true, ["sns.Publish"] = true,
+}
+
+local err_mt = {
+  __tostring = function(e)
+    return ("%s.%s: %s: %s"):format(e.service or "?", e.action or "?", e.code or "Error", e.message or "")
+  end,
+}
+
+function M.error(service, action, code, message, extra)
+  local e = { service = service, action = action, code = code, message = message, retryable = false }
+  for k, v in pairs(extra or {}) do e[k] = v end
+  return setmetatable(e, err_mt)
+end
+
+local function arn_prefix(params)
+  local arn = params.BackupArn or params.RecoveryPointArn or ""
+  local partition, region, account = arn:match("^arn:([%w-]+):[%w-]+:([%w-]*):(%d*):")
+  return ("arn:%s:dynamodb:%s:%s:table/"):format(partition or "aws", region or "us-east-1", account or "000000000000")
+end
+
+-- Plausible answers to planned calls, so the workflow can carry on planning.
+local PLANNED = {
+  ["dynamodb.RestoreTableFromBackup"] = function(p)
+    return { TableDescription = { TableName = p.TargetTableName, TableStatus = "CREATING",
+      TableArn = arn_prefix(p) .. p.TargetTableName,
+      RestoreSummary = { SourceBackupArn = p.BackupArn, RestoreInProgress = true } } }
+  end,
+  ["backup.StartRestoreJob"] = function(p)
+    return { RestoreJobId = "dry-run-" .. tostring(p.IdempotencyToken) }
+  end,
+  ["ssm.PutParameter"] = function() return { Version = 0, Tier = "Standard" } end,
+}
+
+local function default_backend()
+  local ok, aws = pcall(require, "aws")
+  if not ok then
+    return function(service, action)
+      return nil, M.error(service, action, "NoAwsClient", "the aws module is not available: " .. tostring(aws))
+    end
+  end
+  return aws.call
+end
+
+local Svc = {}
+Svc.__index = Svc
+
+function M.new(opts)
+  opts = opts or {}
+  return setmetatable({
+    dry_run = opts.dry_run or false,
+    offline = opts.offline or false,
+    backend = opts.backend,
+    custom_backend = opts.backend ~= nil,
+    emit = opts.emit or function(line) io.stdout:write(line, "\n") io.stdout:flush() end,
+    planned = {},     -- every planned call, in order ({call=, input=})
+    calls = 0,
+  }, Svc)
+end
+
+-- opts.reason (e.g. retention's "beyond the newest 2") is appended as "reason".
+function Svc:plan_line(key, params, opts)
+  local reason = opts and opts.reason and ',"reason":' .. assert(json.encode(tostring(opts.reason))) or ""
+  return '{"call":' .. assert(json.encode(key)) .. ',"input":' .. assert(json.encode(params)) .. reason .. "}"
+end
+
+function Svc:call(service, action, params, opts)
+  local key = service .. "." .. action
+  self.calls = self.calls + 1
+  if self.dry_run and M.MUTATING[key] then
+    self.planned[#self.planned + 1] = { call = key, input = params, reason = opts and opts.reason }
+    self.emit(self:plan_line(key, params, opts))
+    local planner = PLANNED[key]
+    return planner and planner(params) or {}, "dry-run"
+  end
+  if self.offline then
+    return nil, M.error(service, action, "DryRunOffline", "replay --dry-run makes no network call")
+  end
+  self.backend = self.backend or default_backend()
+  return self.backend(service, action, params, opts)
+end
+
+-- The same call with a callback, cancellable: returns cancel() (which drops the answer).
+-- With the real AWS client the request itself is aborted (aws.cancel); a test backend
+-- runs in a task.
+function Svc:call_cb(service, action, params, opts, fn)
+  local cancelled = false
+  local function deliver(v, e) if not cancelled then fn(v, e) end end
+  local key = service .. "." .. action
+  -- A real AWS call (no test backend given to new()): use the cancellable callback form.
+  if not self.custom_backend and not self.offline and not (self.dry_run and M.MUTATING[key]) then
+    local ok, aws = pcall(require, "aws")
+    if ok then
+      self.calls = self.calls + 1
+      local id = aws.call_cb(service, action, params, opts, deliver)
+      return function()
+        cancelled = true
+        if id then aws.cancel(id) end
+      end
+    end
+  end
+  require("engine.task").spawn(function() deliver(self:call(service, action, params, opts)) end)
+  return function() cancelled = true end
+end
+
+return M

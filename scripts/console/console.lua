@@ -1,0 +1,157 @@
+-- The operator's console on a running daemon: the control socket (REPL and `rotator
+-- status`), the REPL helpers, and the status fields. Started by daemon.start.
+local repl = require "console.repl"
+local host = require "host"
+local log = require "log"
+local pretty = require "engine.pretty"
+local clock = require "clock"
+local json = require "json"
+
+local M = { last_reload = nil }
+
+local function socket_path()
+  return host.config.state_dir .. "/rotator.sock"
+end
+
+local function open_store()
+  local ok, store = pcall(require, "daemon.store")
+  if ok and store.current then return store.current end
+  return nil
+end
+
+-- One line per workflow, newest first.
+local function workflows(filter)
+  local s = open_store()
+  if not s then return repl.text("no journal open (the daemon has no state directory?)") end
+  local opts = { limit = 50 }
+  if filter == "unfinished" then opts.unfinished = true end
+  local rows, err = s:list(opts)
+  if not rows then return repl.text("journal: " .. tostring(err)) end
+  local lines = { ("%-40s %-12s %-28s %s"):format("workflow", "state", "source", "updated") }
+  for _, r in ipairs(rows) do
+    lines[#lines + 1] = ("%-40s %-12s %-28s %s"):format(r.id, tostring(r.state), tostring(r.source or ""),
+      r.updated and clock.rfc3339(r.updated) or "")
+  end
+  if #rows == 0 then lines[#lines + 1] = "(none)" end
+  return repl.text(table.concat(lines, "\n"))
+end
+
+local function show(id)
+  local s = open_store()
+  if not s then return nil, "no journal open" end
+  local row = s:get(id)
+  if not row then return nil, "no workflow " .. tostring(id) .. " (see workflows())" end
+  local hist = s:history(id) or {}
+  local steps = {}
+  for _, h in ipairs(hist) do steps[#steps + 1] = { step = h.step, at = h.at and clock.rfc3339(h.at) } end
+  return { id = row.id, state = row.state, document = row.doc, history = steps }
+end
+
+-- Feed a notification file through the policies as a dry run; returns the planned calls.
+local function dry_run(path)
+  local services = require "aws.services"
+  local intake = require "daemon.intake"
+  local N = require "workflow.notification"
+  local daemon = require "daemon"
+  local text, err = host.read_file(path)
+  if not text then return nil, err end
+  local recs, perr = N.parse(text)
+  if not recs then return nil, path .. ": " .. tostring(perr) end
+  local planned = {}
+  local ctx = {
+    svc = services.new({ dry_run = true, offline = true, emit = function(line) planned[#planned + 1] = line end }),
+    rules = function() return daemon.rules or {} end,
+    dry_run = true,
+  }
+  intake.handle_records(recs, ctx, path)
+  return repl.text(#planned > 0 and table.concat(planned, "\n") or "(no call planned: see the daemon log for the reason)")
+end
+
+-- Stream every AWS call to this REPL session until trace(false) or the session ends.
+local function trace(on)
+  local aws = require "aws"
+  local session = repl.session
+  if not session then return nil, "trace() only works in a REPL session" end
+  if on == false then
+    aws.observers[session] = nil
+    return repl.text("trace off")
+  end
+  aws.observers[session] = function(ev)
+    if repl.closed(session) then aws.observers[session] = nil return end
+    session.print(("aws %s.%s %s %dms%s%s"):format(ev.service, ev.action, ev.ok and "ok" or ("error " .. tostring(ev.code)),
+      ev.ms, ev.request_id and " request_id=" or "", ev.request_id or ""))
+  end
+  return repl.text("trace on: every AWS call is shown here; trace(false) stops")
+end
+
+local function reload()
+  if host.reload() then return repl.text("reload started: watch the log for reload.ok or reload.failed") end
+  return nil, "a reload is already under way, or the daemon is stopping"
+end
+
+local function policy_files()
+  local daemon = require "daemon"
+  local out = json.array({})
+  for _, path in ipairs(daemon.policies and daemon.policies.files or {}) do
+    local text = host.read_file(path)
+    out[#out + 1] = { file = path, sha256 = text and host.sha256_hex(text) or "unreadable" }
+  end
+  return out
+end
+
+local function workflow_counts()
+  local s = open_store()
+  if not s or not s.counts then return {} end
+  return s:counts()
+end
+
+local function last_errors()
+  local s = open_store()
+  if not s then return json.array({}) end
+  local rows = s:list({ limit = 200 }) or {}
+  local out = json.array({})
+  for _, r in ipairs(rows) do
+    if r.state == "Error" or r.state == "Failed" then
+      local d = type(r.doc) == "table" and r.doc or {}
+      out[#out + 1] = { workflow = r.id, error = d.Error or d.error or d.Cause, at = r.updated and clock.rfc3339(r.updated) }
+      if #out == 5 then break end
+    end
+  end
+  return out
+end
+
+local function queue_stats()
+  local ok, intake = pcall(require, "daemon.intake")
+  return ok and intake.stats or {}
+end
+
+repl.helper("workflows", "workflows(['unfinished']) lists workflows from the journal", workflows)
+repl.helper("show", "show(id) one workflow: state, document and step history", show)
+repl.helper("dry_run", "dry_run(file) plans a notification file through the policies", dry_run)
+repl.helper("trace", "trace([false]) streams AWS calls into this session", trace)
+repl.helper("reload", "reload() reloads scripts and policies (as kill -HUP)", reload)
+repl.helper("status", "status() the daemon's status as a table", repl.status)
+repl.helper("retention", "retention(rule_or_source) the copies retention would delete, and why",
+  function(which) return require("after.retention").plan(which) end)
+
+repl.status_source("policies", policy_files)
+repl.status_source("last_reload", function() return M.last_reload or "none since start" end)
+repl.status_source("workflows", workflow_counts)
+repl.status_source("last_errors", last_errors)
+repl.status_source("queue", queue_stats)
+
+function M.start()
+  local path = socket_path()
+  local ok, err = host.mkdir(host.config.state_dir)
+  if ok then ok, err = repl.listen(path) end
+  if not ok then
+    log.error("control.unavailable", { socket = path, error = err,
+      hint = "rotator repl/status will not work; check --state-dir" })
+    return nil, err
+  end
+  log.info("control.listening", { socket = path })
+  return true
+end
+
+local _ = pretty
+return M

@@ -1,0 +1,163 @@
+-- The REPL and status service behind the control socket (C side: host/lua/lib/control.c).
+-- Each connection gets its own environment: its globals persist between chunks but never
+-- leak into the engine's. A chunk runs in a task, so calls that wait (aws.call) work; the
+-- client's Ctrl-C sends "cancel", which abandons the wait: the task goes on in the
+-- daemon, but its result is dropped (generation check) and the prompt comes back.
+local control = require "control"
+local task = require "engine.task"
+local pretty = require "engine.pretty"
+local host = require "host"
+local clock = require "clock"
+
+local M = { started_at = clock.now(), helpers = {}, status_sources = {} }
+local sessions = {}
+
+-- Register a helper visible in every REPL session and listed by help().
+function M.helper(name, doc, fn)
+  M.helpers[name] = { doc = doc, fn = fn }
+end
+
+-- Modules add fields to `rotator status` with fn() -> table of fields.
+function M.status_source(name, fn)
+  M.status_sources[name] = fn
+end
+
+-- Text a helper returns to be shown as is (pretty-printing uses __tostring).
+function M.text(s)
+  return setmetatable({}, { __tostring = function() return s end })
+end
+
+local function new_env(conn)
+  local env = {}
+  env.print = function(...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    control.send(conn, "output", table.concat(parts, "\t", 1, parts.n) .. "\n")
+  end
+  return setmetatable(env, {
+    __index = function(_, k)
+      local h = M.helpers[k]
+      if h then return h.fn end
+      return _G[k]
+    end,
+  })
+end
+
+-- lua.c's rules: an expression is shown as `return <expr>`; a syntax error at <eof>
+-- means the chunk is not finished yet.
+local function compile(src, env)
+  local fn = load("return " .. src, "=stdin", "t", env)
+  if fn then return fn end
+  local err
+  fn, err = load(src, "=stdin", "t", env)
+  if fn then return fn end
+  if err:sub(-5) == "<eof>" then return nil, nil, true end
+  return nil, err
+end
+
+local function finish(conn, s, gen, res)
+  if sessions[conn] ~= s or s.gen ~= gen then return end -- cancelled or gone
+  s.busy = false
+  if res[1] then
+    control.send(conn, "result", res.n > 1 and pretty.values(table.unpack(res, 2, res.n)) or "")
+  else
+    control.send(conn, "error", tostring(res[2]))
+  end
+end
+
+local function eval(conn, s, src)
+  local fn, err, incomplete = compile(src, s.env)
+  if incomplete then return control.send(conn, "incomplete") end
+  if not fn then return control.send(conn, "error", err) end
+  s.gen = s.gen + 1
+  s.busy = true
+  local gen = s.gen
+  task.spawn(function()
+    M.session = s -- helpers that stream into the session read this before they yield
+    local res = table.pack(xpcall(fn, debug.traceback))
+    finish(conn, s, gen, res)
+  end)
+  M.session = nil
+end
+
+local function cancel(conn, s)
+  if not s.busy then return end
+  s.gen, s.busy = s.gen + 1, false
+  control.send(conn, "error", "interrupted: the wait was abandoned (work already started goes on in the daemon)")
+end
+
+function M.status()
+  local st = {
+    pid = host.pid and host.pid() or nil,
+    version = host.config.version,
+    uptime_s = math.floor(clock.now() - M.started_at),
+    inflight = host.inflight(),
+    stopping = host.stopping(),
+  }
+  for name, fn in pairs(M.status_sources) do
+    local ok, v = pcall(fn)
+    st[name] = ok and v or ("error: " .. tostring(v))
+  end
+  return st
+end
+
+local function status_text(st)
+  local keys = {}
+  for k in pairs(st) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = st[k]
+    out[#out + 1] = ("%-16s %s"):format(k, type(v) == "table" and pretty.format(v):gsub("\n", "\n" .. (" "):rep(17)) or tostring(v))
+  end
+  return table.concat(out, "\n")
+end
+
+local function handle(conn, kind, payload)
+  if kind == "closed" then sessions[conn] = nil return end
+  local s = sessions[conn]
+  if not s then
+    s = { env = new_env(conn), gen = 0, conn = conn }
+    s.print = s.env.print
+    sessions[conn] = s
+  end
+  if kind == "eval" then eval(conn, s, payload)
+  elseif kind == "cancel" then cancel(conn, s)
+  elseif kind == "status" then
+    local json = require "json"
+    local st = M.status()
+    control.send(conn, "result", payload == "json" and json.encode(st) or status_text(st))
+  end
+end
+
+M.handle = handle
+
+-- True once the session's connection has gone.
+function M.closed(session)
+  return sessions[session.conn] ~= session
+end
+
+M.helper("help", "help() lists these helpers", function()
+  local names = {}
+  for n in pairs(M.helpers) do names[#names + 1] = n end
+  table.sort(names)
+  local lines = { "Helpers (plus every module: require 're', 'json', 'aws', ...):" }
+  for _, n in ipairs(names) do lines[#lines + 1] = ("  %-12s %s"):format(n, M.helpers[n].doc) end
+  return M.text(table.concat(lines, "\n"))
+end)
+
+-- Listen on path (the daemon), or serve one inherited connection (repl --local).
+function M.listen(path)
+  return control.listen(path, handle)
+end
+
+function M.adopt(fd, on_close)
+  local id
+  id = control.adopt(fd, function(conn, kind, payload)
+    handle(conn, kind, payload)
+    if kind == "closed" and conn == id and on_close then on_close() end
+  end)
+  return id
+end
+
+return M

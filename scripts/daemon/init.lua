@@ -1,0 +1,190 @@
+-- The daemon's state: the active policy set, the journal, the workflows and the intake.
+-- With a queue (--queue-url or ROTATOR_QUEUE_URL) the intake long-polls it; without one
+-- the daemon idles (but still finishes the workflows the journal holds). A reload swaps
+-- the rule list the intake reads for each new record; running workflows keep the rule
+-- they started with (found again by label in the new set).
+--
+-- Start: unfinished workflows in the journal (state directory) resume from their last
+-- recorded step before the intake takes new work.
+-- Hot reload (reload.lua, host/lua/reload.c): quiesce stops receiving, lets our AWS calls
+-- finish, parks every workflow at a step boundary and hands their documents and the SQS
+-- claims over; adopt re-arms them in the new state. Bounded by ROTATOR_QUIESCE_TIMEOUT
+-- (default 60 s, past the longest AWS call): what still moves then restarts its step from
+-- its last journaled boundary in the new state (idempotent, see workflow.lua).
+local log = require "log"
+local host = require "host"
+local clock = require "clock"
+local timer = require "timer"
+local rules = require "policy.rules"
+local services = require "aws.services"
+local workflow = require "workflow"
+local intake = require "daemon.intake"
+
+local M = { policies = nil, rules = {}, started = false,
+  quiesce_timeout = tonumber(os.getenv("ROTATOR_QUIESCE_TIMEOUT") or "") or 60 }
+
+-- Returns true, or nil and a message when the default rule (env/flags) is invalid.
+function M.set_policies(set, flags)
+  local list, err = rules.effective(set, flags or (M.opts and M.opts.flags))
+  if not list then return nil, err end
+  M.policies, M.rules = set, list
+  return true
+end
+
+-- Signal hooks belong to the running state: a reloaded state registers its own.
+local function register_hooks()
+  host.on_signal("HUP", function() host.reload() end)
+  host.on_signal("TERM", M.stop)
+end
+
+-- The journal, unless this is a dry run (planned calls must not count as done).
+local function open_store(opts)
+  if opts.dry_run then return nil end
+  local store = require "daemon.store"
+  local s, err = store.open(nil)
+  if not s then return nil, "journal: " .. tostring(err) end
+  s:compact_every()
+  return s
+end
+
+local function context(opts, store)
+  return {
+    svc = services.new({ dry_run = opts.dry_run }),
+    store = store,
+    rules = function() return M.rules end,
+    dry_run = opts.dry_run or false,
+    queue_url = opts.queue_url,
+  }
+end
+
+-- Re-arm documents (journal or snapshot): restores already started first, so they take
+-- their owed admission slots before new ones queue.
+local function rearm_all(docs, ctx, quiet)
+  table.sort(docs, function(a, b)
+    local wa, wb = a.Phase ~= "Restore Backup", b.Phase ~= "Restore Backup"
+    if wa ~= wb then return wa end
+    return (a.StartedAt or 0) < (b.StartedAt or 0)
+  end)
+  for _, doc in ipairs(docs) do workflow.rearm(doc, workflow.rule_for(doc, M.rules), ctx, quiet) end
+  return #docs
+end
+
+local function resume_journal(ctx)
+  if not ctx.store then return 0 end
+  local rows, err = ctx.store:unfinished()
+  if not rows then return nil, "journal: " .. tostring(err) end
+  local docs = {}
+  for _, r in ipairs(rows) do
+    if r.doc.journal_error then
+      log.error("journal.unreadable", { workflow = r.id, error = r.doc.journal_error })
+    else
+      docs[#docs + 1] = r.doc
+    end
+  end
+  local n = rearm_all(docs, ctx)
+  if n > 0 then log.info("journal.resumed", { workflows = n, journal = ctx.store:path() }) end
+  return n
+end
+
+local function ready(opts, ctx)
+  log.info("daemon.ready", {
+    pid = tostring(host.pid and host.pid() or ""),
+    policies = #M.policies.files,
+    rules = #M.rules,
+    default_rule = tostring(#M.policies.rules == 0 and #M.rules > 0),
+    queue = opts.queue_url or "none",
+    dry_run = tostring(opts.dry_run or false),
+    journal = ctx.store and ctx.store:path() or "none (dry run)",
+  })
+  if #M.rules == 0 then
+    log.warn("daemon.no_rules", { reason = "no policy rules and no SOURCE_PATTERN: every notification is skipped" })
+  end
+end
+
+-- Start serving. `handover` (from a reload) carries workflows and claims instead of the
+-- journal. Returns true, or nil and a message (the journal cannot be opened).
+function M.start(opts, handover)
+  local store, err = open_store(opts)
+  if err then return nil, err end
+  register_hooks()
+  require("console.console").start() -- the REPL/status socket (kept across reloads)
+  M.started, M.opts = true, opts
+  local ctx = context(opts, store)
+  M.ctx = ctx
+  ready(opts, ctx)
+  if handover then
+    local n = rearm_all(handover.workflows or {}, ctx, true)
+    log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}) })
+  else
+    local ok, rerr = resume_journal(ctx)
+    if not ok then return nil, rerr end
+  end
+  if not opts.queue_url then
+    log.warn("intake.idle", { reason = "no queue configured (--queue-url or ROTATOR_QUEUE_URL)" })
+    return true
+  end
+  intake.adopt(ctx, handover and handover.claims)
+  return true
+end
+
+function M.stop()
+  log.info("daemon.stopping", { inflight = host.inflight() })
+  M.started = false
+  intake.stop()
+end
+
+---------------------------------------------------------------- hot reload
+local function progress(started, moving, calls)
+  local ids = moving()
+  log.info("reload.quiescing", { waiting_workflows = #ids, sqs_calls = calls(),
+    seconds = math.floor((clock.mono() - started) * 10 + 0.5) / 10, workflows = table.concat(ids, ",", 1, math.min(#ids, 5)) })
+end
+
+-- Running state: stop taking work, park everything, done(state) with the handover.
+function M.quiesce(done)
+  local started = clock.mono()
+  local pending, finished, ticker, deadline = 2, false, nil, nil
+  local moving, calls
+  local function finish(timed_out)
+    if finished then return end
+    finished = true
+    if ticker then ticker:cancel() end
+    if deadline then deadline:cancel() end
+    if timed_out then
+      log.warn("reload.quiesce_timeout", { seconds = M.quiesce_timeout, still_moving = #moving(), sqs_calls = calls(),
+        result = "their steps restart from the last journaled boundary" })
+    end
+    if M.ctx and M.ctx.store and M.ctx.store.timer then M.ctx.store.timer:cancel() M.ctx.store.timer = nil end
+    M.handover = { opts = M.opts, workflows = workflow.snapshot(), claims = intake.snapshot() }
+    log.info("reload.quiesced", { workflows = #M.handover.workflows, claims = #M.handover.claims,
+      ms = math.floor((clock.mono() - started) * 1000 + 0.5) })
+    done(M.handover)
+  end
+  local function one() pending = pending - 1 if pending == 0 then finish(false) end end
+  calls = intake.quiesce(one)
+  moving = workflow.quiesce(one)
+  if finished then return end
+  ticker = timer.every(1, function() progress(started, moving, calls) end)
+  deadline = timer.after(M.quiesce_timeout, function() finish(true) end)
+end
+
+-- New state: take the daemon over with the freshly validated policies.
+function M.adopt(set, state)
+  local ok, err = M.set_policies(set, state.opts.flags)
+  if not ok then return nil, err end
+  log.info("policies.loaded", { files = #set.files, rules = #M.rules })
+  return M.start(state.opts, state)
+end
+
+-- Reload failed after quiesce: take the work again in this state, from the handover.
+function M.resume()
+  local h = M.handover
+  if not h then return end
+  M.handover = nil
+  workflow.reset()
+  if M.ctx and M.ctx.store then M.ctx.store:close() end
+  local ok, err = M.start(h.opts, h)
+  if not ok then log.error("reload.resume_failed", { error = err }) end
+end
+
+return M

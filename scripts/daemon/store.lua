@@ -1,0 +1,230 @@
+-- The workflow store: the durable journal (require "journal", SQLite in WAL mode with
+-- synchronous=FULL) seen as workflow documents.
+--
+--   local store = require "daemon.store"
+--   local s = assert(store.open())            -- the state directory's journal.db
+--   assert(s:record(doc, "Restore Backup"))   -- returns after the record is fsync'd;
+--                                             -- only then acknowledge the step's effect
+--   for _, w in ipairs(s:unfinished()) do resume(w.doc) end
+--
+-- A workflow's id is its backup job id (store.workflow_id), so an SQS/SNS redelivery or a
+-- restart maps to the same workflow, and the journal refuses a second workflow for one
+-- backup job. Module-level functions (store.record(doc, step), store.unfinished(), ...)
+-- act on the store opened last.
+--
+-- Document fields the store reads: id (or WorkflowId, or derived from the backup job),
+-- backup_job (or BackupJobId), source (or SourceTableName), Status / state, finished.
+-- Keys starting with "_" are process-local (monotonic timestamps, handles) and are not
+-- journaled.
+--
+-- State directory, first that applies: --state-dir / ROTATOR_STATE_DIR; /var/lib/rotator
+-- when running as root; $XDG_STATE_HOME/rotator; ~/.local/state/rotator.
+--
+-- Compaction (s:compact(), or s:compact_every(seconds) on a timer) keeps the full history
+-- of the newest `keep_finished` finished workflows (default 100); older finished ones keep
+-- only their latest document, and are dropped once not updated for `retain` seconds
+-- (default 14 days, SQS's longest retention, so a late redelivery still finds the job).
+-- Unfinished workflows are never compacted. The journal thus stays bounded by the live
+-- workflows plus that history.
+local journal = require "journal"
+local json = require "json"
+local host = require "host"
+local log = require "log"
+local timer = require "timer"
+
+local M = {}
+
+M.FILE = "journal.db"
+M.defaults = { keep_finished = 100, retain = 14 * 86400, compact_every = 3600 }
+
+local FINISHED = { Complete = true, Error = true, Skipped = true }
+
+function M.default_state_dir()
+  local configured = host.config.state_dir
+  if configured and configured ~= "" then return configured end
+  if journal.getuid() == 0 then return "/var/lib/rotator" end
+  local xdg = os.getenv("XDG_STATE_HOME")
+  if xdg and xdg:sub(1, 1) == "/" then return xdg .. "/rotator" end
+  local home = os.getenv("HOME")
+  if home and home ~= "" then return home .. "/.local/state/rotator" end
+  return nil, "no state directory: set --state-dir or ROTATOR_STATE_DIR (HOME is not set)"
+end
+
+function M.path(state_dir)
+  local dir, err = state_dir, nil
+  if not dir then dir, err = M.default_state_dir() end
+  if not dir then return nil, err end
+  return dir .. "/" .. M.FILE
+end
+
+-- The idempotency key: one workflow per backup job.
+function M.workflow_id(backup_job_id)
+  assert(type(backup_job_id) == "string" and backup_job_id ~= "", "backup job id required")
+  return backup_job_id
+end
+
+-- A copy without process-local ("_"-prefixed) keys, keeping json array/object marks.
+local function snapshot(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then error("store: the workflow document contains a cycle", 0) end
+  seen[v] = true
+  local out = {}
+  for k, x in pairs(v) do
+    if not (type(k) == "string" and k:sub(1, 1) == "_") then out[k] = snapshot(x, seen) end
+  end
+  seen[v] = nil
+  return setmetatable(out, getmetatable(v))
+end
+
+local function meta_of(doc, step)
+  local job = doc.backup_job or doc.BackupJobId
+  local state = doc.state or doc.Status or step
+  local finished = doc.finished == true or FINISHED[doc.Status] == true
+  return {
+    state = state,
+    backup_job = job,
+    source = doc.source or doc.SourceTableName,
+    finished = finished,
+  }
+end
+
+local function id_of(doc)
+  local id = doc.id or doc.WorkflowId
+  if not id and (doc.backup_job or doc.BackupJobId) then
+    id = M.workflow_id(doc.backup_job or doc.BackupJobId)
+  end
+  return id
+end
+
+local function decode(row)
+  if not row then return nil end
+  local doc, err = json.decode(row.doc)
+  if doc == nil then
+    doc = { id = row.id, journal_error = "unreadable document: " .. tostring(err) }
+  end
+  row.doc = doc
+  return row
+end
+
+local Store = {}
+Store.__index = Store
+
+-- Record a transition: the document as it is after `step`. Returns the sequence number
+-- once the record is durable, or nil, msg (then the step must not be acknowledged).
+function Store:record(doc, step)
+  assert(type(doc) == "table", "store:record(doc, step): doc must be a table")
+  assert(type(step) == "string" and step ~= "", "store:record(doc, step): step must be a string")
+  local id = id_of(doc)
+  if type(id) ~= "string" or id == "" then
+    error("store:record: the document has no id (set doc.id or doc.BackupJobId)", 2)
+  end
+  local text, jerr = json.encode(snapshot(doc))
+  if not text then return nil, "store: workflow " .. id .. " cannot be journaled: " .. jerr end
+  local seq, err = self.j:append(id, step, text, meta_of(doc, step))
+  if not seq then
+    log.error("journal.append_failed", { workflow = id, step = step, error = err })
+    return nil, err
+  end
+  return seq
+end
+
+-- The workflow's latest row, its document decoded ({id, state, doc, finished, ...}).
+function Store:get(id) return decode(self.j:get(id)) end
+function Store:find_by_backup_job(job) return decode(self.j:find_backup_job(job)) end
+
+-- Unfinished workflows, oldest update first: what a starting daemon resumes.
+function Store:unfinished()
+  local rows, err = self.j:list { unfinished = true }
+  if not rows then return nil, err end
+  local out = {}
+  for i = #rows, 1, -1 do out[#out + 1] = decode(rows[i]) end
+  return out
+end
+
+function Store:list(opts)
+  local rows, err = self.j:list(opts)
+  if not rows then return nil, err end
+  for _, r in ipairs(rows) do decode(r) end
+  return rows
+end
+
+function Store:history(id)
+  local rows, err = self.j:history(id)
+  if not rows then return nil, err end
+  for _, r in ipairs(rows) do decode(r) end
+  return rows
+end
+
+function Store:counts() return self.j:counts() end
+
+function Store:compact(opts)
+  opts = opts or {}
+  local res, err = self.j:compact {
+    keep_finished = opts.keep_finished or self.keep_finished,
+    older_than = opts.retain or self.retain,
+    now = opts.now,
+  }
+  if not res then
+    log.error("journal.compact_failed", { error = err })
+    return nil, err
+  end
+  if res.transitions_deleted > 0 or res.workflows_deleted > 0 then
+    log.info("journal.compacted", res)
+  end
+  return res
+end
+
+-- Compact every `seconds` (default from the store's options) on the loop; returns the
+-- timer (cancel it, or close the store, to stop).
+function Store:compact_every(seconds)
+  if self.timer then self.timer:cancel() end
+  self.timer = timer.every(seconds or self.compact_interval, function() self:compact() end)
+  return self.timer
+end
+
+function Store:close()
+  if self.timer then self.timer:cancel(); self.timer = nil end
+  if self.j then self.j:close() end
+  if M.current == self then M.current = nil end
+end
+
+Store.__close = Store.close
+
+function Store:path() return self.j:path() end
+
+-- Open the store in state_dir (default: M.default_state_dir()). opts: keep_finished,
+-- retain (seconds, or false to keep latest documents forever), compact_every (seconds),
+-- readonly. Returns the store or nil, msg.
+function M.open(state_dir, opts)
+  opts = opts or {}
+  local path, err = M.path(state_dir)
+  if not path then return nil, err end
+  local j, jerr = journal.open(path, { readonly = opts.readonly })
+  if not j then return nil, jerr end
+  local retain = opts.retain
+  if retain == nil then retain = M.defaults.retain end
+  local s = setmetatable({
+    j = j,
+    keep_finished = opts.keep_finished or M.defaults.keep_finished,
+    retain = retain,
+    compact_interval = opts.compact_every or M.defaults.compact_every,
+  }, Store)
+  M.current = s
+  return s
+end
+
+local function current()
+  local s = M.current
+  if not s then error("store: not open (call store.open first)", 3) end
+  return s
+end
+
+function M.record(doc, step) return current():record(doc, step) end
+function M.get(id) return current():get(id) end
+function M.find_by_backup_job(job) return current():find_by_backup_job(job) end
+function M.unfinished() return current():unfinished() end
+function M.history(id) return current():history(id) end
+function M.compact(opts) return current():compact(opts) end
+
+return M

@@ -1,0 +1,49 @@
+-- The engine's half of a hot reload (the C half and the protocol: host/lua/reload.c).
+--   prepare()      in the candidate state: load and validate every policy, as `check`
+--   quiesce(done)  in the running state: stop taking work, park workflows at a step
+--                  boundary, then done(snapshot) with the daemon's options and documents
+--   adopt(snap)    in the candidate state: become the daemon and carry the work on
+--   abort()        in the running state, if adopt failed: take work again
+local host = require "host"
+local json = require "json"
+local policies = require "policy.loader"
+
+local M = {}
+local pending
+
+function M.prepare()
+  require "policy.rules" -- rule validators, as at start
+  local files, err = policies.list(host.config.policies_dir)
+  if not files then return nil, err end
+  local set, errs = policies.load(files)
+  if not set then return nil, table.concat(errs, "; ") end
+  pending = set
+  return true
+end
+
+function M.quiesce(done)
+  local daemon = require "daemon"
+  daemon.quiesce(function(state) done(json.encode(state)) end)
+end
+
+function M.adopt(snapshot)
+  local state, err = json.decode(snapshot)
+  if type(state) ~= "table" then error("reload: the snapshot does not decode: " .. tostring(err), 0) end
+  local ok, err = require("daemon").adopt(pending, state)
+  if not ok then error("reload: adopt failed: " .. tostring(err), 0) end
+  return true
+end
+
+-- The host reports the outcome to the running state (after the swap, the new one), so
+-- `rotator status` can show the last reload.
+function M.report(ok, info)
+  local clock = require "clock"
+  require("console.console").last_reload = { ok = ok, at = clock.rfc3339(clock.now()),
+    [ok and "duration_ms" or "error"] = ok and tonumber(info) or info }
+end
+
+function M.abort()
+  require("daemon").resume()
+end
+
+return M
