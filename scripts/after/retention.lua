@@ -93,6 +93,29 @@ local function by_newest(a, b)
   return a.name > b.name
 end
 
+-- Oldest first: each deletion must leave at least `floor` ACTIVE copies, and at most
+-- `cap` are made in one run. out: decisions newest first; wanted: those marked, newest first.
+local function limit(out, wanted, floor, cap)
+  local active = 0
+  for _, d in ipairs(out) do if d.active then active = active + 1 end end
+  local n = 0
+  for i = #wanted, 1, -1 do
+    local d = wanted[i]
+    if d.active and active - 1 < floor then
+      d.delete, d.refused = false, true
+      d.reason = ("kept: refused, deleting it would leave %d ACTIVE copies, fewer than keep = %d; although %s")
+        :format(active - 1, floor, d.reason)
+    elseif n >= cap then
+      d.delete = false
+      d.reason = ("kept: over the per-run cap retention.max_deletes = %d (a later run deletes it) although %s")
+        :format(cap, d.reason)
+    else
+      n = n + 1
+      if d.active then active = active - 1 end
+    end
+  end
+end
+
 -- copies: Rotator's proven copies { {name, start = epoch|nil, protect = reason|nil,
 -- active = bool (default true)}... }; policy = rule.retention.
 -- Returns the copies newest first, each with delete = bool and reason. Limits, taking
@@ -100,8 +123,6 @@ end
 -- copies is refused, and at most policy.max_deletes (default 2) are made.
 function M.decide(copies, policy, now)
   local max_age = policy.max_age and H.duration(policy.max_age)
-  local cap = policy.max_deletes or M.DEFAULT_MAX_DELETES
-  local floor = policy.keep or 1
   local list = {}
   for _, c in ipairs(copies) do list[#list + 1] = c end
   table.sort(list, by_newest)
@@ -123,26 +144,7 @@ function M.decide(copies, policy, now)
     end
     out[#out + 1] = d
   end
-  -- Oldest first: each deletion must leave at least `floor` ACTIVE copies, and at most
-  -- `cap` are made in one run.
-  local active = 0
-  for _, d in ipairs(out) do if d.active then active = active + 1 end end
-  local n = 0
-  for i = #wanted, 1, -1 do
-    local d = wanted[i]
-    if d.active and active - 1 < floor then
-      d.delete, d.refused = false, true
-      d.reason = ("kept: refused, deleting it would leave %d ACTIVE copies, fewer than keep = %d; although %s")
-        :format(active - 1, floor, d.reason)
-    elseif n >= cap then
-      d.delete = false
-      d.reason = ("kept: over the per-run cap retention.max_deletes = %d (a later run deletes it) although %s")
-        :format(cap, d.reason)
-    else
-      n = n + 1
-      if d.active then active = active - 1 end
-    end
-  end
+  limit(out, wanted, policy.keep or 1, policy.max_deletes or M.DEFAULT_MAX_DELETES)
   return out
 end
 
@@ -214,6 +216,11 @@ local function restored_from(t, source)
   return false, ("restored from %s, not from a backup of %s"):format(b, source)
 end
 
+local function tag_mismatch(tags, key, want)
+  if tags[key] == nil then return ("tag %s is missing"):format(key) end
+  return ("tag %s is '%s', not %s"):format(key, tags[key], want)
+end
+
 -- One table, read now. Returns an entry { name, arn, start, proven, why, evidence,
 -- protect, active } or nil, err on a read error; false when the table has gone.
 -- want = { source, label, rule }
@@ -230,9 +237,9 @@ function M.examine(svc, name, want)
     active = t.TableStatus == "ACTIVE", proven = false }
   local job = tags[M.TAG_JOB]
   if tags[M.TAG_SOURCE] ~= want.source then
-    e.why = ("tag %s is %s, not %s"):format(M.TAG_SOURCE, tags[M.TAG_SOURCE] and ("'" .. tags[M.TAG_SOURCE] .. "'") or "missing", want.source)
+    e.why = tag_mismatch(tags, M.TAG_SOURCE, want.source)
   elseif tags[M.TAG_RULE] ~= want.label then
-    e.why = ("tag %s is %s, not %s"):format(M.TAG_RULE, tags[M.TAG_RULE] and ("'" .. tags[M.TAG_RULE] .. "'") or "missing", want.label)
+    e.why = tag_mismatch(tags, M.TAG_RULE, want.label)
   elseif type(job) ~= "string" or job == "" then
     e.why = ("tag %s is missing"):format(M.TAG_JOB)
   elseif name == want.source then
@@ -264,6 +271,12 @@ end
 --   target_note = why it is kept, names = ListTables result (optional), now = epoch }
 -- Returns { considered = rows newest first ({name, delete, reason, evidence...}),
 --   deletions = the rows to delete, oldest first } or nil, err (ListTables failed).
+local function read_failed(name, sit, label, err)
+  log.warn("retention.read_failed", { table = name, source = sit.source, rule = label,
+    error = tostring(err), request_id = H.rid(err), reason = "table skipped" })
+  return { name = name, delete = false, read_error = true, reason = ("kept: could not read it (%s); skipped"):format(tostring(err)) }
+end
+
 function M.plan(svc, rule, sit)
   local names = sit.names
   if not names then
@@ -274,20 +287,15 @@ function M.plan(svc, rule, sit)
   local want = { source = sit.source, label = sit.label or rules.label(rule), rule = rule }
   local protect = {}
   if sit.target then protect[sit.target] = sit.target_note or "the SSM parameter points to it" end
-  if sit.own then protect[sit.own] = "the copy this workflow restored" end
   local copies, others = {}, {}
   if sit.own then
-    copies[#copies + 1] = { name = sit.own, start = rules.start_from_name(sit.own), protect = protect[sit.own], active = true }
+    copies[1] = { name = sit.own, start = rules.start_from_name(sit.own), protect = "the copy this workflow restored", active = true }
   end
   for _, name in ipairs(names) do
     if name ~= sit.own and shaped(rule, sit.source, name) then
       local e, err = M.examine(svc, name, want)
       if e == nil then
-        local row = { name = name, delete = false, read_error = true,
-          reason = ("kept: could not read it (%s); skipped"):format(tostring(err)) }
-        others[#others + 1] = row
-        log.warn("retention.read_failed", { table = name, source = sit.source, rule = want.label,
-          error = tostring(err), request_id = H.rid(err), reason = "table skipped" })
+        others[#others + 1] = read_failed(name, sit, want.label, err)
       elseif e and not e.proven then
         others[#others + 1] = { name = name, delete = false,
           reason = ("kept: not provably Rotator's copy of %s (%s)"):format(sit.source, e.why) }

@@ -8,7 +8,7 @@ read and one that cannot be described (IAM deny), an untagged table of the right
 A `run --dry-run` plans the DeleteTable calls; `rotator retention --explain` lists every
 table with its reason; the real run then deletes exactly the planned tables, no more
 than retention.max_deletes."""
-import json, os, subprocess, sys, tempfile
+import json, os, re, subprocess, sys, tempfile
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
 from bed import stop_process, wait_until
@@ -157,8 +157,17 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
     proc, out = start_daemon(["--policies", policies, "run", "--queue-url", pipe.queue.url], env, run_path)
     try:
         wait_until(lambda: "retention.done" in read(run_path), 60)
+        # The REPL helper on the running daemon gives what --explain gives.
+        in_repl = subprocess.run([ROTATOR, "repl"], input="return retention('staging')\n", env=env,
+                                 capture_output=True, text=True, timeout=30)
+        ex2 = subprocess.run([ROTATOR, "--policies", policies, "--log-level", "warn", "retention", "--explain", "staging"],
+                             env=env, capture_output=True, text=True, timeout=60)
     finally:
         rc = stop(proc, out)
+    def masked(text):  # AWS request ids differ from one read to the next
+        return re.sub(r"request id [A-Za-z0-9]+", "request id ?", text).strip()
+    t.ok(ex2.returncode == 0 and masked(ex2.stdout) and masked(ex2.stdout) in masked(in_repl.stdout),
+         "retention('staging') in the REPL lists the same as --explain", [in_repl.stdout, in_repl.stderr, ex2.stdout])
     t.eq(rc, 0, "daemon stopped cleanly")
     run_text = read(run_path)
     after = set(emu.table_names())
