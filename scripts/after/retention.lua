@@ -32,11 +32,10 @@
 --   M.plan(svc, rule, situation)        the planner: every table considered, with reasons
 --   M.decide(copies, policy, now)       pure ranking/limits over proven copies
 --   M.explain(what, opts)               rule label or source table -> rows (CLI, REPL)
---   M.explain_text(rows)                those rows as text
+--   M.explain_text(rows, info)          those rows as text (info: explain's second value)
 --   M.validate_rule(rule)               validator of rule.retention
 local log = require "log"
 local clock = require "clock"
-local re = require "re"
 local rules = require "policy.rules"
 local H = require "workflow.history"
 
