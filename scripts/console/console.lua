@@ -6,6 +6,8 @@ local log = require "log"
 local pretty = require "engine.pretty"
 local clock = require "clock"
 local json = require "json"
+local services = require "aws.services"
+local retention = require "after.retention"
 
 local M = { last_reload = nil }
 
@@ -131,8 +133,16 @@ repl.helper("dry_run", "dry_run(file) plans a notification file through the poli
 repl.helper("trace", "trace([false]) streams AWS calls into this session", trace)
 repl.helper("reload", "reload() reloads scripts and policies (as kill -HUP)", reload)
 repl.helper("status", "status() the daemon's status as a table", repl.status)
-repl.helper("retention", "retention(rule_or_source) the copies retention would delete, and why",
-  function(which) return require("after.retention").plan(which) end)
+-- The same rows as `rotator retention --explain`, with the daemon's rules passed in.
+local function retention_explain(which)
+  local rows, info = retention.explain(which, { rules = require("daemon").rules or {},
+    svc = services.new({ dry_run = true, emit = function() end }) })
+  if not rows then return nil, info end
+  return repl.text(retention.explain_text(rows, info))
+end
+
+repl.helper("retention", "retention(rule_or_source) every table retention considers, kept or deleted, and why",
+  retention_explain)
 
 repl.status_source("policies", policy_files)
 repl.status_source("last_reload", function() return M.last_reload or "none since start" end)
