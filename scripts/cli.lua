@@ -24,7 +24,7 @@ local function names()
 end
 
 -- The module of command `name`, checked for its exports; nil, message if it has none.
-local function load(name)
+local function load_command(name)
   local cmd = require("cmd." .. name)
   local file = ("%s/cmd/%s.lua"):format(host.config.scripts_dir, name)
   if type(cmd) ~= "table" or type(cmd.run) ~= "function" or type(cmd.usage) ~= "string"
@@ -39,7 +39,7 @@ function M.commands()
   local list = assert(names())
   local out = {}
   for _, name in ipairs(list) do
-    local cmd = load(name)
+    local cmd = load_command(name)
     if not cmd.hidden then out[#out + 1] = { name = name, summary = cmd.summary } end
   end
   return out
@@ -57,7 +57,7 @@ function M.main(name, args)
     io.stderr:write(("rotator: unknown command '%s'. Run `rotator --help` for the list.\n"):format(name))
     return 2
   end
-  local cmd = load(name)
+  local cmd = load_command(name)
   if args[1] == "--help" or args[1] == "-h" then
     io.stdout:write(cmd.usage)
     return 0

@@ -34,6 +34,8 @@ static int fail(chain_answer_t *a, const char *why) {
 int chain_resolve(loop_t *loop, creds_provider_t *p, const char *region, chain_answer_t *a) {
   waiter_t w = {a, 0, region != NULL};
   memset(a, 0, sizeof *a);
+  if (region && strlen(region) >= sizeof a->region)
+    return fail(a, "the region name is too long (at most 63 characters)");
   if (region) snprintf(a->region, sizeof a->region, "%s", region);
   if (creds_get(p, on_creds, &w) != 0) return fail(a, "out of memory");
   if (!region && creds_region(p, on_region, &w) != 0) return fail(a, "out of memory");
