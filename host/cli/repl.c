@@ -1,6 +1,6 @@
 /* `rotator repl`, and the control-socket client it shares with `rotator status`
- * (cli/status.c). The daemon does the work (evaluation, pretty-printing); the client edits lines
- * (libedit, with history), accumulates multi-line chunks when the daemon answers
+ * (cli/status.c). The daemon does the work (evaluation, pretty-printing); the client
+ * edits lines (libedit, with history), accumulates multi-line chunks when the daemon answers
  * "incomplete", and turns Ctrl-C during a wait into a cancel frame, so the wait is
  * abandoned and the daemon keeps running. `repl --local` starts a private engine process
  * on a socketpair instead of attaching to a daemon. */
