@@ -1,24 +1,63 @@
--- The engine's command table. The C host calls cli.main(name, args): a command returns
--- an exit status, or nothing when it has scheduled work on the loop (it then calls
--- host.exit itself).
+-- The engine's commands. Each file scripts/cmd/NAME.lua is the command NAME; it returns
+-- { summary = "one line for rotator --help", usage = "its --help text, with an example",
+--   run = function(args) } and hidden = true for an internal command. Adding a command
+-- is adding its file: `rotator --help` lists it (host/cli/main.c adds the C commands).
+-- The C host calls cli.main(name, args): a command returns an exit status, or nothing
+-- when it has scheduled work on the loop (it then calls host.exit itself).
+local host = require "host"
+local reload = require "engine.reload"
+require "policy.rules" -- registers the rule validators before any policy loads
+
 local M = {}
 
-local NAMES = { "check", "eval", "test", "run", "replay", "repl-serve", "journal", "setup", "retention" }
-local commands = {}
+-- The command names found in scripts/cmd/, sorted; nil, message if the folder is unreadable.
+local function names()
+  local dir = host.config.scripts_dir .. "/cmd"
+  local files, err = host.list_dir(dir)
+  if not files then return nil, ("cannot list the commands in %s: %s"):format(dir, tostring(err)) end
+  local out = {}
+  for _, f in ipairs(files) do
+    local name = f:match("^([%w][%w-]*)%.lua$")
+    if name then out[#out + 1] = name end
+  end
+  return out
+end
 
-local function load_commands()
-  if next(commands) then return end
-  for _, name in ipairs(NAMES) do commands[name] = require("cmd." .. name) end
+-- The module of command `name`, checked for its exports; nil, message if it has none.
+local function load_command(name)
+  local cmd = require("cmd." .. name)
+  local file = ("%s/cmd/%s.lua"):format(host.config.scripts_dir, name)
+  if type(cmd) ~= "table" or type(cmd.run) ~= "function" or type(cmd.usage) ~= "string"
+    or (not cmd.hidden and type(cmd.summary) ~= "string") then
+    error(("%s: a command module returns { summary = string, usage = string, run = function }"):format(file), 0)
+  end
+  return cmd
+end
+
+-- { {name=, summary=}, ... } for `rotator --help`, hidden commands left out.
+function M.commands()
+  local list = assert(names())
+  local out = {}
+  for _, name in ipairs(list) do
+    local cmd = load_command(name)
+    if not cmd.hidden then out[#out + 1] = { name = name, summary = cmd.summary } end
+  end
+  return out
+end
+
+local function exists(name)
+  for _, n in ipairs(assert(names())) do
+    if n == name then return true end
+  end
+  return false
 end
 
 function M.main(name, args)
-  require "policy.rules" -- registers the rule validators before any policy loads
-  load_commands()
-  local cmd = commands[name]
-  if not cmd then
+  if not exists(name) then
     io.stderr:write(("rotator: unknown command '%s'. Run `rotator --help` for the list.\n"):format(name))
     return 2
   end
+  local cmd = load_command(name)
   if args[1] == "--help" or args[1] == "-h" then
     io.stdout:write(cmd.usage)
     return 0
@@ -27,7 +66,6 @@ function M.main(name, args)
 end
 
 -- Hot reload entry points called by the host (host/lua/reload.c).
-local reload = require "engine.reload"
 M.reload_prepare = reload.prepare
 M.reload_quiesce = reload.quiesce
 M.reload_adopt = reload.adopt

@@ -10,10 +10,14 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "cli/rawreq.h"
+#include "aws/sigv4.h"
+#include "cli/args.h"
+#include "cli/cli.h"
 
 #define TARGET_NS 1e9 /* the whole default run: signing plus the floor */
 #define CALIBRATE_ITERS 2000ul
@@ -51,48 +55,39 @@ static double now_ns(void) {
   return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
 
-static void usage(FILE *f) {
-  fputs("usage: rotator bench sign [--iterations N]\n"
-        "\n"
-        "Times SigV4 signing of a DynamoDB DescribeTable POST (session token, small JSON\n"
-        "body, warm signing-key cache) against the hash floor of one signature in the same\n"
-        "run: SHA-256(body) + SHA-256(canonical request) + one HMAC-SHA256(string to sign),\n"
-        "with reused OpenSSL contexts. The two alternate over 10 rounds and each keeps\n"
-        "its fastest. Without --iterations the whole run takes about 1 s.\n"
-        "\n"
-        "Example:\n"
-        "  rotator bench sign --iterations 200000\n"
-        "  sign: 812 ns/op  baseline(hash floor): 650 ns/op  ratio: 1.25x\n",
-        f);
-}
+static const char HELP[] =
+    "usage: rotator bench sign [--iterations N]\n"
+    "\n"
+    "Times SigV4 signing of a DynamoDB DescribeTable POST (session token, small JSON\n"
+    "body, warm signing-key cache) against the hash floor of one signature in the same\n"
+    "run: SHA-256(body) + SHA-256(canonical request) + one HMAC-SHA256(string to sign),\n"
+    "with reused OpenSSL contexts. The two alternate over 10 rounds and each keeps\n"
+    "its fastest. Without --iterations the whole run takes about 1 s.\n"
+    "\n"
+    "Example:\n"
+    "  rotator bench sign --iterations 200000\n"
+    "  sign: 812 ns/op  baseline(hash floor): 650 ns/op  ratio: 1.25x\n";
 
-static int usage_error(const char *what, const char *arg) {
-  fprintf(stderr, "rotator bench: %s%s%s\nTry 'rotator bench --help'.\n", what,
-          arg ? ": " : "", arg ? arg : "");
-  return 2;
-}
+enum { O_ITERATIONS = 256 };
 
-static int parse_iterations(const char *s, unsigned long *n) {
-  char *end;
-  unsigned long v = s ? strtoul(s, &end, 10) : 0;
-  if (!s || !*s || *end || v == 0 || v > MAX_ITERS) return -1;
-  *n = v;
+static const struct option OPTIONS[] = {{"iterations", required_argument, NULL, O_ITERATIONS},
+                                        {NULL, 0, NULL, 0}};
+
+static int on_option(void *ud, int id, const char *arg) {
+  (void)id; /* --iterations is the only option */
+  if (cli_parse_ulong(arg, 1, MAX_ITERS, ud))
+    return cli_usage_error("bench", "--iterations wants 1..100000000", arg);
   return 0;
 }
 
 /* 0 = run, 1 = help printed, 2 = usage error. *iters stays 0 for "calibrate". */
 static int parse_args(int argc, char **argv, unsigned long *iters) {
-  for (int i = 1; i < argc; i++)
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return usage(stdout), 1;
-  if (argc < 2) return usage_error("which benchmark? only 'sign' exists", NULL);
-  if (strcmp(argv[1], "sign") != 0) return usage_error("unknown benchmark", argv[1]);
-  for (int i = 2; i < argc; i++) {
-    const char *v = strncmp(argv[i], "--iterations=", 13) == 0 ? argv[i] + 13
-                    : strcmp(argv[i], "--iterations") == 0 && i + 1 < argc ? argv[++i]
-                                                                           : NULL;
-    if (!v) return usage_error("unknown or incomplete argument", argv[i]);
-    if (parse_iterations(v, iters)) return usage_error("--iterations wants 1..100000000", v);
-  }
+  int first;
+  int rc = cli_parse(argc, argv, OPTIONS, HELP, on_option, iters, &first);
+  if (rc) return rc;
+  if (first >= argc) return cli_usage_error("bench", "which benchmark? only 'sign' exists", NULL);
+  if (strcmp(argv[first], "sign") != 0) return cli_usage_error("bench", "unknown benchmark", argv[first]);
+  if (first + 1 < argc) return cli_usage_error("bench", "unexpected argument", argv[first + 1]);
   return 0;
 }
 

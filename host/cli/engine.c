@@ -55,3 +55,42 @@ int cmd_engine(host_t *h, int argc, char **argv) {
   h->L = NULL;
   return code;
 }
+
+/* Walks the array cli.commands() left on the stack top. */
+static int each_command(lua_State *L, engine_command_fn each, void *ud) {
+  lua_Integer n = luaL_len(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, -1, i);
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "summary");
+    const char *name = lua_tostring(L, -2), *summary = lua_tostring(L, -1);
+    if (name && summary) each(ud, name, summary);
+    lua_pop(L, 3);
+  }
+  return 0;
+}
+
+static int list_commands(lua_State *L, engine_command_fn each, void *ud, char *err, size_t len) {
+  if (lstate_require(L, "cli") != 0) {
+    snprintf(err, len, "%s", lua_tostring(L, -1));
+    return -1;
+  }
+  lua_getfield(L, -1, "commands");
+  if (lstate_pcall(L, 0, 1) != LUA_OK || !lua_istable(L, -1)) {
+    snprintf(err, len, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "cli.commands() gave no list");
+    return -1;
+  }
+  return each_command(L, each, ud);
+}
+
+int engine_commands(host_t *h, engine_command_fn each, void *ud, char *err, size_t errlen) {
+  h->L = lstate_new(h);
+  if (!h->L) {
+    snprintf(err, errlen, "out of memory creating the Lua state");
+    return -1;
+  }
+  int rc = list_commands(h->L, each, ud, err, errlen);
+  lua_close(h->L);
+  h->L = NULL;
+  return rc;
+}

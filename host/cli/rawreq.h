@@ -1,19 +1,14 @@
-/* The signing commands (`rotator sign`, `rotator bench`) and the raw request text format
- * they and the SigV4 unit test share: the public SigV4 test suite's request.txt
+/* The raw request text format `rotator sign` and the SigV4 unit test share (rawreq.c):
+ * the public SigV4 test suite's request.txt
  * ("METHOD target HTTP/1.1", "Name:value" header lines, lines starting with a space or tab
  * continuing the previous value, a blank line, the body) and its *-signed-request.txt. */
-#ifndef ROTATOR_CMD_SIGN_H
-#define ROTATOR_CMD_SIGN_H
+#ifndef ROTATOR_CLI_RAWREQ_H
+#define ROTATOR_CLI_RAWREQ_H
 
 #include <stdio.h>
 #include <time.h>
 
 #include "aws/sigv4.h"
-
-/* rotator sign --region R --service S [--time T] [--query] [--verbose] [--no-normalize] */
-int cmd_sign(int argc, char **argv);
-/* rotator bench sign [--iterations N] */
-int cmd_bench(int argc, char **argv);
 
 typedef struct {
   char *buf;        /* owned copy of the text; every pointer below points into it */
@@ -26,6 +21,8 @@ typedef struct {
  * static description and leaves nothing to free. */
 int rawreq_parse(const char *text, size_t len, rawreq *rq, const char **err);
 void rawreq_free(rawreq *rq);
+/* Reads all of f (at most 16 MiB) and parses it; 0, or -1 with *err set as above. */
+int rawreq_read(FILE *f, rawreq *rq, const char **err);
 
 /* Writes rq signed with out (from sigv4_sign with the same cred/params) in the suite's
  * signed-request format: header mode appends X-Amz-Security-Token, X-Amz-Date,
@@ -34,7 +31,8 @@ void rawreq_free(rawreq *rq);
 int rawreq_write_signed(FILE *f, const rawreq *rq, const sigv4_credentials *cred,
                         const sigv4_params *params, const sigv4_output *out);
 
-/* Parses "2015-08-30T12:36:00Z" (UTC); returns 0 or -1. */
+/* Parses "2015-08-30T12:36:00Z" (UTC, the 'T' and 'Z' required; util/timefmt.h does
+ * the work); returns 0 or -1. */
 int parse_iso8601_utc(const char *s, time_t *t);
 
 #endif

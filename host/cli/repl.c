@@ -1,6 +1,6 @@
-/* `rotator repl` and `rotator status`: clients of the daemon's control socket.
- * The daemon does the work (evaluation, pretty-printing, status); the client edits lines
- * (libedit, with history), accumulates multi-line chunks when the daemon answers
+/* `rotator repl`, and the control-socket client it shares with `rotator status`
+ * (cli/status.c). The daemon does the work (evaluation, pretty-printing); the client
+ * edits lines (libedit, with history), accumulates multi-line chunks when the daemon answers
  * "incomplete", and turns Ctrl-C during a wait into a cancel frame, so the wait is
  * abandoned and the daemon keeps running. `repl --local` starts a private engine process
  * on a socketpair instead of attaching to a daemon. */
@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <editline/readline.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "core/frame.h"
 #include "version.h"
@@ -63,7 +64,7 @@ static int recv_frame(int fd, buf_t *in, const char **payload, size_t *len) {
   }
 }
 
-static int connect_socket(const char *path) {
+int ctl_connect(const char *path) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path) {
     fprintf(stderr, "rotator: socket path too long: %s\n", path);
@@ -82,7 +83,7 @@ static int connect_socket(const char *path) {
 }
 
 /* Send one chunk and print the answer. Returns the final frame type, or -1. */
-static int exchange(int fd, int type, const char *chunk, size_t n) {
+int ctl_exchange(int fd, int type, const char *chunk, size_t n) {
   buf_t in = {0};
   const char *p;
   size_t len;
@@ -139,7 +140,7 @@ static int repl_loop(int fd) {
     if (buf_append(&chunk, line, strlen(line)) < 0) { free(line); rc = 1; break; }
     if (tty && *line) add_history(line);
     free(line);
-    int t = exchange(fd, FRAME_EVAL, chunk.data, chunk.len);
+    int t = ctl_exchange(fd, FRAME_EVAL, chunk.data, chunk.len);
     if (t < 0 || t == FRAME_REFUSED) { rc = 1; break; }
     if (t != FRAME_INCOMPLETE) chunk.len = 0;
   }
@@ -184,46 +185,33 @@ static const char REPL_USAGE[] =
     "  rotator repl --local\n"
     "  echo 'return help()' | rotator --state-dir /var/lib/rotator repl\n";
 
-static const char STATUS_USAGE[] =
-    "usage: rotator status [--json] [--socket PATH]\n"
-    "\n"
-    "Asks the running daemon for its status: uptime, policy files and their hashes, the\n"
-    "last reload, workflows by state, the last errors, queue receive statistics.\n"
-    "\n"
-    "Examples:\n"
-    "  rotator status\n"
-    "  rotator status --json | jq .workflows\n";
+enum { O_LOCAL = 256, O_SOCKET };
 
-static int parse_client_args(int argc, char **argv, const char *usage, const char **sock,
-                             int *flag, const char *flag_name) {
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
-    if (!strcmp(argv[i], flag_name)) { *flag = 1; continue; }
-    if (!strcmp(argv[i], "--socket") && i + 1 < argc) { *sock = argv[++i]; continue; }
-    fprintf(stderr, "rotator: unknown option '%s'\n%s", argv[i], usage);
-    return 2;
-  }
-  return -1;
+static const struct option OPTIONS[] = {{"local", no_argument, NULL, O_LOCAL},
+                                        {"socket", required_argument, NULL, O_SOCKET},
+                                        {NULL, 0, NULL, 0}};
+
+typedef struct {
+  int local;
+  const char *socket;
+} repl_opts;
+
+static int on_option(void *ud, int id, const char *arg) {
+  repl_opts *o = ud;
+  if (id == O_LOCAL) o->local = 1;
+  else o->socket = arg;
+  return 0;
 }
 
 int cmd_repl(int argc, char **argv, const char *socket_path) {
-  int local = 0, rc = parse_client_args(argc, argv, REPL_USAGE, &socket_path, &local, "--local");
-  if (rc >= 0) return rc;
-  if (local) return repl_local();
-  int fd = connect_socket(socket_path);
+  repl_opts o = {0, socket_path};
+  int first, rc = cli_parse(argc, argv, OPTIONS, REPL_USAGE, on_option, &o, &first);
+  if (rc) return rc == 1 ? 0 : 2;
+  if (first < argc) return cli_usage_error("repl", "unexpected argument", argv[first]);
+  if (o.local) return repl_local();
+  int fd = ctl_connect(o.socket);
   if (fd < 0) return 1;
   rc = repl_loop(fd);
   close(fd);
   return rc;
-}
-
-int cmd_status(int argc, char **argv, const char *socket_path) {
-  int json = 0, rc = parse_client_args(argc, argv, STATUS_USAGE, &socket_path, &json, "--json");
-  if (rc >= 0) return rc;
-  int fd = connect_socket(socket_path);
-  if (fd < 0) return 1;
-  const char *mode = json ? "json" : "text";
-  int t = exchange(fd, FRAME_STATUS, mode, strlen(mode));
-  close(fd);
-  return t == FRAME_RESULT ? 0 : 1;
 }

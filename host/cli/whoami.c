@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "aws/call.h"
-#include "aws/creds/internal.h"
+#include "cli/args.h"
+#include "cli/chain.h"
+#include "cli/cli.h"
 #include "core/loop.h"
 
 static const char *const SERVICES[] = {"dynamodb", "ssm", "sqs", "backup", "sts"};
@@ -18,70 +20,70 @@ typedef struct {
 } whoami_opts;
 
 typedef struct {
-  int creds_done, region_done;
-  int creds_ok;
-  char creds_err[CREDS_ERR_MAX];
-  char region[CREDS_REGION_MAX];
-  char region_err[CREDS_ERR_MAX];
+  chain_answer_t chain;
   int call_done, call_ok;
   char account[64], arn[512], call_err[1024];
 } whoami_state;
 
-static void usage(FILE *f) {
-  fputs("usage: rotator whoami [--call] [--profile NAME] [--region REGION]\n"
-        "\n"
-        "Resolves AWS credentials and the region the way every AWS call of Rotator does,\n"
-        "and prints where the credentials came from (source, access key id, expiry; never\n"
-        "a secret), the region and the endpoint each service would use. Credentials come\n"
-        "from the environment, web identity, AWS_PROFILE and the shared ~/.aws files, or\n"
-        "container / EC2 instance roles; AWS_ENDPOINT_URL[_<SERVICE>] overrides endpoints.\n"
-        "\n"
-        "  --call            also call STS GetCallerIdentity and print the account and ARN\n"
-        "  --profile NAME    use this profile (as AWS_PROFILE=NAME would)\n"
-        "  --region R        use this region instead of resolving it\n"
-        "\n"
-        "Exit status: 0 when everything resolved (and the call succeeded), 1 otherwise.\n"
-        "\n"
-        "Example:\n"
-        "  AWS_PROFILE=staging rotator whoami --call\n",
-        f);
-}
+static const char HELP[] =
+    "usage: rotator whoami [--call] [--profile NAME] [--region REGION]\n"
+    "\n"
+    "Resolves AWS credentials and the region the way every AWS call of Rotator does,\n"
+    "and prints where the credentials came from (source, access key id, expiry; never\n"
+    "a secret), the region and the endpoint each service would use. Credentials come\n"
+    "from the environment, web identity, AWS_PROFILE and the shared ~/.aws files, or\n"
+    "container / EC2 instance roles; AWS_ENDPOINT_URL[_<SERVICE>] overrides endpoints.\n"
+    "\n"
+    "  --call            also call STS GetCallerIdentity and print the account and ARN\n"
+    "  --profile NAME    use this profile (as AWS_PROFILE=NAME would)\n"
+    "  --region R        use this region instead of resolving it\n"
+    "\n"
+    "Exit status: 0 when everything resolved (and the call succeeded), 1 otherwise.\n"
+    "\n"
+    "Example:\n"
+    "  AWS_PROFILE=staging rotator whoami --call\n";
 
-static int usage_error(const char *what, const char *arg) {
-  fprintf(stderr, "rotator whoami: %s%s%s\nTry 'rotator whoami --help'.\n", what, arg ? ": " : "",
-          arg ? arg : "");
-  return 2;
+enum { O_CALL = 256, O_PROFILE, O_REGION };
+
+static const struct option OPTIONS[] = {{"call", no_argument, NULL, O_CALL},
+                                        {"profile", required_argument, NULL, O_PROFILE},
+                                        {"region", required_argument, NULL, O_REGION},
+                                        {NULL, 0, NULL, 0}};
+
+static int on_option(void *ud, int id, const char *arg) {
+  whoami_opts *o = ud;
+  if (id == O_CALL) return o->call = 1, 0;
+  if (!*arg) return cli_usage_error("whoami", "empty value for", id == O_PROFILE ? "--profile" : "--region");
+  if (id == O_PROFILE) o->profile = arg;
+  else o->region = arg;
+  return 0;
 }
 
 /* 0 = run, 1 = help printed, 2 = usage error. argv[0] is the command name. */
 static int parse_args(int argc, char **argv, whoami_opts *o) {
+  int first;
   memset(o, 0, sizeof *o);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 1;
-    if (!strcmp(a, "--call")) { o->call = 1; continue; }
-    const char **dst = !strcmp(a, "--profile") ? &o->profile : !strcmp(a, "--region") ? &o->region : NULL;
-    if (!dst) return usage_error("unknown argument", a);
-    if (i + 1 >= argc || !*argv[i + 1]) return usage_error("missing value for", a);
-    *dst = argv[++i];
-  }
+  int rc = cli_parse(argc, argv, OPTIONS, HELP, on_option, o, &first);
+  if (rc == 0 && first < argc) return cli_usage_error("whoami", "unexpected argument", argv[first]);
+  return rc;
+}
+
+/* ---- STS GetCallerIdentity ---- */
+
+/* The text of the first <tag>...</tag> in the STS answer. Account ids and ARNs hold no
+ * XML entities, so none are decoded. 0, or -1 if absent or longer than out. */
+static int xml_field(const char *xml, size_t len, const char *tag, char *out, size_t size) {
+  char open[64], close[64];
+  snprintf(open, sizeof open, "<%s>", tag);
+  snprintf(close, sizeof close, "</%s>", tag);
+  const char *s = memmem(xml, len, open, strlen(open));
+  if (!s) return -1;
+  s += strlen(open);
+  const char *e = memmem(s, len - (size_t)(s - xml), close, strlen(close));
+  if (!e || (size_t)(e - s) >= size) return -1;
+  memcpy(out, s, (size_t)(e - s));
+  out[e - s] = '\0';
   return 0;
-}
-
-/* ---- resolution on the loop ---- */
-
-static void on_creds(void *ud, const creds_t *c, const char *err) {
-  whoami_state *s = ud;
-  s->creds_done = 1;
-  s->creds_ok = c != NULL;
-  if (!c) snprintf(s->creds_err, sizeof s->creds_err, "%s", err);
-}
-
-static void on_region(void *ud, const char *region, const char *err) {
-  whoami_state *s = ud;
-  s->region_done = 1;
-  if (region) snprintf(s->region, sizeof s->region, "%s", region);
-  else snprintf(s->region_err, sizeof s->region_err, "%s", err);
 }
 
 static void on_identity(void *ud, const aws_result_t *r) {
@@ -91,51 +93,34 @@ static void on_identity(void *ud, const aws_result_t *r) {
     snprintf(s->call_err, sizeof s->call_err, "%s: %s (HTTP %d)", r->err->code, r->err->message, r->status);
     return;
   }
-  s->call_ok = creds_xml_get(r->body, r->body_len, "Account", s->account, sizeof s->account) == 0 &&
-               creds_xml_get(r->body, r->body_len, "Arn", s->arn, sizeof s->arn) == 0;
+  s->call_ok = xml_field(r->body, r->body_len, "Account", s->account, sizeof s->account) == 0 &&
+               xml_field(r->body, r->body_len, "Arn", s->arn, sizeof s->arn) == 0;
   if (!s->call_ok) snprintf(s->call_err, sizeof s->call_err, "no Account/Arn in the STS answer");
-}
-
-/* Runs the loop until *flag is set; 0, or -1 on a loop failure. */
-static int run_until(loop_t *loop, const int *flag) {
-  while (!*flag)
-    if (loop_run_once(loop, -1) < 0) return -1;
-  return 0;
-}
-
-static int resolve(loop_t *loop, aws_client_t *client, const whoami_opts *o, whoami_state *s) {
-  creds_provider_t *p = aws_client_creds(client);
-  if (creds_get(p, on_creds, s) != 0) return -1;
-  if (o->region) {
-    snprintf(s->region, sizeof s->region, "%s", o->region);
-    s->region_done = 1;
-  } else if (creds_region(p, on_region, s) != 0) {
-    return -1;
-  }
-  if (run_until(loop, &s->creds_done) < 0) return -1;
-  return run_until(loop, &s->region_done);
 }
 
 static int call_identity(loop_t *loop, aws_client_t *client, whoami_state *s) {
   static const char body[] = "Action=GetCallerIdentity&Version=2011-06-15";
-  aws_call_t call = {.service = "sts", .action = "GetCallerIdentity", .region = s->region,
+  aws_call_t call = {.service = "sts", .action = "GetCallerIdentity", .region = s->chain.region,
                      .body = body, .body_len = sizeof body - 1};
   if (!aws_call_start(client, &call, on_identity, s, s->call_err, sizeof s->call_err)) {
     s->call_done = 1;
     return 0;
   }
-  return run_until(loop, &s->call_done);
+  while (!s->call_done)
+    if (loop_run_once(loop, -1) < 0) return -1;
+  return 0;
 }
 
 /* ---- output ---- */
 
+/* The settings as given: the files are named the way the chain will look them up. */
 static void print_settings(const whoami_opts *o) {
-  char cfg[1024], cr[1024];
-  const char *env = getenv("AWS_PROFILE");
+  const char *env = getenv("AWS_PROFILE"), *cfg = getenv("AWS_CONFIG_FILE");
+  const char *cr = getenv("AWS_SHARED_CREDENTIALS_FILE");
   const char *profile = o->profile ? o->profile : env && *env ? env : "default";
   printf("profile      %s%s\n", profile, o->profile ? " (--profile)" : env && *env ? " (AWS_PROFILE)" : "");
-  if (creds_file_paths(cfg, sizeof cfg, cr, sizeof cr) == 0)
-    printf("files        %s, %s\n", cfg, cr);
+  printf("files        %s, %s\n", cfg && *cfg ? cfg : "~/.aws/config",
+         cr && *cr ? cr : "~/.aws/credentials");
 }
 
 /* Which setting the resolved region most likely came from (the chain's order). */
@@ -158,35 +143,37 @@ static void print_endpoints(const char *region) {
   }
 }
 
-static int report(aws_client_t *client, const whoami_opts *o, const whoami_state *s) {
-  char desc[CREDS_ERR_MAX];
+static int report_identity(const whoami_state *s) {
+  if (s->call_ok) return printf("account      %s\narn          %s\n", s->account, s->arn), 0;
+  if (s->call_done) printf("identity     error: sts.GetCallerIdentity: %s\n", s->call_err);
+  else printf("identity     not asked: credentials and region are needed first\n");
+  return 1;
+}
+
+static int report(const whoami_opts *o, const whoami_state *s) {
+  const chain_answer_t *a = &s->chain;
   int rc = 0;
   print_settings(o);
-  if (s->creds_ok) printf("credentials  %s\n", creds_describe(aws_client_creds(client), desc, sizeof desc));
-  else printf("credentials  error: %s\n", s->creds_err), rc = 1;
-  if (s->region[0]) printf("region       %s%s\n", s->region, region_origin(o));
-  else printf("region       error: %s\n", s->region_err), rc = 1;
-  if (s->region[0]) print_endpoints(s->region);
-  if (!o->call) return rc;
-  if (s->call_ok) printf("account      %s\narn          %s\n", s->account, s->arn);
-  else if (s->call_done) printf("identity     error: sts.GetCallerIdentity: %s\n", s->call_err), rc = 1;
-  else printf("identity     not asked: credentials and region are needed first\n"), rc = 1;
+  if (a->creds_ok) printf("credentials  %s\n", a->describe);
+  else printf("credentials  error: %s\n", a->creds_err), rc = 1;
+  if (a->region[0]) printf("region       %s%s\n", a->region, region_origin(o));
+  else printf("region       error: %s\n", a->region_err), rc = 1;
+  if (a->region[0]) print_endpoints(a->region);
+  if (o->call && report_identity(s)) rc = 1;
   return rc;
 }
 
-static int whoami(const whoami_opts *o) {
-  whoami_state s;
-  memset(&s, 0, sizeof s);
+static int whoami(const whoami_opts *o, whoami_state *s) {
   loop_t *loop = loop_new();
   aws_client_t *client = loop ? aws_client_new(loop) : NULL;
   int rc = 1;
   if (!client) {
     fprintf(stderr, "rotator whoami: cannot set up the event loop and HTTP client\n");
-  } else if (resolve(loop, client, o, &s) < 0 ||
-             (o->call && s.creds_ok && s.region[0] && call_identity(loop, client, &s) < 0)) {
-    fprintf(stderr, "rotator whoami: event loop failure or out of memory\n");
+  } else if (chain_resolve(loop, aws_client_creds(client), o->region, &s->chain) < 0 ||
+             (o->call && !chain_error(&s->chain) && call_identity(loop, client, s) < 0)) {
+    fprintf(stderr, "rotator whoami: %s\n", s->chain.creds_err[0] ? s->chain.creds_err : "event loop failure");
   } else {
-    rc = report(client, o, &s);
+    rc = report(o, s);
     if (fflush(stdout) != 0) rc = 1;
   }
   aws_client_free(client);
@@ -202,5 +189,13 @@ int cmd_whoami(int argc, char **argv) {
     fprintf(stderr, "rotator whoami: cannot set AWS_PROFILE\n");
     return 1;
   }
-  return whoami(&o);
+  whoami_state *s = calloc(1, sizeof *s);
+  if (!s) {
+    fprintf(stderr, "rotator whoami: out of memory\n");
+    return 1;
+  }
+  rc = whoami(&o, s);
+  chain_clear(&s->chain);
+  free(s);
+  return rc;
 }

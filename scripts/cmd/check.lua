@@ -60,4 +60,4 @@ local function run(argv)
   return 0
 end
 
-return { usage = usage, run = run }
+return { summary = "load and validate scripts and policies", usage = usage, run = run }

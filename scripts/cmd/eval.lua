@@ -45,4 +45,4 @@ local function run(argv)
   end)
 end
 
-return { usage = usage, run = run }
+return { summary = "run a Lua chunk in a fully loaded state and print the results", usage = usage, run = run }

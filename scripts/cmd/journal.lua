@@ -125,4 +125,4 @@ local function run(argv)
   return code
 end
 
-return { usage = usage, run = run }
+return { summary = "read the workflow journal without the daemon", usage = usage, run = run }

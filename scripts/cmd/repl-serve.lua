@@ -4,7 +4,14 @@ local host = require "host"
 local repl = require "console.repl"
 local policies = require "policy.loader"
 
-local usage = "usage: rotator repl-serve FD   (internal: started by `rotator repl --local`)\n"
+local usage = [[
+usage: rotator repl-serve FD
+
+Internal: the engine `rotator repl --local` starts on its end of a socketpair (FD).
+
+Example (what `rotator repl --local` runs):
+  rotator repl-serve 3
+]]
 
 local function run(argv)
   local fd = tonumber(argv[1])
@@ -15,4 +22,4 @@ local function run(argv)
   repl.adopt(fd, function() host.exit(0) end)
 end
 
-return { usage = usage, run = run }
+return { hidden = true, usage = usage, run = run }

@@ -104,4 +104,4 @@ local function run(argv)
   local _ = json
 end
 
-return { usage = usage, run = run }
+return { summary = "feed a notification file through the workflow (--dry-run plans only)", usage = usage, run = run }

@@ -67,4 +67,4 @@ local function run(argv)
   end)
 end
 
-return { usage = usage, run = run }
+return { summary = "explain which restored copies retention keeps or deletes, and why", usage = usage, run = run }

@@ -72,4 +72,4 @@ local function run(argv)
   end
 end
 
-return { usage = usage, run = run }
+return { summary = "run the daemon: poll the queue, restore, update SSM", usage = usage, run = run }

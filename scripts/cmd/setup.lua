@@ -295,5 +295,6 @@ local function run(argv)
   end)
 end
 
+M.summary = "create or check the queue, its DLQ and the topic subscription; print IAM policy"
 M.usage, M.run = usage, run
 return M

@@ -21,4 +21,4 @@ local function run(argv)
   testing.run(files, tonumber(opts.timeout) or 30)
 end
 
-return { usage = usage, run = run }
+return { summary = "run Lua test files inside the host", usage = usage, run = run }

@@ -60,10 +60,36 @@ class Daemon:
 
 # --- help and version ---
 r = rotator("--help")
-t.ok(r.returncode == 0 and "Commands:" in r.stdout and "Examples:" in r.stdout, "rotator --help lists commands with examples")
-for cmd in ("check", "eval", "test", "run"):
+t.ok(r.returncode == 0 and "Commands:" in r.stdout and "Examples:" in r.stdout and not r.stderr,
+     "rotator --help lists commands with examples", r.stderr)
+# The Commands section, as generated from the C command table and scripts/cmd/.
+section = r.stdout.split("\nCommands:\n", 1)[-1].split("\n\n", 1)[0]
+listed = [line.split()[0] for line in section.splitlines() if line.startswith("  ") and line.split()]
+C_COMMANDS = ("repl", "status", "whoami", "sign", "bench", "version")
+lua_commands = sorted(f[:-4] for f in os.listdir(os.path.join(ROOT, "scripts", "cmd")) if f.endswith(".lua"))
+hidden = [c for c in lua_commands
+          if rotator("eval", f'require("cmd.{c}").hidden == true').stdout.strip() == "true"]
+want = [c for c in lua_commands if c not in hidden] + list(C_COMMANDS)
+t.ok(hidden == ["repl-serve"], "only repl-serve is an internal command", hidden)
+t.eq(sorted(listed), sorted(want), "rotator --help lists every command of scripts/cmd/ and of the C table, once")
+t.ok("setup" in listed and all(g in r.stdout for g in ("--scripts", "--state-dir", "--trace-aws", "ROTATOR_LOG_LEVEL")),
+     "rotator --help lists setup and the global options")
+for cmd in listed + hidden:
     r = rotator(cmd, "--help")
-    t.ok(r.returncode == 0 and "usage: rotator " + cmd in r.stdout and "xample" in r.stdout, f"rotator {cmd} --help has usage and an example")
+    t.ok(r.returncode == 0 and "usage: rotator " + cmd in r.stdout and "Example" in r.stdout,
+         f"rotator {cmd} --help exits 0 with usage and an example", r.stdout[-300:] + r.stderr[-300:])
+r = rotator("--scripts", "/nonexistent", "--help")
+t.ok(r.returncode == 1 and "sign" in r.stdout and "/nonexistent" in r.stderr and "--scripts" in r.stderr,
+     "--help with a broken scripts folder still lists the C commands and names the folder", r.stderr)
+for args, needle in ((("sign", "--bogus"), "rotator sign: unknown option: --bogus"),
+                     (("sign", "--region"), "rotator sign: missing value for: --region"),
+                     (("whoami", "extra"), "rotator whoami: unexpected argument: extra"),
+                     (("bench", "sign", "--iterations", "0"), "--iterations wants 1..100000000"),
+                     (("status", "--jsn"), "rotator status: unknown option: --jsn"),
+                     (("repl", "--socket"), "rotator repl: missing value for: --socket")):
+    r = rotator(*args)
+    t.ok(r.returncode == 2 and needle in r.stderr and f"rotator {args[0]} --help" in r.stderr,
+         f"usage error {' '.join(args)}: exit 2, named, with a pointer to --help", r.stderr)
 r = rotator("version")
 t.ok(r.returncode == 0 and r.stdout.startswith("rotator "), "rotator version")
 r = rotator("frobnicate")
