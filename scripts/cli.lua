@@ -1,19 +1,20 @@
 -- The engine's command table. The C host calls cli.main(name, args): a command returns
 -- an exit status, or nothing when it has scheduled work on the loop (it then calls
 -- host.exit itself).
+local reload = require "daemon.reload"
+local console = require "console.console"
+
 local M = {}
 
 local NAMES = { "check", "eval", "test", "run", "replay", "repl-serve", "journal", "setup" }
-local commands = {}
-
-local function load_commands()
-  if next(commands) then return end
-  for _, name in ipairs(NAMES) do commands[name] = require("cmd." .. name) end
-end
+local commands = {
+  check = require "cmd.check", eval = require "cmd.eval", test = require "cmd.test", run = require "cmd.run",
+  replay = require "cmd.replay", ["repl-serve"] = require "cmd.repl-serve", journal = require "cmd.journal",
+  setup = require "cmd.setup",
+}
+M.NAMES = NAMES
 
 function M.main(name, args)
-  require "policy.rules" -- registers the rule validators before any policy loads
-  load_commands()
   local cmd = commands[name]
   if not cmd then
     io.stderr:write(("rotator: unknown command '%s'. Run `rotator --help` for the list.\n"):format(name))
@@ -26,11 +27,15 @@ function M.main(name, args)
   return cmd.run(args)
 end
 
--- Hot reload entry points called by the host (host/lua/reload.c).
-local reload = require "engine.reload"
+-- Hot reload entry points called by the host (host/lua/reload.c). The state that adopts
+-- the daemon also takes the console (the REPL/status socket) over.
 M.reload_prepare = reload.prepare
 M.reload_quiesce = reload.quiesce
-M.reload_adopt = reload.adopt
+M.reload_adopt = function(snapshot)
+  local ok = reload.adopt(snapshot)
+  console.start()
+  return ok
+end
 M.reload_abort = reload.abort
 M.reload_report = reload.report
 

@@ -13,7 +13,9 @@
 --   M.plan(rule_name_or_source)      REPL: the candidates with reasons (nothing deleted)
 local log = require "log"
 local clock = require "clock"
-local H = require "workflow.history"
+local rules = require "policy.rules"
+local services = require "aws.services"
+local H = require "workflow.doc"
 
 local M = {}
 
@@ -111,7 +113,6 @@ local function tags_of(svc, arn)
 end
 
 local function start_of(name, t)
-  local rules = require "policy.rules"
   return rules.start_from_name(name) or (type(t.CreationDateTime) == "number" and t.CreationDateTime or nil)
 end
 
@@ -134,7 +135,6 @@ end
 
 -- Rotator's copies matching want(tags): list or nil, err.
 function M.collect(svc, want)
-  local rules = require "policy.rules"
   local names, err = list_tables(svc)
   if not names then return nil, err end
   local copies = {}
@@ -187,7 +187,6 @@ local function own_copies(ctx, doc, rule)
   local seen = false
   for _, c in ipairs(copies) do if c.name == doc.TargetTableName then seen = true end end
   if not seen then
-    local rules = require "policy.rules"
     copies[#copies + 1] = { name = doc.TargetTableName, arn = doc.TableArn, start = rules.start_from_name(doc.TargetTableName) }
   end
   local current, serr = ssm_target(ctx.svc, rule)
@@ -228,18 +227,17 @@ end
 ---------------------------------------------------------------- REPL
 -- retention.plan("staging") or retention.plan("orders-production"): what the next run of
 -- that rule (or of the rule matching that source) would delete and why. Reads only.
--- opts: { rules = list (default: the daemon's), svc = services object }
+-- opts: { rules = list (the console passes the daemon's), svc = services object }
 function M.plan(what, opts)
   opts = opts or {}
-  local rules = require "policy.rules"
-  local list = opts.rules or require("daemon").rules or {}
+  local list = opts.rules or {}
   local rule
   for _, r in ipairs(list) do if rules.label(r) == what then rule = r end end
   local by_source = not rule and what or nil
   rule = rule or rules.match(list, what)
   if not rule then return nil, ("no rule named %q and none matching table %q"):format(what, what) end
   if not rule.retention then return nil, ("rule %s has no retention policy"):format(rules.label(rule)) end
-  local svc = opts.svc or require("aws.services").new({ dry_run = true, emit = function() end })
+  local svc = opts.svc or services.new({ dry_run = true, emit = function() end })
   local label = rules.label(rule)
   local copies, err = M.collect(svc, function(tags)
     return tags[M.TAG_RULE] == label and (not by_source or tags[M.TAG_SOURCE] == by_source)

@@ -1,22 +1,28 @@
 -- The operator's console on a running daemon: the control socket (REPL and `rotator
--- status`), the REPL helpers, and the status fields. Started by daemon.start.
+-- status`), the REPL helpers, and the status fields. Started by `rotator run`
+-- (cmd/run.lua) and, after a reload, by the state that adopted (cli.lua).
 local repl = require "console.repl"
 local host = require "host"
 local log = require "log"
-local pretty = require "engine.pretty"
 local clock = require "clock"
 local json = require "json"
+local aws = require "aws"
+local services = require "aws.services"
+local N = require "workflow.notification"
+local retention = require "after.retention"
+local daemon = require "daemon"
+local intake = require "daemon.intake"
+local store = require "daemon.store"
+local reload_state = require "daemon.reload"
 
-local M = { last_reload = nil }
+local M = {}
 
 local function socket_path()
   return host.config.state_dir .. "/rotator.sock"
 end
 
 local function open_store()
-  local ok, store = pcall(require, "daemon.store")
-  if ok and store.current then return store.current end
-  return nil
+  return store.current
 end
 
 -- One line per workflow, newest first.
@@ -48,11 +54,9 @@ local function show(id)
 end
 
 -- Feed a notification file through the policies as a dry run; returns the planned calls.
+-- The dry run has its own ctx, so its own workflow registry: it plans its own run even
+-- for a job the daemon is working on, and never joins the daemon's workflows.
 local function dry_run(path)
-  local services = require "aws.services"
-  local intake = require "daemon.intake"
-  local N = require "workflow.notification"
-  local daemon = require "daemon"
   local text, err = host.read_file(path)
   if not text then return nil, err end
   local recs, perr = N.parse(text)
@@ -69,7 +73,6 @@ end
 
 -- Stream every AWS call to this REPL session until trace(false) or the session ends.
 local function trace(on)
-  local aws = require "aws"
   local session = repl.session
   if not session then return nil, "trace() only works in a REPL session" end
   if on == false then
@@ -90,7 +93,6 @@ local function reload()
 end
 
 local function policy_files()
-  local daemon = require "daemon"
   local out = json.array({})
   for _, path in ipairs(daemon.policies and daemon.policies.files or {}) do
     local text = host.read_file(path)
@@ -121,8 +123,7 @@ local function last_errors()
 end
 
 local function queue_stats()
-  local ok, intake = pcall(require, "daemon.intake")
-  return ok and intake.stats or {}
+  return intake.stats or {}
 end
 
 repl.helper("workflows", "workflows(['unfinished']) lists workflows from the journal", workflows)
@@ -132,10 +133,10 @@ repl.helper("trace", "trace([false]) streams AWS calls into this session", trace
 repl.helper("reload", "reload() reloads scripts and policies (as kill -HUP)", reload)
 repl.helper("status", "status() the daemon's status as a table", repl.status)
 repl.helper("retention", "retention(rule_or_source) the copies retention would delete, and why",
-  function(which) return require("after.retention").plan(which) end)
+  function(which) return retention.plan(which, { rules = daemon.rules }) end)
 
 repl.status_source("policies", policy_files)
-repl.status_source("last_reload", function() return M.last_reload or "none since start" end)
+repl.status_source("last_reload", function() return reload_state.last or "none since start" end)
 repl.status_source("workflows", workflow_counts)
 repl.status_source("last_errors", last_errors)
 repl.status_source("queue", queue_stats)
@@ -153,5 +154,4 @@ function M.start()
   return true
 end
 
-local _ = pretty
 return M
