@@ -10,7 +10,7 @@
 -- finish, parks every workflow at a step boundary and hands their documents and the SQS
 -- claims over; adopt re-arms them in the new state. Bounded by ROTATOR_QUIESCE_TIMEOUT
 -- (default 60 s, past the longest AWS call): what still moves then restarts its step from
--- its last journaled boundary in the new state (idempotent, see workflow.lua).
+-- its last journaled boundary in the new state (idempotent, see workflow/restore.lua).
 local log = require "log"
 local host = require "host"
 local clock = require "clock"
