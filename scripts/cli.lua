@@ -1,18 +1,17 @@
 -- The engine's command table. The C host calls cli.main(name, args): a command returns
 -- an exit status, or nothing when it has scheduled work on the loop (it then calls
 -- host.exit itself).
+require "workflow" -- registers the rule-field validators of the steps after ACTIVE
 local reload = require "daemon.reload"
 local console = require "console.console"
 
 local M = {}
 
-local NAMES = { "check", "eval", "test", "run", "replay", "repl-serve", "journal", "setup" }
 local commands = {
   check = require "cmd.check", eval = require "cmd.eval", test = require "cmd.test", run = require "cmd.run",
   replay = require "cmd.replay", ["repl-serve"] = require "cmd.repl-serve", journal = require "cmd.journal",
   setup = require "cmd.setup",
 }
-M.NAMES = NAMES
 
 function M.main(name, args)
   local cmd = commands[name]
