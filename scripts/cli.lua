@@ -5,8 +5,9 @@
 -- The C host calls cli.main(name, args): a command returns an exit status, or nothing
 -- when it has scheduled work on the loop (it then calls host.exit itself).
 local host = require "host"
-local reload = require "engine.reload"
-require "policy.rules" -- registers the rule validators before any policy loads
+require "workflow" -- registers the rule-field validators of the steps after ACTIVE
+local reload = require "daemon.reload"
+local console = require "console.console"
 
 local M = {}
 
@@ -24,6 +25,7 @@ local function names()
 end
 
 -- The module of command `name`, checked for its exports; nil, message if it has none.
+-- (The one computed require in scripts/: command discovery, checked by modgraph_test.)
 local function load_command(name)
   local cmd = require("cmd." .. name)
   local file = ("%s/cmd/%s.lua"):format(host.config.scripts_dir, name)
@@ -65,10 +67,15 @@ function M.main(name, args)
   return cmd.run(args)
 end
 
--- Hot reload entry points called by the host (host/lua/reload.c).
+-- Hot reload entry points called by the host (host/lua/reload.c). The state that adopts
+-- the daemon also takes the console (the REPL/status socket) over.
 M.reload_prepare = reload.prepare
 M.reload_quiesce = reload.quiesce
-M.reload_adopt = reload.adopt
+M.reload_adopt = function(snapshot)
+  local ok = reload.adopt(snapshot)
+  console.start()
+  return ok
+end
 M.reload_abort = reload.abort
 M.reload_report = reload.report
 

@@ -2,14 +2,15 @@
 -- (rule.alert_topic_arn; the documented IAM policy allows sns:Publish on
 -- arn:aws:sns:*:*:rotator-alerts). The message is JSON: workflow, rule, source table,
 -- target table, the failed step, the error and the AWS request id.
--- One alert per workflow id (backup job) per process: a redelivered, failing again
--- message does not page twice.
+-- One alert per workflow id (backup job) per ctx (the daemon's, or a dry run's own): a
+-- redelivered, failing again message does not page twice, and a dry run's planned alert
+-- never silences a real one.
 --   M.workflow_failed(ctx, doc, rule, { step =, msg =, request_id = }) -> published?
 local log = require "log"
 local json = require "json"
-local H = require "workflow.history"
+local H = require "workflow.doc"
 
-local M = { sent = {}, order = {}, max_remembered = 1000 }
+local M = { max_remembered = 1000 }
 
 function M.validate_rule(rule)
   local a = rule.alert_topic_arn
@@ -18,10 +19,20 @@ function M.validate_rule(rule)
   end
 end
 
-local function remember(id)
-  M.sent[id] = true
-  M.order[#M.order + 1] = id
-  if #M.order > M.max_remembered then M.sent[table.remove(M.order, 1)] = nil end
+-- The alerts this ctx has published: { sent = {id = true}, order = {ids} }.
+local function memo(ctx)
+  local m = ctx.alerted
+  if not m then
+    m = { sent = {}, order = {} }
+    ctx.alerted = m
+  end
+  return m
+end
+
+local function remember(m, id)
+  m.sent[id] = true
+  m.order[#m.order + 1] = id
+  if #m.order > M.max_remembered then m.sent[table.remove(m.order, 1)] = nil end
 end
 
 local function last_failed_step(doc)
@@ -50,7 +61,8 @@ function M.workflow_failed(ctx, doc, rule, failure)
   local topic = rule.alert_topic_arn
   if not topic or doc.AlertPublished then return false end
   local id = doc.WorkflowId or tostring(doc)
-  if M.sent[id] then
+  local m = memo(ctx)
+  if m.sent[id] then
     log.info("alert.suppressed", H.fields(doc, { reason = "already alerted for this workflow", topic = topic }))
     return false
   end
@@ -61,7 +73,7 @@ function M.workflow_failed(ctx, doc, rule, failure)
     log.error("alert.failed", H.fields(doc, { topic = topic, error = tostring(rid), request_id = H.rid(rid) }))
     return false
   end
-  remember(id)
+  remember(m, id)
   doc.AlertPublished = { TopicArn = topic, MessageId = res.MessageId }
   log.info("alert.published", H.fields(doc, { topic = topic, message_id = res.MessageId, request_id = rid,
     step = body.step }))

@@ -9,14 +9,13 @@
 --   Validate Restore       rule.validation (validation.lua)
 --   Deletion Protection    rule.deletion_protection = true|false: UpdateTable (last, so a
 --                          copy that failed validation stays deletable by retention)
---   M.after_active(ctx, doc, rule, rec) -> true | nil, message, request_id
+--   M.after_active(ctx, doc, rule, rec)   returns, or raises the step's failure (doc.fail)
 -- A failed step fails the workflow (SSM not switched; a redelivery re-applies them all:
--- every step is idempotent) and publishes an alert when the rule names a topic.
+-- every step is idempotent); the workflow records the Error and publishes the one alert.
 local log = require "log"
-local H = require "workflow.history"
+local H = require "workflow.doc"
 local retention = require "after.retention"
 local validation = require "after.validation"
-local alerts = require "after.alerts"
 
 local M = {}
 
@@ -129,11 +128,9 @@ function M.after_active(ctx, doc, rule, rec)
     local ok, msg, rid = run_step(ctx, doc, rule, st[1], function(c, d, r, s) return st[2](c, d, r, s, rec) end)
     if not ok then
       log.error("post_restore.failed", H.fields(doc, { step = st[1], error = msg, request_id = rid }))
-      alerts.workflow_failed(ctx, doc, rule, { step = st[1], msg = msg, request_id = rid })
-      return nil, msg, rid
+      H.fail(msg, rid)
     end
   end
-  return true
 end
 
 return M

@@ -37,7 +37,7 @@
 local log = require "log"
 local clock = require "clock"
 local rules = require "policy.rules"
-local H = require "workflow.history"
+local H = require "workflow.doc"
 
 local M = {}
 

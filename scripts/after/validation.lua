@@ -13,7 +13,7 @@
 -- A failure fails the workflow: the SSM parameter keeps the previous copy. A dry run
 -- (no table yet) records the step as skipped.
 local log = require "log"
-local H = require "workflow.history"
+local H = require "workflow.doc"
 
 local M = {}
 

@@ -11,11 +11,12 @@
 -- C never resumes coroutines: it calls M._dispatch(id, ok, result), which does.
 local core = require "aws_core"
 local json = require "json"
+local log = require "log"
 local task = require "engine.task"
 local clock = require "clock"
 
 local M = {}
-local waiting = {} -- call id -> {co | fn, service, action}
+local waiting = {} -- call id -> {fn, service, action, proto, started}
 
 local Error = {}
 Error.__index = Error
@@ -202,7 +203,7 @@ local function notify(w, v, extra)
     local ok, err = pcall(fn, ev)
     if not ok then
       M.observers[key] = nil
-      require("log").warn("aws.observer_removed", { error = tostring(err) })
+      log.warn("aws.observer_removed", { error = tostring(err) })
     end
   end
 end
@@ -213,8 +214,7 @@ function M._dispatch(id, ok, res)
   waiting[id] = nil
   local v, extra = complete(w, ok, res)
   notify(w, v, extra)
-  if w.co then task.resume(w.co, id, v, extra)
-  else w.fn(v, extra) end
+  w.fn(v, extra)
 end
 core.set_dispatcher(M._dispatch)
 
@@ -229,15 +229,19 @@ local function start(service, action, params, opts, w)
   return id
 end
 
+-- Waits through task.wait: only this call's completion resumes the caller, and a
+-- cancelled wait (task.cancel) cancels the request.
 function M.call(service, action, params, opts)
-  local co, main = coroutine.running()
+  local _, main = coroutine.running()
   if main then error("aws.call waits, so it must run inside a task (task.spawn); see aws.call_cb", 2) end
-  local id, err = start(service, action, params, opts, { co = co })
+  local id, err
+  local v, extra = task.wait(function(wake)
+    id, err = start(service, action, params, opts, { fn = wake })
+    if not id then wake() return nil end -- not started: no wait
+    return function() M.cancel(id) end
+  end)
   if not id then return nil, err end
-  while true do
-    local got, v, extra = coroutine.yield()
-    if got == id then return v, extra end
-  end
+  return v, extra
 end
 
 function M.call_cb(service, action, params, opts, fn)

@@ -9,6 +9,8 @@
 --   local res, request_id = svc:call("dynamodb", "DescribeTable", { TableName = "t" })
 --   -- or nil, err  with err = {code, message, status, request_id, retryable, ...}
 local json = require "json"
+local aws = require "aws"
+local task = require "engine.task"
 
 local M = {}
 
@@ -56,16 +58,6 @@ local PLANNED = {
   ["ssm.PutParameter"] = function() return { Version = 0, Tier = "Standard" } end,
 }
 
-local function default_backend()
-  local ok, aws = pcall(require, "aws")
-  if not ok then
-    return function(service, action)
-      return nil, M.error(service, action, "NoAwsClient", "the aws module is not available: " .. tostring(aws))
-    end
-  end
-  return aws.call
-end
-
 local Svc = {}
 Svc.__index = Svc
 
@@ -100,7 +92,7 @@ function Svc:call(service, action, params, opts)
   if self.offline then
     return nil, M.error(service, action, "DryRunOffline", "replay --dry-run makes no network call")
   end
-  self.backend = self.backend or default_backend()
+  self.backend = self.backend or aws.call
   return self.backend(service, action, params, opts)
 end
 
@@ -113,17 +105,14 @@ function Svc:call_cb(service, action, params, opts, fn)
   local key = service .. "." .. action
   -- A real AWS call (no test backend given to new()): use the cancellable callback form.
   if not self.custom_backend and not self.offline and not (self.dry_run and M.MUTATING[key]) then
-    local ok, aws = pcall(require, "aws")
-    if ok then
-      self.calls = self.calls + 1
-      local id = aws.call_cb(service, action, params, opts, deliver)
-      return function()
-        cancelled = true
-        if id then aws.cancel(id) end
-      end
+    self.calls = self.calls + 1
+    local id = aws.call_cb(service, action, params, opts, deliver)
+    return function()
+      cancelled = true
+      if id then aws.cancel(id) end
     end
   end
-  require("engine.task").spawn(function() deliver(self:call(service, action, params, opts)) end)
+  task.spawn(function() deliver(self:call(service, action, params, opts)) end)
   return function() cancelled = true end
 end
 

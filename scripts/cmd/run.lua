@@ -6,6 +6,7 @@ local log = require "log"
 local args = require "engine.args"
 local policies = require "policy.loader"
 local daemon = require "daemon"
+local console = require "console.console"
 
 local usage = [==[
 usage: rotator run [--queue-url URL] [--dry-run]
@@ -70,6 +71,7 @@ local function run(argv)
     io.stderr:write("rotator run: ", tostring(serr), "\n")
     return 2
   end
+  console.start() -- the REPL/status socket (a reloaded state takes it over: cli.lua)
 end
 
 return { summary = "run the daemon: poll the queue, restore, update SSM", usage = usage, run = run }

@@ -10,6 +10,7 @@ local args = require "engine.args"
 local json = require "json"
 local task = require "engine.task"
 local host = require "host"
+local aws = require "aws"
 
 local M = {}
 
@@ -190,7 +191,7 @@ end
 
 ---------------------------------------------------------------- SQS
 local function queue_url(name)
-  local res, err = require("aws").call("sqs", "GetQueueUrl", { QueueName = name })
+  local res, err = aws.call("sqs", "GetQueueUrl", { QueueName = name })
   if res then return res.QueueUrl end
   local code = type(err) == "table" and err.code or ""
   if code:match("NonExistentQueue") or code:match("QueueDoesNotExist") then return nil end
@@ -199,13 +200,12 @@ end
 
 local function queue_arn(url)
   local res = check("GetQueueAttributes " .. url,
-    require("aws").call("sqs", "GetQueueAttributes", { QueueUrl = url, AttributeNames = { "All" } }))
+    aws.call("sqs", "GetQueueAttributes", { QueueUrl = url, AttributeNames = { "All" } }))
   return res.Attributes or {}
 end
 
 -- Creates the queue or brings its attributes to `want` (a function of the queue's ARN).
 local function ensure_queue(name, want_of)
-  local aws = require "aws"
   local url = queue_url(name)
   if not url then
     local res = check("CreateQueue " .. name, aws.call("sqs", "CreateQueue", { QueueName = name }))
@@ -229,7 +229,7 @@ end
 
 ---------------------------------------------------------------- SNS
 local function find_subscription(topic, endpoint)
-  local aws, token = require "aws", nil
+  local token = nil
   repeat
     local res = check("ListSubscriptionsByTopic " .. topic,
       aws.call("sns", "ListSubscriptionsByTopic", { TopicArn = topic, NextToken = token }))
@@ -245,7 +245,6 @@ end
 -- existing subscription: aws.lua's XML decoder keeps one <entry> of a map, so
 -- GetSubscriptionAttributes cannot be compared reliably.
 local function ensure_subscription(topic, qarn)
-  local aws = require "aws"
   local arn = find_subscription(topic, qarn)
   local created = not arn
   if created then

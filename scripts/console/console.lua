@@ -1,24 +1,28 @@
 -- The operator's console on a running daemon: the control socket (REPL and `rotator
--- status`), the REPL helpers, and the status fields. Started by daemon.start.
+-- status`), the REPL helpers, and the status fields. Started by `rotator run`
+-- (cmd/run.lua) and, after a reload, by the state that adopted (cli.lua).
 local repl = require "console.repl"
 local host = require "host"
 local log = require "log"
-local pretty = require "engine.pretty"
 local clock = require "clock"
 local json = require "json"
+local aws = require "aws"
 local services = require "aws.services"
+local N = require "workflow.notification"
 local retention = require "after.retention"
+local daemon = require "daemon"
+local intake = require "daemon.intake"
+local store = require "daemon.store"
+local reload_state = require "daemon.reload"
 
-local M = { last_reload = nil }
+local M = {}
 
 local function socket_path()
   return host.config.state_dir .. "/rotator.sock"
 end
 
 local function open_store()
-  local ok, store = pcall(require, "daemon.store")
-  if ok and store.current then return store.current end
-  return nil
+  return store.current
 end
 
 -- One line per workflow, newest first.
@@ -50,11 +54,9 @@ local function show(id)
 end
 
 -- Feed a notification file through the policies as a dry run; returns the planned calls.
+-- The dry run has its own ctx, so its own workflow registry: it plans its own run even
+-- for a job the daemon is working on, and never joins the daemon's workflows.
 local function dry_run(path)
-  local services = require "aws.services"
-  local intake = require "daemon.intake"
-  local N = require "workflow.notification"
-  local daemon = require "daemon"
   local text, err = host.read_file(path)
   if not text then return nil, err end
   local recs, perr = N.parse(text)
@@ -71,7 +73,6 @@ end
 
 -- Stream every AWS call to this REPL session until trace(false) or the session ends.
 local function trace(on)
-  local aws = require "aws"
   local session = repl.session
   if not session then return nil, "trace() only works in a REPL session" end
   if on == false then
@@ -92,7 +93,6 @@ local function reload()
 end
 
 local function policy_files()
-  local daemon = require "daemon"
   local out = json.array({})
   for _, path in ipairs(daemon.policies and daemon.policies.files or {}) do
     local text = host.read_file(path)
@@ -123,8 +123,7 @@ local function last_errors()
 end
 
 local function queue_stats()
-  local ok, intake = pcall(require, "daemon.intake")
-  return ok and intake.stats or {}
+  return intake.stats or {}
 end
 
 repl.helper("workflows", "workflows(['unfinished']) lists workflows from the journal", workflows)
@@ -135,7 +134,7 @@ repl.helper("reload", "reload() reloads scripts and policies (as kill -HUP)", re
 repl.helper("status", "status() the daemon's status as a table", repl.status)
 -- The same rows as `rotator retention --explain`, with the daemon's rules passed in.
 local function retention_explain(which)
-  local rows, info = retention.explain(which, { rules = require("daemon").rules or {},
+  local rows, info = retention.explain(which, { rules = daemon.rules or {},
     svc = services.new({ dry_run = true, emit = function() end }) })
   if not rows then return nil, info end
   return repl.text(retention.explain_text(rows, info))
@@ -145,7 +144,7 @@ repl.helper("retention", "retention(rule_or_source) every table retention consid
   retention_explain)
 
 repl.status_source("policies", policy_files)
-repl.status_source("last_reload", function() return M.last_reload or "none since start" end)
+repl.status_source("last_reload", function() return reload_state.last or "none since start" end)
 repl.status_source("workflows", workflow_counts)
 repl.status_source("last_errors", last_errors)
 repl.status_source("queue", queue_stats)
@@ -163,5 +162,4 @@ function M.start()
   return true
 end
 
-local _ = pretty
 return M

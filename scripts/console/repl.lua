@@ -8,6 +8,7 @@ local task = require "engine.task"
 local pretty = require "engine.pretty"
 local host = require "host"
 local clock = require "clock"
+local json = require "json"
 
 local M = { started_at = clock.now(), helpers = {}, status_sources = {} }
 local sessions = {}
@@ -124,7 +125,6 @@ local function handle(conn, kind, payload)
   if kind == "eval" then eval(conn, s, payload)
   elseif kind == "cancel" then cancel(conn, s)
   elseif kind == "status" then
-    local json = require "json"
     local st = M.status()
     control.send(conn, "result", payload == "json" and json.encode(st) or status_text(st))
   end

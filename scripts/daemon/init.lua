@@ -6,11 +6,11 @@
 --
 -- Start: unfinished workflows in the journal (state directory) resume from their last
 -- recorded step before the intake takes new work.
--- Hot reload (reload.lua, host/lua/reload.c): quiesce stops receiving, lets our AWS calls
+-- Hot reload (daemon/reload.lua, host/lua/reload.c): quiesce stops receiving, lets our AWS calls
 -- finish, parks every workflow at a step boundary and hands their documents and the SQS
 -- claims over; adopt re-arms them in the new state. Bounded by ROTATOR_QUIESCE_TIMEOUT
 -- (default 60 s, past the longest AWS call): what still moves then restarts its step from
--- its last journaled boundary in the new state (idempotent, see workflow.lua).
+-- its last journaled boundary in the new state (idempotent, see workflow/restore.lua).
 local log = require "log"
 local host = require "host"
 local clock = require "clock"
@@ -19,6 +19,7 @@ local rules = require "policy.rules"
 local services = require "aws.services"
 local workflow = require "workflow"
 local intake = require "daemon.intake"
+local store = require "daemon.store"
 
 local M = { policies = nil, rules = {}, started = false,
   quiesce_timeout = tonumber(os.getenv("ROTATOR_QUIESCE_TIMEOUT") or "") or 60 }
@@ -40,7 +41,6 @@ end
 -- The journal, unless this is a dry run (planned calls must not count as done).
 local function open_store(opts)
   if opts.dry_run then return nil end
-  local store = require "daemon.store"
   local s, err = store.open(nil)
   if not s then return nil, "journal: " .. tostring(err) end
   s:compact_every()
@@ -107,7 +107,6 @@ function M.start(opts, handover)
   local store, err = open_store(opts)
   if err then return nil, err end
   register_hooks()
-  require("console.console").start() -- the REPL/status socket (kept across reloads)
   M.started, M.opts = true, opts
   local ctx = context(opts, store)
   M.ctx = ctx
@@ -155,14 +154,14 @@ function M.quiesce(done)
         result = "their steps restart from the last journaled boundary" })
     end
     if M.ctx and M.ctx.store and M.ctx.store.timer then M.ctx.store.timer:cancel() M.ctx.store.timer = nil end
-    M.handover = { opts = M.opts, workflows = workflow.snapshot(), claims = intake.snapshot() }
+    M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = intake.snapshot() }
     log.info("reload.quiesced", { workflows = #M.handover.workflows, claims = #M.handover.claims,
       ms = math.floor((clock.mono() - started) * 1000 + 0.5) })
     done(M.handover)
   end
   local function one() pending = pending - 1 if pending == 0 then finish(false) end end
   calls = intake.quiesce(one)
-  moving = workflow.quiesce(one)
+  moving = workflow.quiesce(M.ctx or {}, one)
   if finished then return end
   ticker = timer.every(1, function() progress(started, moving, calls) end)
   deadline = timer.after(M.quiesce_timeout, function() finish(true) end)
@@ -181,7 +180,7 @@ function M.resume()
   local h = M.handover
   if not h then return end
   M.handover = nil
-  workflow.reset()
+  if M.ctx then workflow.reset(M.ctx) end
   if M.ctx and M.ctx.store then M.ctx.store:close() end
   local ok, err = M.start(h.opts, h)
   if not ok then log.error("reload.resume_failed", { error = err }) end

@@ -69,7 +69,7 @@ local function handle_record(rec, ctx, where, opts)
   local rule = rules.match(ctx.rules(), rec.table_name)
   if not rule then return skipped(rec, where, "no rule matches table " .. rec.table_name) end
   rec.backup_job_id = rec.backup_job_id or rec.recovery_point_arn
-  local wf = workflow.live[rec.backup_job_id]
+  local wf = workflow.find(ctx, rec.backup_job_id)
   if wf then
     log.info("message.attached", { message_id = where, workflow = wf.id, target = wf.doc.TargetTableName,
       reason = "workflow already running here; no second run" })

@@ -39,8 +39,15 @@ local KNOWN = {
   validation = "table", retention = "table", alert_topic_arn = "string",
 }
 
--- Modules validating their own rule fields (required lazily: they require this one).
-local FIELD_VALIDATORS = { "after.post_restore", "after.validation", "after.retention", "after.alerts" }
+-- Validators of the fields other modules own (post-restore settings, validation,
+-- retention, alerts): fn(rule) -> nil or a message. The workflow registers them
+-- (M.add_field_validator), so this module never reaches up to the steps it configures.
+local field_validators = {}
+
+function M.add_field_validator(fn)
+  for _, f in ipairs(field_validators) do if f == fn then return end end
+  field_validators[#field_validators + 1] = fn
+end
 
 local RESTORE_KEYS = {
   BillingModeOverride = true, SSESpecificationOverride = true, GlobalSecondaryIndexOverride = true,
@@ -74,8 +81,8 @@ function M.validate(rule)
   if rule.ssm_parameter and not rule.ssm_parameter:match("^/") and rule.ssm_parameter:find("/", 1, true) then
     return ("ssm_parameter %q: a hierarchical name must start with '/'"):format(rule.ssm_parameter)
   end
-  for _, mod in ipairs(FIELD_VALIDATORS) do
-    local msg = require(mod).validate_rule(rule)
+  for _, check in ipairs(field_validators) do
+    local msg = check(rule)
     if msg then return msg end
   end
 end

@@ -31,7 +31,38 @@ S["aws.call outside a task raises"] = function()
   T.eq(type(co), "thread")
 end
 
+S["aws.call that cannot start returns at once, through its wait"] = function()
+  local v, err = aws.call("nosuchservice", "Op", {})
+  T.eq(v, nil)
+  T.eq(err.code, "SerializationError")
+end
+
 if online then
+  -- A resume that is not the call's completion (a stale waker, a stray coroutine.resume)
+  -- neither ends the call early nor loses its answer.
+  S["aws.call is not confused by a foreign resume"] = function()
+    local task = require "engine.task"
+    local done = task.future()
+    local co = task.spawn(function() done:set(aws.call("dynamodb", "ListTables", {})) end)
+    T.eq(task.waiting(co), true)
+    assert(coroutine.resume(co, 1, "junk", "junk"))
+    T.eq(task.waiting(co), true, "still waiting for its own completion")
+    local v, rid = done:wait()
+    assert(v and v.TableNames, tostring(rid))
+    assert(type(rid) == "string" and #rid > 0, "the real request id")
+  end
+
+  S["a cancelled aws.call wait never resumes and cancels the request"] = function()
+    local task = require "engine.task"
+    local resumed = false
+    local co = task.spawn(function() aws.call("dynamodb", "ListTables", {}) resumed = true end)
+    local before = aws.pending()
+    T.eq(task.cancel(co), true)
+    T.eq(aws.pending() < before, true, "the request was cancelled")
+    task.sleep(0.3)
+    T.eq(resumed, false)
+  end
+
   S["dynamodb ListTables and DescribeTable"] = function()
     local v, rid = aws.call("dynamodb", "ListTables", {})
     assert(v, tostring(rid))

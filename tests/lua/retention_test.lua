@@ -6,7 +6,7 @@ local T = require "engine.testing"
 local json = require "json"
 local services = require "aws.services"
 local rules = require "policy.rules"
-local H = require "workflow.history"
+local H = require "workflow.doc"
 local retention = require "after.retention"
 local store = require "daemon.store"
 local post_restore = require "after.post_restore"
@@ -359,7 +359,7 @@ return {
       end })
     local doc = doc_for("orders-staging-20261125-03-00-00")
     local rule = { name = "staging", tags = { env = "staging" }, copy_ttl = true, pitr = true, deletion_protection = true }
-    T.eq(post_restore.after_active({ svc = svc, dry_run = true }, doc, rule, {}), true)
+    post_restore.after_active({ svc = svc, dry_run = true }, doc, rule, {}) -- raises on a failed step
     T.eq(planned[1], { call = "dynamodb.TagResource", input = { ResourceArn = PREFIX .. "orders-staging-20261125-03-00-00",
       Tags = { { Key = "rotator:source", Value = "orders-production" }, { Key = "rotator:backup-job", Value = "job-1" },
         { Key = "rotator:rule", Value = "staging" }, { Key = "env", Value = "staging" } } } })
@@ -393,7 +393,7 @@ return {
     T.eq(validation.compare_count(99, 100, 0.02), nil)
   end,
 
-  a_failed_validation_fails_and_alerts_once = function()
+  a_failed_validation_raises_the_step_failure_and_does_not_alert_itself = function()
     local published = {}
     local svc = services.new({ backend = function(service, action, p)
       local key = service .. "." .. action
@@ -405,17 +405,23 @@ return {
       error("unexpected " .. key)
     end })
     local rule = { name = "staging", validation = { item_count = true }, alert_topic_arn = "arn:aws:sns:us-east-1:123456789012:rotator-alerts" }
-    for _ = 1, 2 do
-      local doc = doc_for("orders-staging-20261125-09-00-00")
-      doc.WorkflowId = "wf-alert-once"
-      local ok, msg = post_restore.after_active({ svc = svc }, doc, rule, {})
-      T.eq(ok, nil)
-      T.eq(msg:match("restored item count 4 differs from the backup's 5") ~= nil, true, msg)
-    end
-    T.eq(#published, 1, "one alert per workflow")
-    local body = json.decode(published[1].Message)
-    T.eq({ body.table, body.step, body.source_table }, { "orders-staging-20261125-09-00-00", "Validate Restore", "orders-production" })
-    T.eq(published[1].TopicArn, rule.alert_topic_arn)
-    local _ = alerts
+    local doc = doc_for("orders-staging-20261125-09-00-00")
+    local ok, e = pcall(post_restore.after_active, { svc = svc }, doc, rule, {})
+    T.eq(ok, false)
+    T.eq(H.is_failure(e), true, tostring(e))
+    T.eq(e.msg:match("restored item count 4 differs from the backup's 5") ~= nil, true, e.msg)
+    T.eq(doc.Steps[#doc.Steps].State, "Validate Restore")
+    T.eq(#published, 0, "the workflow publishes the one alert, not the step")
+  end,
+
+  alerts_are_deduplicated_per_ctx = function()
+    local published = 0
+    local function ctx() return { svc = services.new({ backend = function() published = published + 1 return { MessageId = "m" }, "r" end }) } end
+    local rule = { alert_topic_arn = "arn:aws:sns:us-east-1:123456789012:rotator-alerts" }
+    local real, dry = ctx(), ctx()
+    T.eq(alerts.workflow_failed(dry, { WorkflowId = "wf-d" }, rule, { msg = "x" }), true)
+    T.eq(alerts.workflow_failed(real, { WorkflowId = "wf-d" }, rule, { msg = "x" }), true, "another ctx still alerts")
+    T.eq(alerts.workflow_failed(real, { WorkflowId = "wf-d" }, rule, { msg = "x" }), false, "the same ctx does not")
+    T.eq(published, 2)
   end,
 }

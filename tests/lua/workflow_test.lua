@@ -141,6 +141,28 @@ return {
     T.eq(aws.count("ssm.PutParameter"), 0)
   end,
 
+  failed_validation_alerts_once_per_workflow = function()
+    local topic = "arn:aws:sns:us-east-1:123456789012:rotator-alerts"
+    local aws = fake({ creating_polls = 0, hook = function(key)
+      if key == "dynamodb.DescribeBackup" then
+        return { BackupDescription = { SourceTableDetails = { ItemCount = 5 } } }, "rid-b"
+      elseif key == "dynamodb.Scan" then return { Count = 4 }, "rid-scan"
+      elseif key == "sns.Publish" then return { MessageId = "msg-1" }, "rid-sns" end
+    end })
+    local rule = { name = "t", source_pattern = "-production$", replacement = "-staging", ssm_parameter = "/rotator/t",
+      validation = { item_count = true }, alert_topic_arn = topic }
+    for _ = 1, 2 do -- a redelivery fails again: still one alert
+      local doc = workflow.run(record({ backup_job_id = "job-valid" }), rule, aws.ctx)
+      T.eq(doc.Status, "Error")
+      assert(doc.Error:find("differs from the backup's 5", 1, true), doc.Error)
+    end
+    T.eq(aws.count("sns.Publish"), 1, "one alert path: the workflow's")
+    local body
+    for _, c in ipairs(aws.calls) do if c.call == "sns.Publish" then body = json.decode(c.input.Message) end end
+    T.eq(body.step, "Validate Restore")
+    T.eq(aws.count("ssm.PutParameter"), 0)
+  end,
+
   limit_exceeded_requeues_then_succeeds = function()
     local left = 2
     local aws = fake({ creating_polls = 0, hook = function(key)
@@ -258,7 +280,7 @@ return {
     local f1, f2 = task.future(), task.future()
     local max_active = 0
     local probe = require("timer").every(0.005, function()
-      max_active = math.max(max_active, workflow.admission().active)
+      max_active = math.max(max_active, workflow.admission(aws.ctx).active)
     end)
     task.spawn(function() f1:set(workflow.run(record(), RULE, aws.ctx)) end)
     task.spawn(function() f2:set(workflow.run(record({ backup_job_id = "job-2", start_epoch = 1795579200 }), RULE, aws.ctx)) end)
@@ -266,7 +288,7 @@ return {
     T.eq(f2:wait().Status, "Complete")
     probe:cancel()
     T.eq(max_active, 1)
-    T.eq(workflow.admission(), { active = 0, waiting = 0 })
+    T.eq(workflow.admission(aws.ctx), { active = 0, waiting = 0 })
     workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
       deadline = 5, restores_per_second = 1000 })
   end,
@@ -316,15 +338,15 @@ return {
     end
     require("engine.task").sleep(0.07)
     local parked = require("engine.task").future()
-    workflow.quiesce(function() parked:set(true) end)
+    workflow.quiesce(aws.ctx, function() parked:set(true) end)
     T.eq(parked:wait(), true)
-    local docs = workflow.snapshot()
+    local docs = workflow.snapshot(aws.ctx)
     T.eq(#docs, 5)
     local calls = #aws.calls
     require("engine.task").sleep(0.2)
     T.eq(#aws.calls, calls, "parked workflows make no call")
     local copy = require("json").decode(require("json").encode(docs))
-    workflow.reset()
+    workflow.reset(aws.ctx)
     local again = {}
     for i, d in ipairs(copy) do again[i] = workflow.rearm(d, workflow.rule_for(d, { RULE }), aws.ctx) end
     for _, wf in ipairs(again) do T.eq(workflow.await(wf).Status, "Complete") end

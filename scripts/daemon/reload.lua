@@ -4,15 +4,18 @@
 --                  boundary, then done(snapshot) with the daemon's options and documents
 --   adopt(snap)    in the candidate state: become the daemon and carry the work on
 --   abort()        in the running state, if adopt failed: take work again
+--   report(ok, info)  the outcome, kept in M.last for `rotator status`
+-- cli.lua hands these to the host (and starts the console once a state adopted).
 local host = require "host"
 local json = require "json"
+local clock = require "clock"
 local policies = require "policy.loader"
+local daemon = require "daemon"
 
-local M = {}
+local M = { last = nil }
 local pending
 
 function M.prepare()
-  require "policy.rules" -- rule validators, as at start
   local files, err = policies.list(host.config.policies_dir)
   if not files then return nil, err end
   local set, errs = policies.load(files)
@@ -22,28 +25,25 @@ function M.prepare()
 end
 
 function M.quiesce(done)
-  local daemon = require "daemon"
   daemon.quiesce(function(state) done(json.encode(state)) end)
 end
 
 function M.adopt(snapshot)
   local state, err = json.decode(snapshot)
   if type(state) ~= "table" then error("reload: the snapshot does not decode: " .. tostring(err), 0) end
-  local ok, err = require("daemon").adopt(pending, state)
-  if not ok then error("reload: adopt failed: " .. tostring(err), 0) end
+  local ok, aerr = daemon.adopt(pending, state)
+  if not ok then error("reload: adopt failed: " .. tostring(aerr), 0) end
   return true
 end
 
--- The host reports the outcome to the running state (after the swap, the new one), so
--- `rotator status` can show the last reload.
+-- The host reports the outcome to the running state (after the swap, the new one).
 function M.report(ok, info)
-  local clock = require "clock"
-  require("console.console").last_reload = { ok = ok, at = clock.rfc3339(clock.now()),
+  M.last = { ok = ok, at = clock.rfc3339(clock.now()),
     [ok and "duration_ms" or "error"] = ok and tonumber(info) or info }
 end
 
 function M.abort()
-  require("daemon").resume()
+  daemon.resume()
 end
 
 return M

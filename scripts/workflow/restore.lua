@@ -1,0 +1,132 @@
+-- Restore Backup: RestoreTableFromBackup (DynamoDB backups) or StartRestoreJob (AWS
+-- Backup-managed recovery points, IdempotencyToken = backup job id). A crash between the
+-- call and its record is harmless: the resumed step calls again, gets
+-- TableAlreadyExistsException, and finds the table restored from this job's recovery
+-- point (DescribeTable RestoreSummary) -> ours. LimitExceededException puts the workflow
+-- back in the queue with a minutes-scale backoff that survives reloads.
+--   M.step(ctx, wf, admission) -> delay | nil
+local log = require "log"
+local clock = require "clock"
+local rules = require "policy.rules"
+local N = require "workflow.notification"
+local config = require "workflow.config"
+local D = require "workflow.doc"
+local S = require "workflow.step"
+
+local M = {}
+
+local function restore_params(wf, target)
+  local rec, rule = wf.doc.Record, wf.rule
+  local overrides, err = rules.restore_overrides(rule, { table_name = rec.table_name, target = target,
+    backup_job_id = rec.backup_job_id })
+  if not overrides then D.fail(err) end
+  local p = { TargetTableName = target, BackupArn = rec.recovery_point_arn }
+  for k, v in pairs(overrides) do p[k] = v end
+  return p
+end
+
+-- Is an existing table of that name restored from our recovery point? true, desc | false, why
+local function ours(ctx, wf, target)
+  local res, rid = S.call(ctx, wf, nil, "dynamodb", "DescribeTable", { TableName = target })
+  if not res then return nil, "DescribeTable failed: " .. tostring(rid) end
+  local t = res.Table or {}
+  local src = t.RestoreSummary and t.RestoreSummary.SourceBackupArn
+  if src == wf.doc.RecoveryPointArn then return true, t, rid end
+  return false, ("table %s already exists and was not restored from this backup (its source: %s)")
+    :format(target, tostring(src or "not a restore"))
+end
+
+local function requeue(ctx, wf, err)
+  local doc, c = wf.doc, config.values
+  if S.past_deadline(doc) then D.fail("gave up after LimitExceededException until the deadline: " .. tostring(err)) end
+  doc.LimitRetries = (doc.LimitRetries or 0) + 1
+  local wait = math.min(c.limit_backoff * 2 ^ (doc.LimitRetries - 1), c.limit_backoff_max)
+  doc.RetryAt = clock.now() + wait
+  S.record(ctx, wf, "Restore Requeued")
+  log.warn("restore.requeued", D.fields(doc, { reason = tostring(err), retry_in = wait, request_id = D.rid(err) }))
+end
+
+-- The end of a restore call that failed: back in the queue on LimitExceeded, else fail.
+local function refused(ctx, wf, action, err)
+  if D.code(err) == "LimitExceededException" then return requeue(ctx, wf, err) end
+  D.fail(action .. " failed: " .. tostring(err), D.rid(err))
+end
+
+local function started(ctx, wf, what)
+  local doc = wf.doc
+  doc.Phase = (doc.SSMParameterName or doc.WaitForActive) and "Wait for Restore" or "Complete"
+  if ctx.dry_run and doc.Phase == "Wait for Restore" then doc.Phase = "Restore Complete" end
+  doc.NextPollAt = clock.now() + config.values.first_poll
+  doc.PollInterval = config.values.first_poll
+  doc.RetryAt = nil
+  S.record(ctx, wf, what)
+end
+
+local function already_started(ctx, wf, err)
+  local doc = wf.doc
+  local mine, t, drid = ours(ctx, wf, doc.TargetTableName)
+  if not mine then D.fail(t or ("table %s exists"):format(doc.TargetTableName), D.rid(err)) end
+  doc.TableArn = t.TableArn
+  doc.DescribeTableOutput = { Table = t }
+  started(ctx, wf, "Restore Already Started")
+  log.info("restore.already_started", D.fields(doc, { request_id = drid, status = t.TableStatus,
+    reason = "table exists, restored from this backup (redelivery or restart)" }))
+end
+
+local function restore_dynamodb(ctx, wf)
+  local doc = wf.doc
+  local s = D.step(doc, "Restore Backup")
+  local res, rid = S.call(ctx, wf, s, "dynamodb", "RestoreTableFromBackup", restore_params(wf, doc.TargetTableName))
+  if not res then
+    if D.code(rid) == "TableAlreadyExistsException" then return already_started(ctx, wf, rid) end
+    return refused(ctx, wf, "RestoreTableFromBackup", rid)
+  end
+  D.done(s, rid)
+  doc.RestoreTableFromBackupOutput = res
+  doc.TableArn = res.TableDescription and res.TableDescription.TableArn
+  started(ctx, wf, "Restore Started")
+  log.info("restore.started", D.fields(doc, { request_id = rid, backup = doc.RecoveryPointArn }))
+end
+
+local function restore_backup_job(ctx, wf)
+  local doc, rule, rec = wf.doc, wf.rule, wf.doc.Record
+  if not rule.iam_role_arn then
+    D.fail(("recovery point %s is AWS Backup-managed: rule %s needs iam_role_arn for StartRestoreJob")
+      :format(rec.recovery_point_arn, rules.label(rule)))
+  end
+  local s = D.step(doc, "Restore Backup")
+  local res, rid = S.call(ctx, wf, s, "backup", "StartRestoreJob", {
+    RecoveryPointArn = rec.recovery_point_arn, IamRoleArn = rule.iam_role_arn,
+    IdempotencyToken = rec.backup_job_id, ResourceType = "DynamoDB",
+    Metadata = { targetTableName = doc.TargetTableName },
+  })
+  if not res then return refused(ctx, wf, "StartRestoreJob", rid) end
+  D.done(s, rid)
+  doc.StartRestoreJobOutput = res
+  doc.RestoreJobId = res.RestoreJobId
+  local _, region, account = N.arn_parts(rec.resource_arn)
+  local partition = N.arn_parts(rec.recovery_point_arn)
+  doc.TableArn = ("arn:%s:dynamodb:%s:%s:table/%s"):format(partition or "aws", region or "", account or "",
+    doc.TargetTableName)
+  started(ctx, wf, "Restore Started")
+  log.info("restore.started", D.fields(doc, { request_id = rid, restore_job = res.RestoreJobId,
+    backup = rec.recovery_point_arn }))
+end
+
+function M.step(ctx, wf, admission)
+  local doc = wf.doc
+  if doc.RetryAt and doc.RetryAt > clock.now() then return doc.RetryAt - clock.now() end
+  if not wf.paced then
+    wf.paced = true
+    local d = ctx.dry_run and 0 or admission:pace_delay(clock.mono())
+    if d > 0 then return d end
+  end
+  wf.paced = nil
+  if doc.Record.restore_via == N.RESTORE_BACKUP then
+    restore_backup_job(ctx, wf)
+  else
+    restore_dynamodb(ctx, wf)
+  end
+end
+
+return M

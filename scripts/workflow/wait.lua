@@ -1,0 +1,84 @@
+-- Wait for Restore / Check Restore Status: sleep until doc.NextPollAt, then DescribeTable
+-- (and DescribeRestoreJob for AWS Backup restore jobs) until the table is ACTIVE, backing
+-- off from config.first_poll to config.max_poll, within config.deadline.
+--   M.step(ctx, wf) -> delay | nil
+local log = require "log"
+local clock = require "clock"
+local config = require "workflow.config"
+local D = require "workflow.doc"
+local S = require "workflow.step"
+
+local M = {}
+
+local function next_poll(ctx, wf, what)
+  local doc, c = wf.doc, config.values
+  doc.PollInterval = math.min((doc.PollInterval or c.first_poll) * c.poll_factor, c.max_poll)
+  doc.NextPollAt = clock.now() + doc.PollInterval
+  S.record(ctx, wf, what)
+end
+
+local function retryable(err) return type(err) == "table" and err.retryable end
+
+local function check_restore_job(ctx, wf, s)
+  local doc = wf.doc
+  local res, rid = S.call(ctx, wf, s, "backup", "DescribeRestoreJob", { RestoreJobId = doc.RestoreJobId })
+  if not res then
+    if not retryable(rid) then D.fail("DescribeRestoreJob failed: " .. tostring(rid)) end
+    return next_poll(ctx, wf, "Check Restore Status")
+  end
+  D.done(s, rid)
+  doc.DescribeRestoreJobOutput = res
+  if res.Status == "COMPLETED" then
+    if res.CreatedResourceArn then doc.TableArn = res.CreatedResourceArn end
+    doc.RestoreJobCompleted = true
+  elseif res.Status ~= "PENDING" and res.Status ~= "RUNNING" then
+    D.fail(("restore job %s is %s: %s"):format(doc.RestoreJobId, tostring(res.Status), tostring(res.StatusMessage)), rid)
+  end
+  next_poll(ctx, wf, "Check Restore Status")
+end
+
+local function check_table(ctx, wf, s)
+  local doc = wf.doc
+  local res, rid = S.call(ctx, wf, s, "dynamodb", "DescribeTable", { TableName = doc.TargetTableName })
+  if not res then
+    -- A just-started restore may not be visible yet; throttling and 5xx are transient.
+    if not (D.code(rid) == "ResourceNotFoundException" or retryable(rid)) then
+      D.fail("DescribeTable failed: " .. tostring(rid), D.rid(rid))
+    end
+    log.warn("restore.status_unavailable", D.fields(doc, { reason = tostring(rid), request_id = D.rid(rid) }))
+    return next_poll(ctx, wf, "Check Restore Status")
+  end
+  D.done(s, rid)
+  doc.DescribeTableOutput = res
+  local status = res.Table and res.Table.TableStatus
+  s.TableStatus = status
+  log.info("restore.status", D.fields(doc, { status = status, request_id = rid }))
+  if status == "ACTIVE" then
+    doc.TableArn = res.Table.TableArn or doc.TableArn
+    doc.Phase = "Restore Complete"
+    S.record(ctx, wf, "Restore Complete")
+    log.info("restore.complete", D.fields(doc, { table_arn = doc.TableArn, request_id = rid }))
+  elseif status == "CREATING" or status == "UPDATING" then
+    next_poll(ctx, wf, "Check Restore Status")
+  else
+    D.fail(("table %s is %s, not ACTIVE"):format(doc.TargetTableName, tostring(status)), rid)
+  end
+end
+
+function M.step(ctx, wf)
+  local doc = wf.doc
+  if S.past_deadline(doc) then
+    D.fail(("table %s not ACTIVE after %d s (deadline)"):format(doc.TargetTableName, config.values.deadline))
+  end
+  local left = (doc.NextPollAt or 0) - clock.now()
+  if left > 0 then
+    if not wf.waiting then wf.waiting = D.step(doc, "Wait for Restore") end
+    return left
+  end
+  if wf.waiting then D.done(wf.waiting) wf.waiting = nil end
+  local s = D.step(doc, "Check Restore Status")
+  if doc.RestoreJobId and not doc.RestoreJobCompleted then return check_restore_job(ctx, wf, s) end
+  check_table(ctx, wf, s)
+end
+
+return M
