@@ -34,6 +34,7 @@ static uintptr_t next_serial;
 static int (*cancel_poll)(lua_Integer conn);
 static lua_State *slice_thread; /* yields to the loop when its slice is over (reload) */
 static uint64_t slice_until_ms;
+static lua_State *sliced; /* a policy coroutine yielded for the slice: its resumer passes it up */
 
 void bound_set_cancel_poll(int (*poll)(lua_Integer)) { cancel_poll = poll; }
 
@@ -147,7 +148,10 @@ static void hook(lua_State *L, lua_Debug *ar) {
   }
   bound_t *tripped = charge(L, b);
   if (tripped) raise_error(L, tripped);
-  if (L == slice_thread && loop_now_ms() >= slice_until_ms && lua_isyieldable(L)) lua_yield(L, 0);
+  if (slice_thread && loop_now_ms() >= slice_until_ms && lua_isyieldable(L)) {
+    if (L != slice_thread) sliced = L; /* a coroutine of the policy: see bound_lua_sliced */
+    lua_yield(L, 0);
+  }
 }
 
 static void arm(lua_State *L, uintptr_t serial) {
@@ -198,6 +202,18 @@ int bound_lua_call(lua_State *L) {
   arm(L, b->serial);
   int status = lua_pcallk(L, nargs, LUA_MULTRET, traceback ? 2 : 0, traceback, finish);
   return finish(L, status, traceback);
+}
+
+int bound_lua_sliced(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  lua_State *co = lua_tothread(L, 1);
+  if (lua_toboolean(L, 2)) { /* the resumer yields in turn: mark it for its own resumer */
+    sliced = L;
+    return 0;
+  }
+  lua_pushboolean(L, sliced == co);
+  if (sliced == co) sliced = NULL;
+  return 1;
 }
 
 int bound_lua_adopt(lua_State *L) {

@@ -20,6 +20,11 @@ int bound_lua_call(lua_State *L);
  * against the caller's bound; outside any bound, co is unbounded. */
 int bound_lua_adopt(lua_State *L);
 
+/* host.bound_sliced(co): did coroutine co, just resumed, yield only because the reload's
+ * loading slice is over? (Cleared by the call.) Its resumer then yields too, after
+ * host.bound_sliced(coroutine.running(), true), and resumes co again when resumed. */
+int bound_lua_sliced(lua_State *L);
+
 /* A zeroed extra space for a fresh state's main thread (coroutines copy it). */
 void bound_init_state(lua_State *L);
 

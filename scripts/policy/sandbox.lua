@@ -77,16 +77,28 @@ local function bounded_coroutine()
   local function own(co, what)
     if not mine[co] then error(("coroutine.%s: not a coroutine this policy created"):format(what), 3) end
   end
+  -- During a reload the hook yields a coroutine when the loading slice is over; pass
+  -- that yield up to the loop and carry on where it stopped.
+  local function resume(co, ...)
+    host.bound_adopt(co)
+    local res = table.pack(coroutine.resume(co, ...))
+    while res[1] and host.bound_sliced(co) do
+      host.bound_sliced(coroutine.running(), true)
+      coroutine.yield()
+      host.bound_adopt(co)
+      res = table.pack(coroutine.resume(co))
+    end
+    return res
+  end
   function C.resume(co, ...)
     own(co, "resume")
-    host.bound_adopt(co)
-    return coroutine.resume(co, ...)
+    local res = resume(co, ...)
+    return table.unpack(res, 1, res.n)
   end
   function C.wrap(f)
     local co = C.create(f)
     return function(...)
-      host.bound_adopt(co)
-      local res = table.pack(coroutine.resume(co, ...))
+      local res = resume(co, ...)
       if not res[1] then error(res[2], 0) end
       return table.unpack(res, 2, res.n)
     end

@@ -194,7 +194,8 @@ static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
     {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex},
-    {"bounded", bound_lua_call}, {"bound_adopt", bound_lua_adopt}, {NULL, NULL}};
+    {"bounded", bound_lua_call}, {"bound_adopt", bound_lua_adopt},
+    {"bound_sliced", bound_lua_sliced}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
   luaL_newmetatable(L, HOLD_MT);
