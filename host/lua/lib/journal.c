@@ -13,17 +13,21 @@
  *   j:counts() -> workflows, transitions
  *   j:path(), j:close(); __gc and __close close too.
  *   journal.getuid() -> the real uid (for the default state directory)
- * Bad arguments and use after close raise; database failures return nil, msg. */
+ * Bad arguments and use after close raise; database failures return nil, msg.
+ * A handle belongs to the state that opened it (lstate_owner); a candidate state being
+ * prepared by a reload is inert and cannot append (its reads are harmless), and neither
+ * can a handle of a replaced state. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "store/journal.h"
 #include "lua/modules.h"
+#include "lua/state.h"
 
 #define JOURNAL_MT "rotator.journal"
 
-typedef struct { journal_t *j; } ljournal_t;
+typedef struct { journal_t *j; lua_State *owner; } ljournal_t;
 
 static journal_t *check_open(lua_State *L) {
   ljournal_t *lj = luaL_checkudata(L, 1, JOURNAL_MT);
@@ -44,6 +48,7 @@ static int j_open(lua_State *L) {
     flags |= JOURNAL_READONLY;
   ljournal_t *lj = lua_newuserdatauv(L, sizeof *lj, 0);
   lj->j = NULL;
+  lj->owner = lstate_owner(L);
   luaL_setmetatable(L, JOURNAL_MT);
   char *err = NULL;
   lj->j = journal_open(path, flags, &err);
@@ -88,6 +93,8 @@ static const char *opt_field(lua_State *L, int t, const char *k) {
 
 static int j_append(lua_State *L) {
   journal_t *j = check_open(L);
+  if (!lstate_is_current(L))
+    return luaL_error(L, "journal: only the running state writes the journal (this one is being prepared by a reload, or was replaced)");
   journal_entry_t e = {.workflow = luaL_checkstring(L, 2), .step = luaL_checkstring(L, 3)};
   if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TTABLE);
   e.doc = doc_text(L, 4);
