@@ -14,9 +14,8 @@
  *   j:path(), j:close(); __gc and __close close too.
  *   journal.getuid() -> the real uid (for the default state directory)
  * Bad arguments and use after close raise; database failures return nil, msg.
- * A handle belongs to the state that opened it (lstate_owner); a candidate state being
- * prepared by a reload is inert and cannot append (its reads are harmless), and neither
- * can a handle of a replaced state. */
+ * A candidate state being prepared by a reload is inert: it cannot append (reads are
+ * harmless), and neither can a replaced state (lstate_is_current). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -27,7 +26,7 @@
 
 #define JOURNAL_MT "rotator.journal"
 
-typedef struct { journal_t *j; lua_State *owner; } ljournal_t;
+typedef struct { journal_t *j; } ljournal_t;
 
 static journal_t *check_open(lua_State *L) {
   ljournal_t *lj = luaL_checkudata(L, 1, JOURNAL_MT);
@@ -48,7 +47,6 @@ static int j_open(lua_State *L) {
     flags |= JOURNAL_READONLY;
   ljournal_t *lj = lua_newuserdatauv(L, sizeof *lj, 0);
   lj->j = NULL;
-  lj->owner = lstate_owner(L);
   luaL_setmetatable(L, JOURNAL_MT);
   char *err = NULL;
   lj->j = journal_open(path, flags, &err);
