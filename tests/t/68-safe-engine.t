@@ -274,4 +274,16 @@ os.close(fd)
 
 rc = dm.stop()
 t.ok(rc == 0, "the daemon stops cleanly")
+
+# --- SIGTERM while a reload loads a looping policy: the daemon stops in time ---
+pd2 = policy_dir(GOOD)
+dm = Daemon(pd2, ROTATOR_POLICY_INSTRUCTIONS="1000000000000")
+write(pd2, GOOD + CO_LOOP)
+dm.p.send_signal(signal.SIGHUP)
+time.sleep(1.0)
+start = time.monotonic()
+rc = dm.stop()
+took = time.monotonic() - start
+t.ok(rc == 0 and took < 5 and "reload.failed" in dm.text() and "stopping" in dm.text(),
+     f"SIGTERM during a looping reload: the reload gives up and the daemon exits 0 in {took:.2f}s", dm.text()[-500:])
 sys.exit(t.done())
