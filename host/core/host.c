@@ -58,6 +58,7 @@ void host_begin_stop(host_t *h, const char *why) {
     return;
   }
   h->stopping = 1;
+  host_reload_abort(h, "the daemon is stopping");
   char n[24], ms[24];
   snprintf(n, sizeof n, "%u", h->inflight);
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)h->stop_timeout_ms);

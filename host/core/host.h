@@ -25,6 +25,10 @@ typedef struct host {
   size_t reload_snapshot_len;
   uint64_t reload_started_ms;
   loop_timer_t reload_swap;
+  /* The candidate loads in slices (lua/reload.c): its loading thread, resumed from
+   * reload_slice on the loop, yields back from the instruction hook every few ms. */
+  lua_State *reload_thread;
+  loop_timer_t reload_slice;
 } host_t;
 
 /* Signal hooks live in each Lua state's registry under these keys, so a candidate state
@@ -48,5 +52,7 @@ int host_watch_signals(host_t *h);
 int host_reload(host_t *h, const char *why);
 void host_reload_init(host_t *h);
 void host_reload_cleanup(host_t *h);
+/* A stop began: a reload still loading its candidate gives up (the old state is untouched). */
+void host_reload_abort(host_t *h, const char *why);
 
 #endif

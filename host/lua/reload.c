@@ -3,6 +3,11 @@
  *   1. A fresh state loads the engine and runs cli.reload_prepare(): every script and
  *      policy loads and validates, exactly as `rotator check`. Failure: the candidate is
  *      closed, "reload.failed ... configuration not changed" is logged, nothing else moves.
+ *      The policies load in a coroutine of the candidate, resumed from a loop timer: the
+ *      instruction hook (lua/bound.c) yields it back to the loop every RELOAD_SLICE_MS, so
+ *      the running state keeps serving while a slow policy loads, and a looping one fails
+ *      on its instruction budget. The candidate is inert until adopted: the timers it
+ *      arms wait (lib/timer.c), lstate_adopted() starts them at the swap.
  *   2. The running state runs cli.reload_quiesce(done): it starts no new step, lets the
  *      AWS calls in flight finish (their results are recorded in the workflow documents),
  *      then calls done(snapshot), the serialised in-flight workflows.
@@ -17,7 +22,12 @@
 
 #include "core/host.h"
 #include "core/log.h"
+#include "lua/bound.h"
 #include "lua/state.h"
+
+#define RELOAD_SLICE_MS 5
+
+static const char THREAD_KEY = 't'; /* the candidate's registry: its loading thread */
 
 /* Call cli.<fn> in L with nargs already pushed; returns 0 and leaves nres results, or -1
  * with the error message copied into err. */
@@ -54,38 +64,99 @@ static void report(lua_State *L, int ok, const char *info) {
 }
 
 static void swap(loop_t *loop, loop_timer_t *t, void *ud);
+static void on_slice(loop_t *loop, loop_timer_t *t, void *ud);
 
-void host_reload_init(host_t *h) { loop_timer_init(&h->reload_swap, swap, h); }
+void host_reload_init(host_t *h) {
+  loop_timer_init(&h->reload_swap, swap, h);
+  loop_timer_init(&h->reload_slice, on_slice, h);
+}
 
 void host_reload_cleanup(host_t *h) {
   loop_timer_stop(h->loop, &h->reload_swap);
+  loop_timer_stop(h->loop, &h->reload_slice);
+  bound_set_slice(NULL, 0);
+  h->reload_thread = NULL;
   if (h->reload_next) lua_close(h->reload_next);
   h->reload_next = NULL;
   free(h->reload_snapshot);
   h->reload_snapshot = NULL;
 }
 
-/* Step 1: a candidate state that loads and validates, or NULL. */
-static lua_State *prepare(host_t *h) {
+static void prepare_failed(host_t *h, const char *stage, const char *err) {
+  log_failed(stage, err);
+  if (h->L) report(h->L, 0, err);
+  host_reload_cleanup(h);
+}
+
+void host_reload_abort(host_t *h, const char *why) {
+  if (h->reload_thread) prepare_failed(h, "prepare", why);
+}
+
+static void start_quiesce(host_t *h);
+
+/* Step 1, one slice: resume the candidate's loading thread until it finishes or the
+ * hook yields it back (its slice is over). */
+static void on_slice(loop_t *loop, loop_timer_t *t, void *ud) {
+  host_t *h = ud;
+  lua_State *co = h->reload_thread;
+  char err[4096];
+  int nres = 0;
+  bound_set_slice(co, loop_now_ms() + RELOAD_SLICE_MS);
+  int st = lua_resume(co, NULL, 0, &nres);
+  bound_set_slice(NULL, 0);
+  if (st == LUA_YIELD) {
+    lua_pop(co, nres);
+    if (nres == 0 && loop_timer_start(loop, t, 0) == 0) return;
+    prepare_failed(h, "prepare", nres ? "cli.reload_prepare yielded: the candidate must load without waiting"
+                                      : "cannot schedule the next loading slice");
+    return;
+  }
+  if (st != LUA_OK) {
+    snprintf(err, sizeof err, "%s", lua_tostring(co, -1) ? lua_tostring(co, -1) : "unknown error");
+    prepare_failed(h, "prepare", err);
+    return;
+  }
+  if (nres < 1 || !lua_toboolean(co, -nres)) {
+    snprintf(err, sizeof err, "%s", nres >= 2 && lua_isstring(co, 1 - nres) ? lua_tostring(co, 1 - nres) : "validation failed");
+    prepare_failed(h, "validate", err);
+    return;
+  }
+  lua_pop(co, nres);
+  h->reload_thread = NULL;
+  lua_pushnil(h->reload_next);
+  lua_rawsetp(h->reload_next, LUA_REGISTRYINDEX, &THREAD_KEY);
+  start_quiesce(h);
+}
+
+/* Step 1's start: a candidate state with the engine loaded and a thread that will run
+ * cli.reload_prepare() in slices; 0, or -1 (logged) when it cannot even start. */
+static int prepare(host_t *h) {
   char err[4096];
   lua_State *L2 = lstate_new(h);
-  if (!L2) { log_failed("prepare", "out of memory"); return NULL; }
-  if (call_cli(L2, "reload_prepare", 0, 2, err, sizeof err) < 0) {
-    log_failed("prepare", err);
-    report(h->L, 0, err);
-    lua_close(L2);
-    return NULL;
+  if (!L2) { log_failed("prepare", "out of memory"); return -1; }
+  h->reload_next = L2;
+  if (lstate_require(L2, "cli") != 0) {
+    snprintf(err, sizeof err, "%s", lua_tostring(L2, -1) ? lua_tostring(L2, -1) : "unknown error");
+    prepare_failed(h, "prepare", err);
+    return -1;
   }
-  int ok = lua_toboolean(L2, -2);
-  if (!ok) {
-    snprintf(err, sizeof err, "%s", luaL_optstring(L2, -1, "validation failed"));
-    log_failed("validate", err);
-    report(h->L, 0, err);
-    lua_close(L2);
-    return NULL;
+  lua_getfield(L2, -1, "reload_prepare");
+  if (!lua_isfunction(L2, -1)) {
+    prepare_failed(h, "prepare", "the engine has no cli.reload_prepare: this command cannot reload");
+    return -1;
   }
-  lua_pop(L2, 2);
-  return L2;
+  lua_State *co = lua_newthread(L2);
+  lua_pushvalue(L2, -1);
+  lua_rawsetp(L2, LUA_REGISTRYINDEX, &THREAD_KEY);
+  lua_pop(L2, 1);
+  lua_xmove(L2, co, 1);
+  lua_pop(L2, 1); /* cli */
+  h->reload_thread = co;
+  if (loop_timer_start(h->loop, &h->reload_slice, 0) < 0) {
+    prepare_failed(h, "prepare", "cannot schedule the loading slices");
+    return -1;
+  }
+  return 0;
 }
 
 /* Step 3: runs from a timer, never inside Lua. */
@@ -96,6 +167,7 @@ static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
   lua_State *L2 = h->reload_next, *L1 = h->L;
   lua_pushlstring(L2, h->reload_snapshot ? h->reload_snapshot : "", h->reload_snapshot_len);
   h->L = L2; /* adopt runs as the running state: hooks and timers belong to it */
+  lstate_adopted(L2); /* the timers it armed as a candidate start now */
   if (call_cli(L2, "reload_adopt", 1, 0, err, sizeof err) < 0) {
     h->L = L1;
     log_failed("adopt", err);
@@ -139,16 +211,16 @@ int host_reload(host_t *h, const char *why) {
     return -1;
   }
   h->reload_started_ms = loop_now_ms();
-  lua_State *L2 = prepare(h);
-  if (!L2) return -1;
-  h->reload_next = L2;
+  return prepare(h);
+}
+
+/* Step 2: the candidate loaded and validated; the running state quiesces. */
+static void start_quiesce(host_t *h) {
   char err[4096];
   lua_pushlightuserdata(h->L, h);
   lua_pushcclosure(h->L, quiesced, 1);
   if (call_cli(h->L, "reload_quiesce", 1, 0, err, sizeof err) < 0) {
     log_failed("quiesce", err);
     host_reload_cleanup(h);
-    return -1;
   }
-  return 0;
 }

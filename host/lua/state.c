@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "lua/bound.h"
 #include "lua/modules.h"
 
 static const char HOST_KEY = 'h'; /* address used as a light-userdata registry key */
@@ -19,7 +20,7 @@ host_t *host_from_lua(lua_State *L) {
 
 /* Message handler: turn any error into "message\nstack traceback:...". Non-string errors
  * with __tostring use it; others are described by type. */
-static int msghandler(lua_State *L) {
+int lstate_msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -31,7 +32,7 @@ static int msghandler(lua_State *L) {
 
 int lstate_pcall(lua_State *L, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, lstate_msghandler);
   lua_insert(L, base);
   int status = lua_pcall(L, nargs, nresults, base);
   lua_remove(L, base);
@@ -76,6 +77,7 @@ static void set_package_path(lua_State *L, const char *dir) {
 
 static int open_all(lua_State *L) {
   host_t *h = lua_touserdata(L, 1);
+  bound_init_state(L);
   luaL_openlibs(L);
   lua_pushlightuserdata(L, h);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &HOST_KEY);
@@ -90,6 +92,43 @@ static int open_all(lua_State *L) {
   preload(L, "aws_core", luaopen_rotator_aws_core);
   set_package_path(L, h->scripts_dir);
   return 0;
+}
+
+lua_State *lstate_owner(lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return main;
+}
+
+int lstate_is_current(lua_State *L) {
+  host_t *h = host_from_lua(L);
+  return h && h->L && h->L == lstate_owner(L);
+}
+
+static const char ADOPT_KEY = 'a'; /* registry: C functions to run when the state is adopted */
+
+void lstate_on_adopt(lua_State *L, lua_CFunction fn) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ADOPT_KEY);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ADOPT_KEY);
+  }
+  lua_pushcfunction(L, fn);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
+void lstate_adopted(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ADOPT_KEY) != LUA_TTABLE) { lua_pop(L, 1); return; }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lstate_callback(L, 0, "adopt");
+  }
+  lua_pop(L, 1);
 }
 
 lua_State *lstate_new(host_t *h) {

@@ -23,4 +23,20 @@ int lstate_callback(lua_State *L, int nargs, const char *what);
  * on failure the error message is (returns -1). */
 int lstate_require(lua_State *L, const char *name);
 
+/* The traceback message handler behind lstate_pcall, for other protected calls. */
+int lstate_msghandler(lua_State *L);
+
+/* The main thread of L's state: bindings that call back keep this, never the host's
+ * current state, and resolve their registry refs in it. */
+lua_State *lstate_owner(lua_State *L);
+
+/* True when L belongs to the host's running state; false for a candidate being prepared
+ * by a reload (inert until adopted: it must arm nothing that fires) and for a replaced one. */
+int lstate_is_current(lua_State *L);
+
+/* fn(L) runs (protected, errors logged) when a reload adopts L's state, e.g. to arm the
+ * timers it deferred while it was a candidate. lstate_adopted runs them (lua/reload.c). */
+void lstate_on_adopt(lua_State *L, lua_CFunction fn);
+void lstate_adopted(lua_State *L);
+
 #endif

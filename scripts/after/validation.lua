@@ -14,6 +14,7 @@
 -- (no table yet) records the step as skipped.
 local log = require "log"
 local H = require "workflow.doc"
+local sandbox = require "policy.sandbox"
 
 local M = {}
 
@@ -73,7 +74,7 @@ local function backup_details(ctx, doc)
 end
 
 local function run_check(ctx, doc, fn)
-  local ok, res, why = pcall(fn, {
+  local ok, res, why = sandbox.call(fn, {
     table_name = doc.TargetTableName, table_arn = doc.TableArn, source_table = doc.SourceTableName,
     backup_arn = doc.RecoveryPointArn, workflow = doc.WorkflowId, dry_run = ctx.dry_run,
     call = function(service, action, params) return ctx.svc:call(service, action, params) end,

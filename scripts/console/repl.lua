@@ -3,12 +3,18 @@
 -- leak into the engine's. A chunk runs in a task, so calls that wait (aws.call) work; the
 -- client's Ctrl-C sends "cancel", which abandons the wait: the task goes on in the
 -- daemon, but its result is dropped (generation check) and the prompt comes back.
+-- A chunk runs under an instruction bound (host.bounded, ROTATOR_REPL_INSTRUCTIONS,
+-- default 1e9) whose hook also reads the connection: Ctrl-C interrupts a running chunk
+-- (`while true do end`). Nothing typed here can end or wedge the daemon: os.exit,
+-- os.execute, host.exit, control.close, debug.sethook and collectgarbage("stop") raise
+-- an error saying so, io is not reachable, and load takes text chunks only.
 local control = require "control"
 local task = require "engine.task"
 local pretty = require "engine.pretty"
 local host = require "host"
 local clock = require "clock"
 local json = require "json"
+local sandbox = require "policy.sandbox"
 
 local M = { started_at = clock.now(), helpers = {}, status_sources = {} }
 local sessions = {}
@@ -28,17 +34,74 @@ function M.text(s)
   return setmetatable({}, { __tostring = function() return s end })
 end
 
+local REPL_LIMIT = tonumber(os.getenv("ROTATOR_REPL_INSTRUCTIONS") or "") or 1e9
+
+local function refuse(what, why)
+  return function() error(("%s is not available in the REPL: %s"):format(what, why), 2) end
+end
+
+-- A view of module t with the listed functions replaced by refusals.
+local function guarded(t, name, refusals)
+  local view = {}
+  for k, v in pairs(t) do view[k] = v end
+  for k, why in pairs(refusals) do view[k] = refuse(name .. "." .. k, why) end
+  return sandbox.readonly(view, name)
+end
+
+local STOPS = "it would stop the daemon (use kill -TERM or systemctl stop)"
+local GUARDS = {
+  os = function() return guarded(os, "os", { exit = STOPS,
+    execute = "it would block the daemon's loop until the command ends" }) end,
+  host = function() return guarded(host, "host", { exit = STOPS }) end,
+  control = function() return guarded(control, "control", { close = "it would close the socket this REPL talks through" }) end,
+  debug = function() return guarded(debug, "debug", { sethook = "it would remove the bound that lets Ctrl-C interrupt a chunk",
+    getregistry = "it reaches the daemon's internals unguarded" }) end,
+}
+local GC_OK = { count = true, collect = true, step = true, isrunning = true }
+
 local function new_env(conn)
-  local env = {}
+  local env, views = {}, {}
+  local function view(name)
+    if not views[name] then views[name] = GUARDS[name]() end
+    return views[name]
+  end
   env.print = function(...)
     local parts = table.pack(...)
     for i = 1, parts.n do parts[i] = tostring(parts[i]) end
     control.send(conn, "output", table.concat(parts, "\t", 1, parts.n) .. "\n")
   end
+  env.io = nil
+  env.require = function(name)
+    if name == "io" then error("io is not available in the REPL: the daemon's stdin and files are not yours to block on", 2) end
+    if GUARDS[name] then return view(name) end
+    return require(name)
+  end
+  env.load = function(chunk, chunkname, mode, fenv)
+    if (mode ~= nil and mode ~= "t") or (type(chunk) == "string" and chunk:byte(1) == 27) then
+      error("load: the REPL loads text chunks only (a bad binary chunk can crash the daemon)", 2)
+    end
+    return load(chunk, chunkname, "t", fenv == nil and env or fenv)
+  end
+  env.loadfile = function(path, mode, fenv)
+    if mode ~= nil and mode ~= "t" then error("loadfile: the REPL loads text chunks only", 2) end
+    return loadfile(path, "t", fenv == nil and env or fenv)
+  end
+  env.dofile = function(path) return assert(env.loadfile(path))() end
+  env.collectgarbage = function(opt, ...)
+    opt = opt or "collect"
+    if not GC_OK[opt] then error(("collectgarbage('%s') is not available in the REPL: it changes the daemon's collector"):format(tostring(opt)), 2) end
+    return collectgarbage(opt, ...)
+  end
+  env.coroutine = sandbox.bounded_coroutine()
+  env.package = nil
+  env._G = env
   return setmetatable(env, {
     __index = function(_, k)
       local h = M.helpers[k]
       if h then return h.fn end
+      if k == "io" then error("io is not available in the REPL: the daemon's stdin and files are not yours to block on", 2) end
+      if k == "package" then error("package is not available in the REPL: use require", 2) end
+      if GUARDS[k] then return view(k) end
       return _G[k]
     end,
   })
@@ -75,7 +138,7 @@ local function eval(conn, s, src)
   local gen = s.gen
   task.spawn(function()
     M.session = s -- helpers that stream into the session read this before they yield
-    local res = table.pack(xpcall(fn, debug.traceback))
+    local res = table.pack(host.bounded({ limit = REPL_LIMIT, conn = conn, what = "chunk", traceback = true }, fn))
     finish(conn, s, gen, res)
   end)
   M.session = nil

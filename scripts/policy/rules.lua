@@ -24,6 +24,7 @@
 local re = require "re"
 local clock = require "clock"
 local policies = require "policy.loader"
+local sandbox = require "policy.sandbox"
 
 local M = {}
 
@@ -133,7 +134,7 @@ function M.target_name(rule, rec)
   local default_name = rule.replacement
     and re.replace(rec.table_name, rule.source_pattern, rule.replacement) .. suffix
   if rule.target_name then
-    local ok, res = pcall(rule.target_name, {
+    local ok, res = sandbox.call(rule.target_name, {
       table_name = rec.table_name, start_epoch = rec.start_epoch, suffix = suffix,
       backup_job_id = rec.backup_job_id, recovery_point_arn = rec.recovery_point_arn,
       default_name = default_name,
@@ -155,7 +156,7 @@ end
 function M.restore_overrides(rule, ctx)
   local r = rule.restore
   if type(r) == "function" then
-    local ok, res = pcall(r, ctx)
+    local ok, res = sandbox.call(r, ctx)
     if not ok then return nil, ("rule %s: restore hook failed: %s"):format(M.label(rule), tostring(res)) end
     r = res
   end

@@ -11,6 +11,7 @@ local log = require "log"
 local task = require "engine.task"
 local clock = require "clock"
 local rules = require "policy.rules"
+local sandbox = require "policy.sandbox"
 local D = require "workflow.doc"
 local S = require "workflow.step"
 local registry = require "workflow.registry"
@@ -50,7 +51,7 @@ local function after_active_hook(ctx, wf)
   local doc, rule = wf.doc, wf.rule
   if not rule.after_active then return end
   local s = D.step(doc, "After Active Hook")
-  local ok, err = pcall(rule.after_active, {
+  local ok, err = sandbox.call(rule.after_active, {
     workflow = doc.WorkflowId, table_name = doc.TargetTableName, table_arn = doc.TableArn,
     source_table = doc.SourceTableName, backup_job_id = doc.BackupJobId, dry_run = ctx.dry_run,
     call = function(service, action, params) return ctx.svc:call(service, action, params) end,

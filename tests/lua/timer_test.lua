@@ -2,6 +2,7 @@
 local timer = require "timer"
 local task = require "engine.task"
 local T = require "engine.testing"
+local sandbox = require "policy.sandbox"
 
 local tests = {}
 
@@ -63,6 +64,43 @@ end
 function tests.bad_arguments_raise()
   T.raises(function() timer.after(-1, function() end) end, "seconds must be >= 0")
   T.raises(function() timer.after(1, "nope") end, "function expected")
+end
+
+-- A policy's timer callbacks run under the policy budget: a looping one fails (logged
+-- with its file:line) and the loop, and the policy's other timers, go on.
+function tests.policy_timer_callbacks_are_bounded()
+  local path = os.tmpname() .. "-timer.lua"
+  local f = assert(io.open(path, "w"))
+  f:write([[
+local timer = require "timer"
+local st = { ran = 0 }
+timer.after(0, function()
+  while true do end
+end)
+local t
+t = timer.every(0.005, function() st.ran = st.ran + 1 if st.ran == 3 then t:cancel() end end)
+st.pending = t:pending()
+return st
+]])
+  f:close()
+  local st, err = sandbox.run_file(path, sandbox.env(path))
+  os.remove(path)
+  assert(st, err)
+  T.eq(st.pending, true)
+  local start = require("clock").mono()
+  while st.ran < 3 and require("clock").mono() - start < 10 do task.sleep(0.01) end
+  T.eq(st.ran, 3, "the policy's other timer kept firing after the looping one failed")
+end
+
+function tests.policy_timer_refuses_a_non_function()
+  local path = os.tmpname() .. "-timer2.lua"
+  local f = assert(io.open(path, "w"))
+  f:write('require("timer").after(1, "nope")\n')
+  f:close()
+  local res, err = sandbox.run_file(path, sandbox.env(path))
+  os.remove(path)
+  T.eq(res, nil)
+  assert(err:find("timer2.lua:1: timer: function expected", 1, true), err)
 end
 
 return tests

@@ -7,7 +7,12 @@
  *       socket and its connections and only replaces the handler.
  *   control.adopt(fd, handler)   serve an inherited, already-connected fd (repl --local)
  *   control.send(conn, kind, text)  kind: "output", "result", "error", "incomplete"
- *   control.close()              stop listening, drop connections, remove the socket */
+ *   control.close()              stop listening, drop connections, remove the socket
+ * The handler lives in the running state (its main thread: lstate_owner); a candidate
+ * state being prepared by a reload cannot take the socket, and a frame for a replaced
+ * state is dropped with a debug line. While a REPL chunk runs, the instruction hook
+ * (lua/bound.c) asks cancel_pending() whether the client sent a cancel frame (Ctrl-C):
+ * the bytes it reads are kept and dispatched after the chunk, from the loop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -21,6 +26,7 @@
 
 #include "core/frame.h"
 #include "core/log.h"
+#include "lua/bound.h"
 #include "lua/state.h"
 #include "lua/modules.h"
 
@@ -30,6 +36,7 @@ typedef struct conn {
   lua_Integer id;
   buf_t in, out;
   int closing;            /* flush out, then close */
+  int buffered;           /* the hook read frames into `in`: dispatch them from the loop */
 } conn_t;
 
 typedef struct {
@@ -39,7 +46,9 @@ typedef struct {
   conn_t *conns;
   lua_Integer next_id;
   int handler_ref;
-  lua_State *L;           /* the state the handler lives in */
+  lua_State *L;           /* main thread of the state the handler lives in */
+  loop_timer_t redispatch; /* frames the hook read while a chunk ran */
+  int timer_ready;
 } server_t;
 
 static server_t srv = {.lfd = -1, .handler_ref = LUA_NOREF};
@@ -53,6 +62,10 @@ static conn_t *find_conn(lua_Integer id) {
 static void call_handler(lua_Integer id, const char *kind, const char *payload, size_t len) {
   lua_State *L = srv.L;
   if (!L || srv.handler_ref == LUA_NOREF) return;
+  if (!lstate_is_current(L)) {
+    log_msg(LOG_DEBUG, "control.dropped", "a %s frame for a replaced Lua state: dropped", kind);
+    return;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, srv.handler_ref);
   lua_pushinteger(L, id);
   lua_pushstring(L, kind);
@@ -180,13 +193,60 @@ static void on_accept(loop_t *loop, int fd, int events, void *ud) {
   if (!peer_allowed(cfd) || !conn_add(cfd)) close(cfd);
 }
 
+/* Is a cancel frame (or the end of the stream) waiting on connection id? Reads what the
+ * socket holds without blocking; called from the instruction hook, so it never calls Lua. */
+static int cancel_pending(lua_Integer id) {
+  conn_t *c = find_conn(id);
+  if (!c) return 1;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(c->fd, buf, sizeof buf)) > 0) {
+    if (buf_append(&c->in, buf, (size_t)n) < 0) break;
+    c->buffered = 1;
+  }
+  if (c->buffered && srv.timer_ready) loop_timer_start(srv.h->loop, &srv.redispatch, 0);
+  if (n == 0) return 1; /* the client went away; conn_read sees the EOF again */
+  buf_t view = c->in;
+  int type;
+  const char *payload;
+  size_t len;
+  while (frame_get(&view, &type, &payload, &len) == 1) {
+    if (type == FRAME_CANCEL) return 1;
+    view.data += FRAME_HEADER + len;
+    view.len -= FRAME_HEADER + len;
+  }
+  return 0;
+}
+
+static int conn_dispatch(conn_t *c);
+
+static void on_redispatch(loop_t *loop, loop_timer_t *t, void *ud) {
+  (void)loop, (void)t, (void)ud;
+  conn_t *c;
+  do {
+    for (c = srv.conns; c && !c->buffered; c = c->next) {}
+    if (c) {
+      lua_Integer id = c->id;
+      c->buffered = 0;
+      if (conn_dispatch(c) < 0 && find_conn(id) == c) conn_drop(c);
+    }
+  } while (c);
+}
+
 static void set_handler(lua_State *L, int idx) {
   luaL_checktype(L, idx, LUA_TFUNCTION);
+  if (!lstate_is_current(L))
+    luaL_error(L, "control: only the running state serves the control socket (this one is being prepared by a reload)");
   if (srv.L && srv.handler_ref != LUA_NOREF) luaL_unref(srv.L, LUA_REGISTRYINDEX, srv.handler_ref);
   lua_pushvalue(L, idx);
   srv.handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  srv.L = L;
+  srv.L = lstate_owner(L);
   srv.h = host_from_lua(L);
+  if (!srv.timer_ready) {
+    loop_timer_init(&srv.redispatch, on_redispatch, NULL);
+    srv.timer_ready = 1;
+  }
+  bound_set_cancel_poll(cancel_pending);
 }
 
 /* Remove a stale socket left by a dead daemon; refuse to steal a live one. */
@@ -279,6 +339,7 @@ static int c_send(lua_State *L) {
 
 static int c_close(lua_State *L) {
   (void)L;
+  if (srv.timer_ready) loop_timer_stop(srv.h->loop, &srv.redispatch);
   while (srv.conns) {
     conn_t *c = srv.conns;
     srv.conns = c->next;
@@ -299,7 +360,7 @@ static int c_close(lua_State *L) {
 
 /* The state holding the handler is closing: forget it (a reload re-registers). */
 static int c_state_gc(lua_State *L) {
-  if (srv.L == L) {
+  if (srv.L == lstate_owner(L)) {
     c_close(L);
     srv.L = NULL;
     srv.handler_ref = LUA_NOREF;

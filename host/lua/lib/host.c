@@ -11,6 +11,9 @@
  *   host.mkdir(path)                      mkdir -p, new folders 0700; nil, msg on error
  *   host.reload()                         start a hot reload (see host.h); false if busy
  *   host.sha256_hex(data)                 hex digest, e.g. of a policy file for `status`
+ *   host.bounded(opts, fn, ...)           run untrusted code under an instruction bound
+ *                                          (lua/bound.h): true, results | false, err
+ *   host.bound_adopt(co)                  co counts against the caller's bound
  *   host.config                           scripts_dir, policies_dir, state_dir, version */
 #include <dirent.h>
 #include <openssl/evp.h>
@@ -23,6 +26,7 @@
 #include <sys/stat.h>
 
 #include "core/host.h"
+#include "lua/bound.h"
 #include "lua/modules.h"
 #include "version.h"
 
@@ -189,7 +193,9 @@ static void set_str(lua_State *L, const char *k, const char *v) {
 static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
-    {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex}, {NULL, NULL}};
+    {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex},
+    {"bounded", bound_lua_call}, {"bound_adopt", bound_lua_adopt},
+    {"bound_sliced", bound_lua_sliced}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
   luaL_newmetatable(L, HOLD_MT);

@@ -13,13 +13,16 @@
  *   j:counts() -> workflows, transitions
  *   j:path(), j:close(); __gc and __close close too.
  *   journal.getuid() -> the real uid (for the default state directory)
- * Bad arguments and use after close raise; database failures return nil, msg. */
+ * Bad arguments and use after close raise; database failures return nil, msg.
+ * A candidate state being prepared by a reload is inert: it cannot append (reads are
+ * harmless), and neither can a replaced state (lstate_is_current). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "store/journal.h"
 #include "lua/modules.h"
+#include "lua/state.h"
 
 #define JOURNAL_MT "rotator.journal"
 
@@ -88,6 +91,8 @@ static const char *opt_field(lua_State *L, int t, const char *k) {
 
 static int j_append(lua_State *L) {
   journal_t *j = check_open(L);
+  if (!lstate_is_current(L))
+    return luaL_error(L, "journal: only the running state writes the journal (this one is being prepared by a reload, or was replaced)");
   journal_entry_t e = {.workflow = luaL_checkstring(L, 2), .step = luaL_checkstring(L, 3)};
   if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TTABLE);
   e.doc = doc_text(L, 4);
