@@ -94,6 +94,10 @@ external_id = ext-1
 region = us-west-2
 role_arn = arn:aws:iam::111111111111:role/one
 source_profile = base
+[profile china]
+region = cn-north-1
+role_arn = arn:aws:iam::111111111111:role/china
+source_profile = base
 [profile denied]
 role_arn = arn:aws:iam::111111111111:role/denied
 source_profile = base
@@ -190,9 +194,13 @@ with Servers() as s:
     t.ok(time.monotonic() - t0 < 5, f"slow process killed after the timeout ({time.monotonic() - t0:.2f}s)")
 
     # ---- ECS ---------------------------------------------------------------------------------------
-    ecs = base_env(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI="/ecs/creds", ROTATOR_TEST_ECS_HOST=f"127.0.0.1:{s.port}",
-                   AWS_CONTAINER_AUTHORIZATION_TOKEN="ecs-auth-secret")
+    # The stand-in is also the HTTP proxy: the request for 169.254.170.2 never leaves the machine.
+    proxy = {"http_proxy": s.url, "https_proxy": s.url, "HTTPS_PROXY": s.url, "no_proxy": "", "NO_PROXY": ""}
+    ecs = base_env(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI="/ecs/creds", AWS_CONTAINER_AUTHORIZATION_TOKEN="ecs-auth-secret",
+                   **proxy)
+    s.clear()
     check("ECS relative URI with token", ecs, source="ecs", akid="ASIAECS1")
+    t.eq([r["host"] for r in s.requests()], ["169.254.170.2"], "RELATIVE_URI goes to the ECS agent address")
     tokfile = write("ecstoken", "ecs-auth-secret\n")
     check("ECS full URI with token file", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=s.url + "/ecs/creds",
                                                     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=tokfile),
@@ -201,6 +209,26 @@ with Servers() as s:
                                       AWS_CONTAINER_AUTHORIZATION_TOKEN="wrong"), error=["HTTP 401"])
     check("ECS full URI not loopback", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://10.1.2.3/creds"),
           error=["AWS_CONTAINER_CREDENTIALS_FULL_URI must be https"])
+
+    # ---- STS through the AWS request path: endpoint resolver, retries ------------------------------
+    # No endpoint override: the chain must resolve the real STS host. The proxy records the
+    # CONNECT and refuses it, so nothing reaches AWS.
+    s.clear()
+    check("cn-north-1 role: the aws-cn STS endpoint", base_env(AWS_PROFILE="china", **files, **proxy),
+          error=['profile "china"', "https://sts.cn-north-1.amazonaws.com.cn/"])
+    hosts = [r["host"] for r in s.requests(lambda r: r["method"] == "CONNECT")]
+    t.ok(hosts and all(h == "sts.cn-north-1.amazonaws.com.cn:443" for h in hosts),
+         f"AssumeRole for a cn-north-1 profile connects to sts.cn-north-1.amazonaws.com.cn: {hosts}")
+    t.eq(len(hosts), 3, "a failed STS connection is retried like any AWS call (3 attempts)")
+    s.clear()
+    check("FIPS STS endpoint", base_env(AWS_PROFILE="one", AWS_USE_FIPS_ENDPOINT="true", **files, **proxy),
+          error=["https://sts-fips.us-west-2.amazonaws.com/"])
+    hosts = sorted({r["host"] for r in s.requests(lambda r: r["method"] == "CONNECT")})
+    t.eq(hosts, ["sts-fips.us-west-2.amazonaws.com:443"], "AWS_USE_FIPS_ENDPOINT=true is honoured for STS")
+    s.clear()
+    s.state.sts_fail_first = 1
+    check("STS 503 retried", base_env(AWS_PROFILE="one", **sts), akid="ASIAROLEONE1")
+    t.eq(len(s.requests(lambda r: r["method"] == "POST")), 2, "STS answered 503 once; the second attempt succeeds")
 
     # ---- IMDSv2 -----------------------------------------------------------------------------------
     import urllib.error
