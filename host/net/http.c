@@ -113,6 +113,8 @@ static void free_req(req_t *r) {
   free(r);
 }
 
+static void deliver_cb(loop_t *loop, loop_timer_t *t, void *ud);
+
 static void check_done(http_client_t *c) {
   CURLMsg *m;
   int left;
@@ -129,9 +131,12 @@ static void check_done(http_client_t *c) {
     else c->qhead = r;
     c->qtail = r;
   }
-  if (c->qhead && !loop_timer_armed(&c->deliver) &&
-      loop_timer_start(c->loop, &c->deliver, 0) < 0)
-    log_msg(LOG_ERROR, "http.timer", "cannot arm the completion timer");
+  /* Runs from the loop (a socket or timer callback), never inside http_send(): when the
+   * delivery timer cannot be armed, deliver now rather than leave the queue waiting. */
+  if (c->qhead && !loop_timer_armed(&c->deliver) && loop_timer_start(c->loop, &c->deliver, 0) < 0) {
+    log_msg(LOG_WARN, "http.timer", "cannot arm the completion timer; delivering at once");
+    deliver_cb(c->loop, &c->deliver, c);
+  }
 }
 
 static void fill_response(req_t *r, http_response_t *out, char *err, size_t errlen) {
@@ -286,11 +291,10 @@ void http_client_free(http_client_t *c) {
   if (!c) return;
   c->qhead = c->qtail = NULL;
   while (c->reqs) drop_req(c, c->reqs);
-  loop_timer_stop(c->loop, &c->curl_timer);
   loop_timer_stop(c->loop, &c->deliver);
   curl_multi_cleanup(c->multi); /* closes cached connections */
   for (size_t i = 0; i < c->nfds; i++) loop_unwatch(c->loop, c->fds[i]);
-  loop_timer_stop(c->loop, &c->curl_timer);
+  loop_timer_stop(c->loop, &c->curl_timer); /* after the cleanup, which may call timer_cb */
   free(c->fds);
   free(c);
 }
@@ -412,7 +416,7 @@ const char *http_header(const http_response_t *resp, const char *name, char *buf
       while (v < end && (*v == ' ' || *v == '\t')) v++;
       while (end > v && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t')) end--;
       size_t vl = (size_t)(end - v);
-      if (vl >= len) vl = len - 1;
+      if (vl >= len) return NULL; /* does not fit: no value rather than a cut one */
       memcpy(buf, v, vl);
       buf[vl] = '\0';
       return buf;

@@ -8,7 +8,7 @@ One ThreadingHTTPServer plays three roles by path:
   STS     POST / (query protocol): AssumeRole must carry a SigV4 Authorization header
           (shape and credential scope checked); AssumeRoleWithWebIdentity must not, and
           its WebIdentityToken must equal .web_token. A role ARN ending in "/denied"
-          gets a 403 AccessDenied XML error.
+          gets a 403 AccessDenied XML error; one ending in "/longtoken" gets a 5 KB session token.
   Proxy   It is also an HTTP proxy (http_proxy / https_proxy pointed at it), so requests
           for the real AWS host names never leave the machine: an absolute-form request
           ("GET http://169.254.170.2/ecs/creds") is served as if it came to its path, and a
@@ -151,6 +151,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.sts_error(403, "AccessDenied", f"not authorized to assume {role}")
         name = re.sub(r"[^A-Za-z0-9]", "", role.rsplit("/", 1)[-1])
         doc = st.issue("role" + name if action == "AssumeRole" else "webid")
+        if role.endswith("/longtoken"):
+            doc["Token"] = "session-token-" + "x" * 5000
         res = action + "Result"
         xml = (f'<{action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><{res}>'
                f"<Credentials><AccessKeyId>{doc['AccessKeyId']}</AccessKeyId>"

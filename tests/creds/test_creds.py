@@ -98,6 +98,9 @@ source_profile = base
 region = cn-north-1
 role_arn = arn:aws:iam::111111111111:role/china
 source_profile = base
+[profile longtok]
+role_arn = arn:aws:iam::111111111111:role/longtoken
+source_profile = base
 [profile denied]
 role_arn = arn:aws:iam::111111111111:role/denied
 source_profile = base
@@ -161,6 +164,8 @@ with Servers() as s:
         t.ok("Credential=ASIAROLEB1/" in reqs[1]["headers"].get("Authorization", "") and
              reqs[1]["headers"].get("X-Amz-Security-Token") == "session-token-roleb-1",
              "second hop signed by b's temporary credentials with their token")
+    check("STS session token over the limit", base_env(AWS_PROFILE="longtok", **sts),
+          error=["SessionToken is longer than the 4095-byte limit"])
     check("AssumeRole denied", base_env(AWS_PROFILE="denied", **sts),
           error=['profile "denied"', "HTTP 403", "AccessDenied"])
 
@@ -205,6 +210,10 @@ with Servers() as s:
     check("ECS full URI with token file", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=s.url + "/ecs/creds",
                                                     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=tokfile),
           source="ecs", akid="ASIAECS2")
+    bigtok = write("ecstoken-big", "t" * 5000 + "\n")
+    check("ECS token file over the limit", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=s.url + "/ecs/creds",
+                                                     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=bigtok),
+          error=["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "longer than the 4096-byte limit"])
     check("ECS wrong token", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=s.url + "/ecs/creds",
                                       AWS_CONTAINER_AUTHORIZATION_TOKEN="wrong"), error=["HTTP 401"])
     check("ECS full URI not loopback", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://10.1.2.3/creds"),
