@@ -84,12 +84,13 @@ static void op_free(aws_op_t *op) {
   free(op);
 }
 
+/* The owner's done may free what op->x lives in (the client), so op is released after
+ * it without touching op->x. */
 static void finish(aws_op_t *op, const aws_result_t *r) {
-  const aws_op_ops_t *ops = op->ops;
-  void *owner = op->owner;
   loop_timer_stop(op->x->loop, &op->backoff);
-  ops->done(owner, r);
-  op_free(op);
+  op->ops->done(op->owner, r);
+  aws_request_clear(&op->q);
+  free(op);
 }
 
 static void fail_resp(aws_op_t *op, const aws_error_t *e, const http_response_t *resp) {
