@@ -30,7 +30,9 @@ def write(name, text, mode=0o600):
 
 
 def base_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "ROTATOR_TEST_ECS_HOST"}
+    # No ambient AWS settings or proxies: the tests that want a proxy set the stand-in as one.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
     env.update({"HOME": tmp, "AWS_CONFIG_FILE": os.path.join(tmp, "none-config"),
                 "AWS_SHARED_CREDENTIALS_FILE": os.path.join(tmp, "none-credentials"),
                 "AWS_EC2_METADATA_DISABLED": "true"})
