@@ -266,5 +266,4 @@ void aws_op_cancel(aws_op_t *op) {
   op_free(op);
 }
 
-const char *aws_op_describe(const aws_op_t *op) { return op->name; }
 const char *aws_op_url(const aws_op_t *op) { return op->q.url ? op->q.url : ""; }

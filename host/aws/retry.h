@@ -75,7 +75,6 @@ void aws_op_attempt(aws_op_t *op, const sigv4_credentials *cr);
 /* Finish with this error (e.g. the chain had no credentials). */
 void aws_op_fail(aws_op_t *op, const char *code, const char *msg);
 void aws_op_cancel(aws_op_t *op);  /* frees; done is not called */
-const char *aws_op_describe(const aws_op_t *op);  /* "service.Action" */
 const char *aws_op_url(const aws_op_t *op);
 
 #endif
