@@ -5,7 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "aws/call.h"
+#include "aws/request.h"
+#include "util/json_get.h"
+#include "util/xml_get.h"
 
 static const char *const THROTTLING[] = {
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -46,60 +48,19 @@ static void sanitize(const char *s, size_t n, char *out, size_t len, int strip_t
   out[o] = '\0';
 }
 
-/* The string value of "key" in a JSON object body (naive: first occurrence of the key
- * followed by ':' and a string). Escapes are decoded for \" \\ \/ \n \t; \u becomes '?'. */
-static int json_string(const char *b, size_t n, const char *key, char *out, size_t len) {
-  size_t kl = strlen(key);
-  for (size_t i = 0; i + kl + 2 < n; i++) {
-    if (b[i] != '"' || strncmp(b + i + 1, key, kl) != 0 || b[i + 1 + kl] != '"') continue;
-    size_t j = i + kl + 2;
-    while (j < n && isspace((unsigned char)b[j])) j++;
-    if (j >= n || b[j] != ':') continue;
-    j++;
-    while (j < n && isspace((unsigned char)b[j])) j++;
-    if (j >= n || b[j] != '"') continue;
-    size_t o = 0;
-    for (j++; j < n && b[j] != '"' && o + 1 < len; j++) {
-      char ch = b[j];
-      if (ch == '\\' && j + 1 < n) {
-        ch = b[++j];
-        if (ch == 'n' || ch == 't') ch = ' ';
-        else if (ch == 'u') { ch = '?'; j += 4; }
-      }
-      out[o++] = ch;
-    }
-    out[o] = '\0';
-    return 1;
-  }
-  return 0;
+/* A field of the error document: 1 if found (a message too long for out keeps its
+ * prefix and ends in "..."), 0 if not. */
+static int json_field(const char *b, size_t n, const char *key, char *out, size_t len) {
+  int rc = json_get(b, n, key, out, len);
+  if (rc == JSON_GET_TOO_LONG && len > 4) memcpy(out + len - 4, "...", 4);
+  if (rc == 0 || rc == JSON_GET_TOO_LONG) sanitize(out, strlen(out), out, len, 0); /* one log line */
+  return rc == 0 || rc == JSON_GET_TOO_LONG;
 }
 
-static int xml_text(const char *b, size_t n, const char *tag, char *out, size_t len) {
-  char open[64], close[64];
-  snprintf(open, sizeof open, "<%s>", tag);
-  snprintf(close, sizeof close, "</%s>", tag);
-  const char *s = memmem(b, n, open, strlen(open));
-  if (!s) return 0;
-  s += strlen(open);
-  const char *e = memmem(s, n - (size_t)(s - b), close, strlen(close));
-  if (!e) return 0;
-  size_t o = 0;
-  for (const char *p = s; p < e && o + 1 < len; p++) {
-    static const struct { const char *ent; char ch; } ents[] = {
-        {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    char ch = *p;
-    for (size_t k = 0; ch == '&' && k < sizeof ents / sizeof ents[0]; k++) {
-      size_t el = strlen(ents[k].ent);
-      if ((size_t)(e - p) >= el && strncmp(p, ents[k].ent, el) == 0) {
-        ch = ents[k].ch;
-        p += el - 1;
-        break;
-      }
-    }
-    out[o++] = ch;
-  }
-  out[o] = '\0';
-  return 1;
+static int xml_field(const char *b, size_t n, const char *tag, char *out, size_t len) {
+  int rc = xml_get(b, n, tag, out, len);
+  if (rc == XML_GET_TOO_LONG && len > 4) memcpy(out + len - 4, "...", 4);
+  return rc == 0 || rc == XML_GET_TOO_LONG;
 }
 
 /* "aws.protocoltests#FooError:http://..." → "FooError" */
@@ -113,20 +74,20 @@ static void clean_code(char *code) {
 static void parse_json_error(const http_response_t *r, aws_error_t *e) {
   char hv[128];
   if (http_header(r, "x-amzn-ErrorType", hv, sizeof hv)) snprintf(e->code, sizeof e->code, "%s", hv);
-  else if (!json_string(r->body, r->body_len, "__type", e->code, sizeof e->code) &&
-           !json_string(r->body, r->body_len, "code", e->code, sizeof e->code))
-    json_string(r->body, r->body_len, "Code", e->code, sizeof e->code);
+  else if (!json_field(r->body, r->body_len, "__type", e->code, sizeof e->code) &&
+           !json_field(r->body, r->body_len, "code", e->code, sizeof e->code))
+    json_field(r->body, r->body_len, "Code", e->code, sizeof e->code);
   clean_code(e->code);
-  if (!json_string(r->body, r->body_len, "message", e->message, sizeof e->message) &&
-      !json_string(r->body, r->body_len, "Message", e->message, sizeof e->message))
-    json_string(r->body, r->body_len, "errorMessage", e->message, sizeof e->message);
+  if (!json_field(r->body, r->body_len, "message", e->message, sizeof e->message) &&
+      !json_field(r->body, r->body_len, "Message", e->message, sizeof e->message))
+    json_field(r->body, r->body_len, "errorMessage", e->message, sizeof e->message);
 }
 
 static void parse_xml_error(const http_response_t *r, aws_error_t *e) {
-  xml_text(r->body, r->body_len, "Code", e->code, sizeof e->code);
-  xml_text(r->body, r->body_len, "Message", e->message, sizeof e->message);
+  xml_field(r->body, r->body_len, "Code", e->code, sizeof e->code);
+  xml_field(r->body, r->body_len, "Message", e->message, sizeof e->message);
   if (!e->request_id[0])
-    xml_text(r->body, r->body_len, "RequestId", e->request_id, sizeof e->request_id);
+    xml_field(r->body, r->body_len, "RequestId", e->request_id, sizeof e->request_id);
 }
 
 static void classify(aws_error_t *e) {

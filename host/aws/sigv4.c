@@ -9,13 +9,17 @@
  *    algorithm on each call and costs ~3x for small inputs);
  *  - a key-cache slot holds kSigning loaded in its own HMAC context (one keyless re-init
  *    per signature) plus the scope and credential strings; it is found by a keyed SipHash
- *    of the secret (~10 ns, a SHA-256 would cost ~85) and byte-equal scope parts, which
- *    also makes re-validating them unnecessary;
+ *    of the secret (OpenSSL's EVP_MAC "SIPHASH") and byte-equal scope parts, which also
+ *    makes re-validating them unnecessary;
  *  - header names already in lower case are used in place; values are folded 8 bytes at
  *    a time; each output block is reserved once and written without per-piece checks;
  *  - the Authorization value is written straight into the caller's buffer.
  * Scratch buffers keep their high-water size, so a warm signer allocates nothing itself
- * (OpenSSL 3.0's EVP layer allocates per digest init internally, as in the baseline). */
+ * (OpenSSL 3.0's EVP layer allocates per digest init internally, as in the baseline).
+ * Over 600 lines on purpose: it is one concern (SigV4 canonicalisation and signing) in the
+ * six sections above, its helpers are private to it, and the conformance suite
+ * (tests/unit/test_sigv4.c) covers it as one unit. Presign mode stays here: `rotator sign`
+ * and the conformance cases use it, and it shares every canonicalisation step. */
 #include "aws/sigv4.h"
 
 #include <openssl/core_names.h>
@@ -191,53 +195,6 @@ static size_t fold_value(char *o, const char *v, size_t n) {
   return w;
 }
 
-/* SipHash-1-3 (Aumasson & Bernstein's SipHash with 1 compression and 3 finalisation
- * rounds, the variant Rust's HashMap uses), written from the paper: a keyed 64-bit PRF
- * that tags cached signing keys with their secret without keeping the secret or a plain
- * digest of it. With a random per-thread key two secrets collide with probability 2^-64;
- * a collision would only make AWS reject that one signature. */
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-/* A macro, not a function: a call per round would cost as much as the round. */
-#define SIP_ROUND(v)                                                                   \
-  ((v)[0] += (v)[1], (v)[1] = ROTL64((v)[1], 13), (v)[1] ^= (v)[0],                   \
-   (v)[0] = ROTL64((v)[0], 32), (v)[2] += (v)[3], (v)[3] = ROTL64((v)[3], 16),        \
-   (v)[3] ^= (v)[2], (v)[0] += (v)[3], (v)[3] = ROTL64((v)[3], 21), (v)[3] ^= (v)[0], \
-   (v)[2] += (v)[1], (v)[1] = ROTL64((v)[1], 17), (v)[1] ^= (v)[2],                   \
-   (v)[2] = ROTL64((v)[2], 32))
-
-/* The paper reads little-endian words; tags are only ever compared within this process,
- * so a native-order load (one instruction) serves as well on any host. */
-static uint64_t load_word(const unsigned char *p) {
-  uint64_t w;
-  memcpy(&w, p, 8);
-  return w;
-}
-
-static uint64_t load_tail(const unsigned char *p, size_t n) {
-  uint64_t w = 0;
-  for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
-  return w;
-}
-
-static void sip_absorb(uint64_t v[4], uint64_t m) {
-  v[3] ^= m;
-  SIP_ROUND(v);
-  v[0] ^= m;
-}
-
-static uint64_t siphash13(const uint64_t k[2], const void *data, size_t n) {
-  const unsigned char *p = data;
-  uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ull, k[1] ^ 0x646f72616e646f6dull,
-                   k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull};
-  size_t full = n & ~(size_t)7;
-  for (size_t i = 0; i < full; i += 8) sip_absorb(v, load_word(p + i));
-  sip_absorb(v, load_tail(p + full, n - full) | (uint64_t)(n & 0xff) << 56);
-  v[2] ^= 0xff;
-  for (int i = 0; i < 3; i++) SIP_ROUND(v);
-  return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
 /* ---- 2. per-thread state ---- */
 
 typedef struct {
@@ -266,7 +223,8 @@ typedef struct {
   EVP_MD_CTX *md;
   EVP_MAC *hmac;
   EVP_MAC_CTX *derive; /* re-keyed for each step of the key derivation */
-  uint64_t tag_key[2]; /* random SipHash key for the cache tags */
+  EVP_MAC *siphash;
+  EVP_MAC_CTX *tagger; /* SipHash-2-4 keyed at random: tags cached signing keys (below) */
   key_slot slots[KEY_SLOTS];
   unsigned next_slot;
   char hex_pairs[512];    /* "000102..ff": one 2-byte copy per hex-encoded byte */
@@ -292,6 +250,35 @@ static EVP_MAC_CTX *new_hmac_ctx(EVP_MAC *hmac) {
   return c;
 }
 
+/* A keyed 64-bit PRF that tags cached signing keys with their secret without keeping the
+ * secret or a plain digest of it: OpenSSL's SipHash-2-4 under a random per-thread key.
+ * Two secrets collide with probability 2^-64; a collision would only make AWS reject
+ * that one signature. */
+static EVP_MAC_CTX *new_tagger(EVP_MAC *siphash) {
+  unsigned char key[16];
+  size_t size = 8;
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size), OSSL_PARAM_construct_end()};
+  EVP_MAC_CTX *c = EVP_MAC_CTX_new(siphash);
+  int ok = c && RAND_bytes(key, sizeof key) == 1 && EVP_MAC_init(c, key, sizeof key, params);
+  OPENSSL_cleanse(key, sizeof key);
+  if (!ok) {
+    EVP_MAC_CTX_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* The tag of a secret into *tag: 1, or 0 if OpenSSL failed. */
+static int secret_tag(EVP_MAC_CTX *tagger, const char *secret, size_t n, uint64_t *tag) {
+  unsigned char out[8];
+  size_t len = 0;
+  if (!EVP_MAC_init(tagger, NULL, 0, NULL) || !EVP_MAC_update(tagger, (const unsigned char *)secret, n) ||
+      !EVP_MAC_final(tagger, out, &len, sizeof out) || len != sizeof out)
+    return 0;
+  memcpy(tag, out, sizeof *tag);
+  return 1;
+}
+
 static void sb_free(sbuf *b) {
   OPENSSL_clear_free(b->p, b->cap);
   memset(b, 0, sizeof *b);
@@ -301,6 +288,8 @@ static void free_state(sigv4_state *st) {
   for (int i = 0; i < KEY_SLOTS; i++) EVP_MAC_CTX_free(st->slots[i].mac);
   EVP_MAC_CTX_free(st->derive);
   EVP_MAC_free(st->hmac);
+  EVP_MAC_CTX_free(st->tagger);
+  EVP_MAC_free(st->siphash);
   EVP_MD_CTX_free(st->md);
   EVP_MD_free(st->sha256);
   sb_free(&st->creq);
@@ -331,8 +320,9 @@ static sigv4_state *state_get(void) {
   st->md = EVP_MD_CTX_new();
   st->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
   st->derive = st->hmac ? new_hmac_ctx(st->hmac) : NULL;
-  if (!st->sha256 || !st->md || !st->derive ||
-      RAND_bytes((unsigned char *)st->tag_key, sizeof st->tag_key) != 1) {
+  st->siphash = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
+  st->tagger = st->siphash ? new_tagger(st->siphash) : NULL;
+  if (!st->sha256 || !st->md || !st->derive || !st->tagger) {
     free_state(st);
     return NULL;
   }
@@ -570,7 +560,9 @@ static int bind_key(job *j) {
   key_scope ks = {j->cr->access_key_id, j->cr->secret_access_key, j->amz_date,
                   j->p->region, j->p->service, j->akid_len, j->secret_len,
                   j->region_len, j->service_len};
-  uint64_t tag = siphash13(j->st->tag_key, ks.secret, ks.secret_len);
+  uint64_t tag;
+  if (!secret_tag(j->st->tagger, ks.secret, ks.secret_len, &tag))
+    return fail(SIGV4_ERR_CRYPTO, "tagging the secret for the key cache failed");
   if ((j->slot = find_slot(j->st, tag, &ks))) return SIGV4_OK;
   int rc = check_scope_words(&ks);
   if (rc) return rc;

@@ -13,17 +13,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 
 #define HTTP_DEFAULT_CONNECT_MS 5000L
 #define HTTP_DEFAULT_TIMEOUT_MS 30000L
 #define HTTP_DEFAULT_MAX_BYTES ((size_t)16 << 20)
 #define HTTP_MAX_HEADER_BYTES ((size_t)64 << 10)
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-} buf_t;
 
 typedef struct req {
   http_client_t *c;
@@ -66,19 +62,11 @@ static int curl_ready(void) {
   return 0;
 }
 
-static int buf_append(buf_t *b, const char *p, size_t n, size_t max) {
+/* Appends n bytes unless that takes b past max; b stays NUL-terminated (outside len). */
+static int append_capped(buf_t *b, const char *p, size_t n, size_t max) {
   if (n > max || b->len > max - n) return -1;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) return -1;
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  b->p[b->len] = '\0';
+  if (buf_append(b, p, n) < 0 || buf_append(b, "", 1) < 0) return -1;
+  b->len--;
   return 0;
 }
 
@@ -120,10 +108,12 @@ static void free_req(req_t *r) {
   if (r->easy) curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->hdrs);
   free(r->body);
-  free(r->resp.p);
-  free(r->head.p);
+  buf_free(&r->resp);
+  buf_free(&r->head);
   free(r);
 }
+
+static void deliver_cb(loop_t *loop, loop_timer_t *t, void *ud);
 
 static void check_done(http_client_t *c) {
   CURLMsg *m;
@@ -141,17 +131,20 @@ static void check_done(http_client_t *c) {
     else c->qhead = r;
     c->qtail = r;
   }
-  if (c->qhead && !loop_timer_armed(&c->deliver) &&
-      loop_timer_start(c->loop, &c->deliver, 0) < 0)
-    log_msg(LOG_ERROR, "http.timer", "cannot arm the completion timer");
+  /* Runs from the loop (a socket or timer callback), never inside http_send(): when the
+   * delivery timer cannot be armed, deliver now rather than leave the queue waiting. */
+  if (c->qhead && !loop_timer_armed(&c->deliver) && loop_timer_start(c->loop, &c->deliver, 0) < 0) {
+    log_msg(LOG_WARN, "http.timer", "cannot arm the completion timer; delivering at once");
+    deliver_cb(c->loop, &c->deliver, c);
+  }
 }
 
 static void fill_response(req_t *r, http_response_t *out, char *err, size_t errlen) {
   long code = 0;
   memset(out, 0, sizeof *out);
-  out->body = r->resp.p ? r->resp.p : "";
+  out->body = r->resp.data ? r->resp.data : "";
   out->body_len = r->resp.len;
-  out->headers = r->head.p ? r->head.p : "";
+  out->headers = r->head.data ? r->head.data : "";
   if (r->result == CURLE_OK) {
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     out->status = (int)code;
@@ -243,7 +236,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
 static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
   req_t *r = ud;
   size_t len = size * n;
-  if (buf_append(&r->resp, p, len, r->max_bytes) < 0) {
+  if (append_capped(&r->resp, p, len, r->max_bytes) < 0) {
     r->overflow = 1;
     return 0; /* makes curl fail the transfer with CURLE_WRITE_ERROR */
   }
@@ -254,7 +247,7 @@ static size_t header_cb(char *p, size_t size, size_t n, void *ud) {
   req_t *r = ud;
   size_t len = size * n;
   if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) r->head.len = 0; /* a new (final?) response */
-  if (buf_append(&r->head, p, len, HTTP_MAX_HEADER_BYTES) < 0) {
+  if (append_capped(&r->head, p, len, HTTP_MAX_HEADER_BYTES) < 0) {
     r->head_overflow = 1;
     return 0;
   }
@@ -298,11 +291,10 @@ void http_client_free(http_client_t *c) {
   if (!c) return;
   c->qhead = c->qtail = NULL;
   while (c->reqs) drop_req(c, c->reqs);
-  loop_timer_stop(c->loop, &c->curl_timer);
   loop_timer_stop(c->loop, &c->deliver);
   curl_multi_cleanup(c->multi); /* closes cached connections */
   for (size_t i = 0; i < c->nfds; i++) loop_unwatch(c->loop, c->fds[i]);
-  loop_timer_stop(c->loop, &c->curl_timer);
+  loop_timer_stop(c->loop, &c->curl_timer); /* after the cleanup, which may call timer_cb */
   free(c->fds);
   free(c);
 }
@@ -424,7 +416,7 @@ const char *http_header(const http_response_t *resp, const char *name, char *buf
       while (v < end && (*v == ' ' || *v == '\t')) v++;
       while (end > v && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t')) end--;
       size_t vl = (size_t)(end - v);
-      if (vl >= len) vl = len - 1;
+      if (vl >= len) return NULL; /* does not fit: no value rather than a cut one */
       memcpy(buf, v, vl);
       buf[vl] = '\0';
       return buf;

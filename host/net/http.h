@@ -42,7 +42,8 @@ uint64_t http_send(http_client_t *c, const http_request_t *req, http_done_fn don
 int http_cancel(http_client_t *c, uint64_t id);   /* done is not called; 0 ok, -1 unknown */
 size_t http_pending(const http_client_t *c);
 
-/* Case-insensitive header lookup in resp->headers; copies the trimmed value into buf. */
+/* Case-insensitive header lookup in resp->headers; copies the trimmed value into buf.
+ * NULL when the header is absent or its value does not fit in len (never a cut value). */
 const char *http_header(const http_response_t *resp, const char *name, char *buf, size_t len);
 
 #endif

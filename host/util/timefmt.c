@@ -107,6 +107,44 @@ int tf_parse_rfc3339(const char *s, size_t len, tf_time_t *out, const char **why
   return 0;
 }
 
+/* IMF-fixdate (RFC 9110 5.6.7), the form HTTP servers send in Date:
+ * "Sun, 06 Nov 1994 08:49:37 GMT". The weekday is checked for shape, not value. */
+static const char *fixdate(scan_t *sc, struct tm *tm) {
+  static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  static const char days[] = "MonTueWedThuFriSatSun";
+  if (sc->len - sc->pos < 29) return "too short for an HTTP date";
+  const char *s = sc->s + sc->pos;
+  int wd = -1, mon = -1;
+  for (int i = 0; i < 7; i++)
+    if (memcmp(s, days + 3 * i, 3) == 0) wd = i;
+  if (wd < 0 || s[3] != ',' || s[4] != ' ') return "expected a weekday like 'Sun, '";
+  sc->pos += 5;
+  long d = digits(sc, 2);
+  if (d < 0 || !take(sc, " ") || sc->len - sc->pos < 4) return "expected a day of month";
+  for (int i = 0; i < 12; i++)
+    if (memcmp(sc->s + sc->pos, months + 3 * i, 3) == 0) mon = i;
+  if (mon < 0 || sc->s[sc->pos + 3] != ' ') return "expected a month like 'Nov'";
+  sc->pos += 4;
+  long y = digits(sc, 4), h = y >= 0 && take(sc, " ") ? digits(sc, 2) : -1;
+  long mi = h >= 0 && take(sc, ":") ? digits(sc, 2) : -1;
+  long sec = mi >= 0 && take(sc, ":") ? digits(sc, 2) : -1;
+  if (sec < 0) return "expected 'YYYY hh:mm:ss'";
+  if (sc->len - sc->pos != 4 || memcmp(sc->s + sc->pos, " GMT", 4) != 0) return "expected ' GMT' at the end";
+  sc->pos += 4;
+  memset(tm, 0, sizeof *tm);
+  tm->tm_year = (int)(y - 1900), tm->tm_mon = mon, tm->tm_mday = (int)d;
+  tm->tm_hour = (int)h, tm->tm_min = (int)mi, tm->tm_sec = (int)sec;
+  return check_ranges(tm);
+}
+
+int tf_parse_http_date(const char *s, size_t len, int64_t *out) {
+  scan_t sc = {s, len, 0};
+  struct tm tm;
+  if (fixdate(&sc, &tm)) return -1;
+  *out = (int64_t)timegm(&tm);
+  return 0;
+}
+
 int tf_from_double(double x, tf_time_t *out) {
   if (!isfinite(x) || fabs(x) > 1e15) return -1;
   double whole = floor(x);

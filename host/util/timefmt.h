@@ -1,4 +1,4 @@
-/* Pure-C time text: RFC 3339 parsing and Go-layout formatting, always UTC.
+/* Pure-C time text: RFC 3339 and HTTP-date parsing and Go-layout formatting, always UTC.
  * No locale, no TZ environment: timegm/gmtime_r only. */
 #ifndef ROTATOR_TIMEFMT_H
 #define ROTATOR_TIMEFMT_H
@@ -14,6 +14,11 @@ typedef struct {
  * nanoseconds are truncated. Returns 0, or -1 with *why set to a static
  * description ("day out of range", ...). */
 int tf_parse_rfc3339(const char *s, size_t len, tf_time_t *out, const char **why);
+
+/* Parses an HTTP Date header value in IMF-fixdate form ("Sun, 06 Nov 1994 08:49:37 GMT",
+ * RFC 9110), the only form HTTP/1.1 servers may send, into Unix seconds. The obsolete
+ * RFC 850 and asctime forms are refused. Returns 0, or -1. */
+int tf_parse_http_date(const char *s, size_t len, int64_t *out);
 
 /* Splits float epoch seconds, rounding to the microsecond (a double near
  * 1.7e9 carries no more precision). Returns -1 if not finite or beyond

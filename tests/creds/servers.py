@@ -8,7 +8,13 @@ One ThreadingHTTPServer plays three roles by path:
   STS     POST / (query protocol): AssumeRole must carry a SigV4 Authorization header
           (shape and credential scope checked); AssumeRoleWithWebIdentity must not, and
           its WebIdentityToken must equal .web_token. A role ARN ending in "/denied"
-          gets a 403 AccessDenied XML error.
+          gets a 403 AccessDenied XML error; one ending in "/longtoken" gets a 5 KB session token.
+  Proxy   It is also an HTTP proxy (http_proxy / https_proxy pointed at it), so requests
+          for the real AWS host names never leave the machine: an absolute-form request
+          ("GET http://169.254.170.2/ecs/creds") is served as if it came to its path, and a
+          CONNECT (https, e.g. to sts.cn-north-1.amazonaws.com.cn:443) is recorded and
+          refused with 403. Each logged request carries the host it was meant for.
+          .sts_fail_first makes the first N STS requests answer 503 ServiceUnavailable.
 Temporary credentials expire .expires_in seconds from issue; each issue bumps a counter
 that becomes part of the access key id (ASIAIMDS1, ASIAIMDS2, ...).
 """
@@ -34,6 +40,7 @@ class State:
         self.expires_in = 3600
         self.ecs_token = "ecs-auth-secret"
         self.web_token = "web-identity-secret-token"
+        self.sts_fail_first = 0
 
     def issue(self, kind):
         with self.lock:
@@ -62,7 +69,22 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.state
         with st.lock:
             st.log.append({"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
-                           "body": body})
+                           "body": body, "host": getattr(self, "target_host", None) or self.headers.get("Host")})
+
+    def parse_request(self):
+        ok = super().parse_request()
+        self.target_host = None
+        if ok and self.path.startswith("http://"):  # proxied: absolute form
+            rest = self.path[len("http://"):]
+            self.target_host, _, path = rest.partition("/")
+            self.path = "/" + path
+        return ok
+
+    def do_CONNECT(self):
+        self.target_host = self.path
+        self.record()
+        self.close_connection = True
+        return self.reply(403, "this test proxy does not tunnel")
 
     def do_PUT(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -105,6 +127,11 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(n).decode()
         self.record(body)
         st = self.server.state
+        with st.lock:
+            flaky = st.sts_fail_first > 0
+            st.sts_fail_first -= 1 if flaky else 0
+        if flaky:
+            return self.sts_error(503, "ServiceUnavailable", "try again")
         form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
         action = form.get("Action")
         auth = self.headers.get("Authorization")
@@ -124,6 +151,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.sts_error(403, "AccessDenied", f"not authorized to assume {role}")
         name = re.sub(r"[^A-Za-z0-9]", "", role.rsplit("/", 1)[-1])
         doc = st.issue("role" + name if action == "AssumeRole" else "webid")
+        if role.endswith("/longtoken"):
+            doc["Token"] = "session-token-" + "x" * 5000
         res = action + "Result"
         xml = (f'<{action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><{res}>'
                f"<Credentials><AccessKeyId>{doc['AccessKeyId']}</AccessKeyId>"
@@ -135,12 +164,20 @@ class Handler(BaseHTTPRequestHandler):
         return self.reply(200, xml, "text/xml")
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        import sys
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client that hung up after a refused CONNECT
+        super().handle_error(request, client_address)
+
+
 class Servers:
     """with Servers() as s: s.url, s.port, s.state (log, counts, expires_in, tokens)."""
 
     def __enter__(self):
         self.state = State()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.httpd.state = self.state
         self.port = self.httpd.server_address[1]

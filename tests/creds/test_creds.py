@@ -30,7 +30,9 @@ def write(name, text, mode=0o600):
 
 
 def base_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "ROTATOR_TEST_ECS_HOST"}
+    # No ambient AWS settings or proxies: the tests that want a proxy set the stand-in as one.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
     env.update({"HOME": tmp, "AWS_CONFIG_FILE": os.path.join(tmp, "none-config"),
                 "AWS_SHARED_CREDENTIALS_FILE": os.path.join(tmp, "none-credentials"),
                 "AWS_EC2_METADATA_DISABLED": "true"})
@@ -93,6 +95,13 @@ external_id = ext-1
 [profile one]
 region = us-west-2
 role_arn = arn:aws:iam::111111111111:role/one
+source_profile = base
+[profile china]
+region = cn-north-1
+role_arn = arn:aws:iam::111111111111:role/china
+source_profile = base
+[profile longtok]
+role_arn = arn:aws:iam::111111111111:role/longtoken
 source_profile = base
 [profile denied]
 role_arn = arn:aws:iam::111111111111:role/denied
@@ -157,6 +166,8 @@ with Servers() as s:
         t.ok("Credential=ASIAROLEB1/" in reqs[1]["headers"].get("Authorization", "") and
              reqs[1]["headers"].get("X-Amz-Security-Token") == "session-token-roleb-1",
              "second hop signed by b's temporary credentials with their token")
+    check("STS session token over the limit", base_env(AWS_PROFILE="longtok", **sts),
+          error=["SessionToken is longer than the 4095-byte limit"])
     check("AssumeRole denied", base_env(AWS_PROFILE="denied", **sts),
           error=['profile "denied"', "HTTP 403", "AccessDenied"])
 
@@ -190,17 +201,45 @@ with Servers() as s:
     t.ok(time.monotonic() - t0 < 5, f"slow process killed after the timeout ({time.monotonic() - t0:.2f}s)")
 
     # ---- ECS ---------------------------------------------------------------------------------------
-    ecs = base_env(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI="/ecs/creds", ROTATOR_TEST_ECS_HOST=f"127.0.0.1:{s.port}",
-                   AWS_CONTAINER_AUTHORIZATION_TOKEN="ecs-auth-secret")
+    # The stand-in is also the HTTP proxy: the request for 169.254.170.2 never leaves the machine.
+    proxy = {"http_proxy": s.url, "https_proxy": s.url, "HTTPS_PROXY": s.url, "no_proxy": "", "NO_PROXY": ""}
+    ecs = base_env(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI="/ecs/creds", AWS_CONTAINER_AUTHORIZATION_TOKEN="ecs-auth-secret",
+                   **proxy)
+    s.clear()
     check("ECS relative URI with token", ecs, source="ecs", akid="ASIAECS1")
+    t.eq([r["host"] for r in s.requests()], ["169.254.170.2"], "RELATIVE_URI goes to the ECS agent address")
     tokfile = write("ecstoken", "ecs-auth-secret\n")
     check("ECS full URI with token file", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=s.url + "/ecs/creds",
                                                     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=tokfile),
           source="ecs", akid="ASIAECS2")
+    bigtok = write("ecstoken-big", "t" * 5000 + "\n")
+    check("ECS token file over the limit", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=s.url + "/ecs/creds",
+                                                     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=bigtok),
+          error=["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "longer than the 4096-byte limit"])
     check("ECS wrong token", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=s.url + "/ecs/creds",
                                       AWS_CONTAINER_AUTHORIZATION_TOKEN="wrong"), error=["HTTP 401"])
     check("ECS full URI not loopback", base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://10.1.2.3/creds"),
           error=["AWS_CONTAINER_CREDENTIALS_FULL_URI must be https"])
+
+    # ---- STS through the AWS request path: endpoint resolver, retries ------------------------------
+    # No endpoint override: the chain must resolve the real STS host. The proxy records the
+    # CONNECT and refuses it, so nothing reaches AWS.
+    s.clear()
+    check("cn-north-1 role: the aws-cn STS endpoint", base_env(AWS_PROFILE="china", **files, **proxy),
+          error=['profile "china"', "https://sts.cn-north-1.amazonaws.com.cn/"])
+    hosts = [r["host"] for r in s.requests(lambda r: r["method"] == "CONNECT")]
+    t.ok(hosts and all(h == "sts.cn-north-1.amazonaws.com.cn:443" for h in hosts),
+         f"AssumeRole for a cn-north-1 profile connects to sts.cn-north-1.amazonaws.com.cn: {hosts}")
+    t.eq(len(hosts), 3, "a failed STS connection is retried like any AWS call (3 attempts)")
+    s.clear()
+    check("FIPS STS endpoint", base_env(AWS_PROFILE="one", AWS_USE_FIPS_ENDPOINT="true", **files, **proxy),
+          error=["https://sts-fips.us-west-2.amazonaws.com/"])
+    hosts = sorted({r["host"] for r in s.requests(lambda r: r["method"] == "CONNECT")})
+    t.eq(hosts, ["sts-fips.us-west-2.amazonaws.com:443"], "AWS_USE_FIPS_ENDPOINT=true is honoured for STS")
+    s.clear()
+    s.state.sts_fail_first = 1
+    check("STS 503 retried", base_env(AWS_PROFILE="one", **sts), akid="ASIAROLEONE1")
+    t.eq(len(s.requests(lambda r: r["method"] == "POST")), 2, "STS answered 503 once; the second attempt succeeds")
 
     # ---- IMDSv2 -----------------------------------------------------------------------------------
     import urllib.error

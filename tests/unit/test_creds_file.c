@@ -1,6 +1,6 @@
 /* Shared config/credentials files: INI parsing, profile resolution, role chains, loop
  * detection, and the error messages for missing profiles and unreadable files. Real files
- * in a temporary directory. */
+ * in a temporary directory. Also the JSON/XML field readers (util/json_get, util/xml_get). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +193,25 @@ static void test_paths(void) {
   unsetenv("AWS_SHARED_CREDENTIALS_FILE");
 }
 
+/* The field readers the credential documents and AWS error bodies share. */
+static void test_field_readers(void) {
+  char out[16], tiny[3];
+  const char *j = "{\"a\": {\"Key\": \"nested\"}, \"s\": \"x\\\"y\\u00e9\", \"Key\": \"top\", \"n\": 42}";
+  is_int(json_get(j, strlen(j), "Key", out, sizeof out), 0, "json_get finds the top-level member");
+  is_str(out, "top", "not the nested one of the same name");
+  ok(json_get(j, strlen(j), "s", out, sizeof out) == 0 && strcmp(out, "x\"y\xc3\xa9") == 0, "escapes decoded");
+  ok(json_get(j, strlen(j), "n", out, sizeof out) == 0 && strcmp(out, "42") == 0, "a number as text");
+  is_int(json_get(j, strlen(j), "a", out, sizeof out), -1, "an object value is refused");
+  is_int(json_get(j, strlen(j), "nope", out, sizeof out), -1, "missing key");
+  is_int(json_get(j, strlen(j), "Key", tiny, sizeof tiny), JSON_GET_TOO_LONG, "too long is told apart");
+  is_str(tiny, "to", "keeping the prefix that fits");
+  const char *x = "<R><Code> Throttling </Code><Message>a &amp; b &lt;c&gt;</Message></R>";
+  ok(xml_get(x, strlen(x), "Code", out, sizeof out) == 0 && strcmp(out, "Throttling") == 0, "xml_get trims");
+  ok(xml_get(x, strlen(x), "Message", out, sizeof out) == 0 && strcmp(out, "a & b <c>") == 0, "entities decoded");
+  is_int(xml_get(x, strlen(x), "Missing", out, sizeof out), -1, "missing element");
+  is_int(xml_get(x, strlen(x), "Code", tiny, sizeof tiny), XML_GET_TOO_LONG, "too long is told apart");
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/test_creds_file.XXXXXX");
   if (!mkdtemp(dir)) { perror("mkdtemp"); return 2; }
@@ -203,6 +222,7 @@ int main(void) {
   test_roles();
   test_unreadable();
   test_paths();
+  test_field_readers();
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) printf("# could not remove %s\n", dir);

@@ -62,6 +62,7 @@ typedef struct {
   char *body;
   size_t body_len;
   char reqid[128];
+  int header_cut;  /* http_header refused a buffer too small for the value */
   int during_send; /* set while http_send runs: a callback then is a bug */
 } result_t;
 
@@ -79,6 +80,8 @@ static void on_done(void *ud, const http_response_t *resp) {
   }
   r->body_len = resp->body_len;
   if (!http_header(resp, "content-TYPE", r->reqid, sizeof r->reqid)) r->reqid[0] = '\0';
+  char small[5];
+  r->header_cut = r->reqid[0] && http_header(resp, "Content-Type", small, sizeof small) == NULL;
   if (r->during_send) r->during_send = 2;
 }
 
@@ -109,6 +112,7 @@ static void test_basic(loop_t *loop, http_client_t *c) {
   is_int(r.status, 200, "status 200");
   is_str(r.body, "hello", "body");
   is_str(r.reqid, "text/plain", "http_header finds a header case-insensitively");
+  ok(r.header_cut, "http_header returns NULL, not a cut value, when the buffer is too small");
   is_int(http_pending(c), 0, "none pending");
   free(r.body);
 }

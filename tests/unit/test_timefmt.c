@@ -136,6 +136,29 @@ static void test_bounds(void) {
   is_int(tf_format((tf_time_t){T0, 0}, "x", 1, NULL, 0), 1, "measure only");
 }
 
+static void test_http_date(void) {
+  int64_t t = 0;
+  static const char *const good = "Sun, 06 Nov 1994 08:49:37 GMT";
+  ok(tf_parse_http_date(good, strlen(good), &t) == 0, "IMF-fixdate parses");
+  is_int(t, 784111777, "RFC 9110's example is 784111777");
+  const char *leap = "Thu, 29 Feb 2024 23:59:59 GMT";
+  ok(tf_parse_http_date(leap, strlen(leap), &t) == 0 && t == 1709251199, "leap day");
+  static const char *const bad[] = {
+      "Sunday, 06-Nov-94 08:49:37 GMT", /* RFC 850: obsolete */
+      "Sun Nov  6 08:49:37 1994",       /* asctime: obsolete */
+      "Sun, 06 Nov 1994 08:49:37 UTC",  /* zone must be GMT */
+      "Sun, 06 Nov 1994 08:49:37 GMTx", /* trailing text */
+      "Sun, 31 Nov 1994 08:49:37 GMT",  /* day out of range */
+      "Sun, 06 Foo 1994 08:49:37 GMT",  /* month */
+      "Sun, 06 Nov 1994 24:49:37 GMT",  /* hour */
+      "Sun, 6 Nov 1994 08:49:37 GMT",   /* day needs two digits */
+      "Sun, 06 Nov 1994 08:49:37 G",    /* short */
+      ""};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    ok(tf_parse_http_date(bad[i], strlen(bad[i]), &t) == -1, "refuses '%s'", bad[i]);
+  ok(tf_parse_http_date(good, 20, &t) == -1, "honours len (no read past it)");
+}
+
 int main(void) {
   (void)tap_skip_all; /* tap.h defines it static; unused here */
   test_parse();
@@ -143,5 +166,6 @@ int main(void) {
   test_format();
   test_rfc3339_and_double();
   test_bounds();
+  test_http_date();
   return tap_done();
 }

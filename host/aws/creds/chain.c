@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "aws/creds/internal.h"
+#include "aws/retry.h"
 #include "core/log.h"
 #include "util/timefmt.h"
 
@@ -50,6 +51,7 @@ struct creds_provider {
   int region_resolving;
   char region[CREDS_REGION_MAX];
   creds_fetch_t *rfetch;
+  aws_ctx_t own_aws;       /* STS retry state when no AWS client shares its own */
 };
 
 static int push(waiters_t *w, creds_cb cb, region_cb rcb, void *ud) {
@@ -135,7 +137,7 @@ static int env_creds(creds_t *c, char *err, size_t len) {
 
 static fetch_env_t fetch_env(creds_provider_t *p) {
   return (fetch_env_t){p->loop, p->http, p->opt.imds_timeout_ms, p->opt.sts_timeout_ms,
-                       p->sts_region[0] ? p->sts_region : NULL};
+                       p->sts_region[0] ? p->sts_region : NULL, p->opt.aws};
 }
 
 static void on_source(void *ud, const creds_t *c, const char *err);
@@ -355,6 +357,10 @@ creds_provider_t *creds_new(loop_t *loop, http_client_t *http, const creds_optio
   if (!p->opt.imds_timeout_ms) p->opt.imds_timeout_ms = DEFAULT_IMDS_MS;
   if (!p->opt.sts_timeout_ms) p->opt.sts_timeout_ms = DEFAULT_STS_MS;
   if (!p->opt.process_timeout_ms) p->opt.process_timeout_ms = DEFAULT_PROC_MS;
+  if (!p->opt.aws) {
+    aws_ctx_init(&p->own_aws, loop, http);
+    p->opt.aws = &p->own_aws;
+  }
   loop_timer_init(&p->defer, on_defer, p);
   return p;
 }

@@ -16,11 +16,9 @@
  *      AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)
  *   5. EC2 IMDSv2 (unless AWS_EC2_METADATA_DISABLED=true); AWS_EC2_METADATA_SERVICE_ENDPOINT
  *      overrides http://169.254.169.254.
- * STS is reached at AWS_ENDPOINT_URL_STS, else AWS_ENDPOINT_URL, else
- * https://sts.REGION.amazonaws.com (https://sts.amazonaws.com without a region).
- *
- * Test only: ROTATOR_TEST_ECS_HOST ("127.0.0.1:PORT") replaces 169.254.170.2 in the
- * RELATIVE_URI form so tests can run a local container-credentials server.
+ * STS calls go through the same request path as every AWS call (aws/retry.h): the
+ * endpoint resolver (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, the region's partition,
+ * AWS_USE_FIPS_ENDPOINT; us-east-1 without a region), retries and clock-skew correction.
  *
  * Temporary credentials are cached and refreshed lazily: a creds_get() within
  * refresh_margin_s of the expiration starts one refresh that every concurrent caller
@@ -58,6 +56,8 @@ typedef struct {
   long imds_timeout_ms;         /* per IMDS/ECS request; 0: 1000 */
   long sts_timeout_ms;          /* per STS request; 0: 10000 */
   long process_timeout_ms;      /* credential_process; 0: 30000 */
+  struct aws_ctx *aws;          /* retry state and clock offset shared with an AWS client
+                                   (aws/retry.h); NULL: the provider keeps its own */
 } creds_options_t;
 
 typedef struct creds_provider creds_provider_t;

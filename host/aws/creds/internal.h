@@ -1,11 +1,13 @@
 /* Internals of the credential chain (aws/creds/creds.h), shared by aws/creds/chain.c, aws/creds/profile.c,
- * aws/creds/http.c, aws/creds/process.c and region.c, and used by the unit tests. */
+ * aws/creds/{fetch,imds,ecs,sts}.c, aws/creds/process.c and region.c, and used by the unit tests. */
 #ifndef ROTATOR_CREDS_INTERNAL_H
 #define ROTATOR_CREDS_INTERNAL_H
 #include <stddef.h>
 #include <stdint.h>
 
 #include "aws/creds/creds.h"
+#include "util/json_get.h"
+#include "util/xml_get.h"
 
 #define CREDS_MAX_CHAIN 8   /* role_arn hops through source_profile */
 
@@ -70,7 +72,7 @@ int creds_file_paths(char *config, size_t clen, char *credentials, size_t crlen)
 /* The profile's region from the files (credentials file first), malloc'd, or NULL. */
 char *creds_file_region(const plan_input_t *in);
 
-/* ---- aws/creds/http.c: IMDSv2, ECS, STS ----------------------------------------------- */
+/* ---- aws/creds/{imds,ecs,sts}.c ----------------------------------------------- */
 
 typedef void (*creds_fetch_fn)(void *ud, const creds_t *c, const char *err);
 
@@ -82,6 +84,7 @@ typedef struct {
   long imds_timeout_ms;
   long sts_timeout_ms;
   const char *region;       /* for STS; may be NULL */
+  struct aws_ctx *aws;      /* STS goes through aws/retry.h with the client's retry state */
 } fetch_env_t;
 
 creds_fetch_t *creds_fetch_imds(const fetch_env_t *e, creds_fetch_fn fn, void *ud, char *err, size_t errlen);
@@ -99,12 +102,14 @@ void creds_fetch_cancel(creds_fetch_t *f);   /* fn is not called */
 int creds_ecs_configured(void);
 int creds_imds_disabled(void);
 
-/* Helpers shared with aws/creds/process.c (and tested). */
-/* Value of a top-level string member of a JSON object, unescaped into out. 0, or -1
- * (missing / not a string / too long). Numbers are returned as text too. */
-int creds_json_get(const char *json, size_t len, const char *key, char *out, size_t outlen);
-/* Text of the first <tag>...</tag> in xml (entities &amp; &lt; &gt; &quot; &apos; decoded). */
-int creds_xml_get(const char *xml, size_t len, const char *tag, char *out, size_t outlen);
+/* Helpers shared with aws/creds/process.c (and tested). The field readers are
+ * util/json_get.h and util/xml_get.h; these names are kept for their callers. */
+static inline int creds_json_get(const char *json, size_t len, const char *key, char *out, size_t outlen) {
+  return json_get(json, len, key, out, outlen) == 0 ? 0 : -1;
+}
+static inline int creds_xml_get(const char *xml, size_t len, const char *tag, char *out, size_t outlen) {
+  return xml_get(xml, len, tag, out, outlen) == 0 ? 0 : -1;
+}
 /* RFC 3339 -> Unix seconds; -1 on error. */
 int creds_parse_time(const char *s, int64_t *out);
 /* Fill c from a JSON credentials document (IMDS, ECS, credential_process). token_key is

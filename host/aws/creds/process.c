@@ -85,7 +85,13 @@ static void deliver(creds_proc_t *p) {
 static void try_reap(creds_proc_t *p) {
   int st;
   pid_t r = waitpid(p->pid, &st, WNOHANG);
-  if (r == 0) { loop_timer_start(p->loop, &p->reap, PROC_REAP_POLL_MS); return; }
+  if (r == 0 && loop_timer_start(p->loop, &p->reap, PROC_REAP_POLL_MS) == 0) return;
+  if (r == 0) { /* no timer to poll with: end the child now rather than never reap it */
+    kill(-p->pid, SIGKILL);
+    kill(p->pid, SIGKILL);
+    r = waitpid(p->pid, &st, 0);
+    p->timed_out = 1;
+  }
   p->exited = 1;
   p->status = r == p->pid ? st : 0;
   deliver(p);
