@@ -11,6 +11,7 @@
 #include "cli/chain.h"
 #include "cli/cli.h"
 #include "core/loop.h"
+#include "util/xml_get.h"
 
 static const char *const SERVICES[] = {"dynamodb", "ssm", "sqs", "backup", "sts"};
 
@@ -70,22 +71,6 @@ static int parse_args(int argc, char **argv, whoami_opts *o) {
 
 /* ---- STS GetCallerIdentity ---- */
 
-/* The text of the first <tag>...</tag> in the STS answer. Account ids and ARNs hold no
- * XML entities, so none are decoded. 0, or -1 if absent or longer than out. */
-static int xml_field(const char *xml, size_t len, const char *tag, char *out, size_t size) {
-  char open[64], close[64];
-  snprintf(open, sizeof open, "<%s>", tag);
-  snprintf(close, sizeof close, "</%s>", tag);
-  const char *s = memmem(xml, len, open, strlen(open));
-  if (!s) return -1;
-  s += strlen(open);
-  const char *e = memmem(s, len - (size_t)(s - xml), close, strlen(close));
-  if (!e || (size_t)(e - s) >= size) return -1;
-  memcpy(out, s, (size_t)(e - s));
-  out[e - s] = '\0';
-  return 0;
-}
-
 static void on_identity(void *ud, const aws_result_t *r) {
   whoami_state *s = ud;
   s->call_done = 1;
@@ -93,8 +78,8 @@ static void on_identity(void *ud, const aws_result_t *r) {
     snprintf(s->call_err, sizeof s->call_err, "%s: %s (HTTP %d)", r->err->code, r->err->message, r->status);
     return;
   }
-  s->call_ok = xml_field(r->body, r->body_len, "Account", s->account, sizeof s->account) == 0 &&
-               xml_field(r->body, r->body_len, "Arn", s->arn, sizeof s->arn) == 0;
+  s->call_ok = xml_get(r->body, r->body_len, "Account", s->account, sizeof s->account) == 0 &&
+               xml_get(r->body, r->body_len, "Arn", s->arn, sizeof s->arn) == 0;
   if (!s->call_ok) snprintf(s->call_err, sizeof s->call_err, "no Account/Arn in the STS answer");
 }
 

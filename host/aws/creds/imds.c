@@ -81,7 +81,7 @@ static void got_role(creds_fetch_t *f, const http_response_t *r) {
 static void got_creds(creds_fetch_t *f, const http_response_t *r) {
   char err[CREDS_ERR_MAX], code[64];
   creds_t c;
-  if (creds_json_get(r->body, r->body_len, "Code", code, sizeof code) == 0 && strcmp(code, "Success") != 0) {
+  if (json_get(r->body, r->body_len, "Code", code, sizeof code) == 0 && strcmp(code, "Success") != 0) {
     fetch_fail(f, "IMDS credentials for role %s: Code %s", f->role, code);
     return;
   }

@@ -102,14 +102,7 @@ void creds_fetch_cancel(creds_fetch_t *f);   /* fn is not called */
 int creds_ecs_configured(void);
 int creds_imds_disabled(void);
 
-/* Helpers shared with aws/creds/process.c (and tested). The field readers are
- * util/json_get.h and util/xml_get.h; these names are kept for their callers. */
-static inline int creds_json_get(const char *json, size_t len, const char *key, char *out, size_t outlen) {
-  return json_get(json, len, key, out, outlen) == 0 ? 0 : -1;
-}
-static inline int creds_xml_get(const char *xml, size_t len, const char *tag, char *out, size_t outlen) {
-  return xml_get(xml, len, tag, out, outlen) == 0 ? 0 : -1;
-}
+/* The JSON and XML field readers are util/json_get.h and util/xml_get.h. */
 /* RFC 3339 -> Unix seconds; -1 on error. */
 int creds_parse_time(const char *s, int64_t *out);
 /* Fill c from a JSON credentials document (IMDS, ECS, credential_process). token_key is

@@ -66,7 +66,7 @@ static void deliver(creds_proc_t *p) {
     return;
   }
   const char *out = p->out ? p->out : "";
-  if (creds_json_get(out, p->len, "Version", ver, sizeof ver) != 0 || strcmp(ver, "1") != 0) {
+  if (json_get(out, p->len, "Version", ver, sizeof ver) != 0 || strcmp(ver, "1") != 0) {
     snprintf(err, sizeof err, "credential_process of profile \"%s\" printed no JSON object with \"Version\": 1",
              p->profile);
     finish(p, NULL, err);
