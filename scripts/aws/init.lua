@@ -44,15 +44,17 @@ local REST = {
   },
 }
 
-local function pct(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+-- RFC 3986 percent-encoding of everything but the unreserved bytes. With `form`, the
+-- application/x-www-form-urlencoded variant the query protocol's servers decode and
+-- re-encode when they check a signature: a space is "+", every other reserved byte %XX.
+local function escape(s, form)
+  local keep = form and "[^%w%-%._~ ]" or "[^%w%-%._~]"
+  local out = tostring(s):gsub(keep, function(c) return ("%%%02X"):format(c:byte()) end)
+  if form then out = out:gsub(" ", "+") end
+  return out
 end
-
--- application/x-www-form-urlencoded, as the query protocol's servers decode and re-encode
--- it when they check a signature: a space is "+", every other reserved byte %XX.
-local function form(s)
-  return (tostring(s):gsub("[^%w%-%._~ ]", function(c) return ("%%%02X"):format(c:byte()) end):gsub(" ", "+"))
-end
+local function pct(s) return escape(s, false) end
+local function form(s) return escape(s, true) end
 
 -- query protocol: nested params flattened the way STS/SNS expect.
 local function flatten(prefix, v, out)
