@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aws/call.h"
+#include "aws/client.h"
 #include "cli/args.h"
 #include "cli/chain.h"
 #include "cli/cli.h"

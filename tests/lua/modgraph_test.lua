@@ -373,7 +373,7 @@ return M]] } })
     os.remove(dir)
     assert(host.mkdir(dir) and host.mkdir(dir .. "/creds"))
     local function write(p, text) local f = assert(io.open(dir .. "/" .. p, "w")) f:write(text) f:close() end
-    write("call.c", '#include "aws/call.h"\n#include <string.h>\n')
+    write("call.c", '#include "aws/client.h"\n#include <string.h>\n')
     write("creds/chain.c", '#include "core/log.h"\n  #  include <lauxlib.h>\n#include "lua/state.h"\n')
     local found = lua_includes(dir)
     os.execute("rm -rf '" .. dir .. "'")

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "aws/call.h"
+#include "aws/client.h"
 #include "lua/state.h"
 #include "lua/modules.h"
 
