@@ -8,9 +8,9 @@
  *  - per-thread OpenSSL contexts are reused (a one-shot EVP_Digest()/HMAC() re-fetches the
  *    algorithm on each call and costs ~3x for small inputs);
  *  - a key-cache slot holds kSigning loaded in its own HMAC context (one keyless re-init
- *    per signature) plus the scope and credential strings; it is found by a keyed SipHash
- *    of the secret (OpenSSL's EVP_MAC "SIPHASH") and byte-equal scope parts, which also
- *    makes re-validating them unnecessary;
+ *    per signature) plus the scope and credential strings; it is found by byte-equal
+ *    secret and scope parts (no hashing per signature), which also makes re-validating
+ *    them unnecessary;
  *  - header names already in lower case are used in place; values are folded 8 bytes at
  *    a time; each output block is reserved once and written without per-piece checks;
  *  - the Authorization value is written straight into the caller's buffer.
@@ -26,7 +26,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
-#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,7 +197,11 @@ static size_t fold_value(char *o, const char *v, size_t n) {
 /* ---- 2. per-thread state ---- */
 
 typedef struct {
-  uint64_t secret_tag; /* SipHash of the secret under the thread's key, never the secret */
+  /* The secret this slot's kSigning was derived from, compared in constant time. The
+   * process holds the secret anyway (the credential provider); the slot's copy lives in
+   * the thread state, which is cleansed when freed, and is overwritten on reuse. */
+  char secret[SIGV4_MAX_SECRET_LEN];
+  size_t secret_len;
   char akid[MAX_AKID_LEN];
   char date[DATE_LEN];
   char region[SIGV4_MAX_SCOPE_PART];
@@ -223,8 +226,6 @@ typedef struct {
   EVP_MD_CTX *md;
   EVP_MAC *hmac;
   EVP_MAC_CTX *derive; /* re-keyed for each step of the key derivation */
-  EVP_MAC *siphash;
-  EVP_MAC_CTX *tagger; /* SipHash-2-4 keyed at random: tags cached signing keys (below) */
   key_slot slots[KEY_SLOTS];
   unsigned next_slot;
   char hex_pairs[512];    /* "000102..ff": one 2-byte copy per hex-encoded byte */
@@ -250,35 +251,6 @@ static EVP_MAC_CTX *new_hmac_ctx(EVP_MAC *hmac) {
   return c;
 }
 
-/* A keyed 64-bit PRF that tags cached signing keys with their secret without keeping the
- * secret or a plain digest of it: OpenSSL's SipHash-2-4 under a random per-thread key.
- * Two secrets collide with probability 2^-64; a collision would only make AWS reject
- * that one signature. */
-static EVP_MAC_CTX *new_tagger(EVP_MAC *siphash) {
-  unsigned char key[16];
-  size_t size = 8;
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size), OSSL_PARAM_construct_end()};
-  EVP_MAC_CTX *c = EVP_MAC_CTX_new(siphash);
-  int ok = c && RAND_bytes(key, sizeof key) == 1 && EVP_MAC_init(c, key, sizeof key, params);
-  OPENSSL_cleanse(key, sizeof key);
-  if (!ok) {
-    EVP_MAC_CTX_free(c);
-    return NULL;
-  }
-  return c;
-}
-
-/* The tag of a secret into *tag: 1, or 0 if OpenSSL failed. */
-static int secret_tag(EVP_MAC_CTX *tagger, const char *secret, size_t n, uint64_t *tag) {
-  unsigned char out[8];
-  size_t len = 0;
-  if (!EVP_MAC_init(tagger, NULL, 0, NULL) || !EVP_MAC_update(tagger, (const unsigned char *)secret, n) ||
-      !EVP_MAC_final(tagger, out, &len, sizeof out) || len != sizeof out)
-    return 0;
-  memcpy(tag, out, sizeof *tag);
-  return 1;
-}
-
 static void sb_free(sbuf *b) {
   OPENSSL_clear_free(b->p, b->cap);
   memset(b, 0, sizeof *b);
@@ -288,8 +260,6 @@ static void free_state(sigv4_state *st) {
   for (int i = 0; i < KEY_SLOTS; i++) EVP_MAC_CTX_free(st->slots[i].mac);
   EVP_MAC_CTX_free(st->derive);
   EVP_MAC_free(st->hmac);
-  EVP_MAC_CTX_free(st->tagger);
-  EVP_MAC_free(st->siphash);
   EVP_MD_CTX_free(st->md);
   EVP_MD_free(st->sha256);
   sb_free(&st->creq);
@@ -320,9 +290,7 @@ static sigv4_state *state_get(void) {
   st->md = EVP_MD_CTX_new();
   st->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
   st->derive = st->hmac ? new_hmac_ctx(st->hmac) : NULL;
-  st->siphash = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
-  st->tagger = st->siphash ? new_tagger(st->siphash) : NULL;
-  if (!st->sha256 || !st->md || !st->derive || !st->tagger) {
+  if (!st->sha256 || !st->md || !st->derive) {
     free_state(st);
     return NULL;
   }
@@ -374,8 +342,10 @@ static int derive_key(sigv4_state *st, key_slot *slot, const key_scope *ks) {
   return ok;
 }
 
-static int slot_matches(const key_slot *s, uint64_t tag, const key_scope *ks) {
-  return s->valid && s->secret_tag == tag && memcmp(s->date, ks->date, DATE_LEN) == 0 &&
+static int slot_matches(const key_slot *s, const key_scope *ks) {
+  return s->valid && s->secret_len == ks->secret_len &&
+         CRYPTO_memcmp(s->secret, ks->secret, ks->secret_len) == 0 &&
+         memcmp(s->date, ks->date, DATE_LEN) == 0 &&
          s->akid_len == ks->akid_len && s->region_len == ks->region_len &&
          s->service_len == ks->service_len && memcmp(s->akid, ks->akid, ks->akid_len) == 0 &&
          memcmp(s->region, ks->region, ks->region_len) == 0 &&
@@ -397,12 +367,13 @@ static void build_scope_strings(key_slot *s) {
 }
 
 /* Fills the round-robin victim slot. */
-static key_slot *fill_slot(sigv4_state *st, uint64_t tag, const key_scope *ks) {
+static key_slot *fill_slot(sigv4_state *st, const key_scope *ks) {
   key_slot *s = &st->slots[st->next_slot];
   st->next_slot = (st->next_slot + 1) % KEY_SLOTS;
   s->valid = 0;
   if (!s->mac && !(s->mac = new_hmac_ctx(st->hmac))) return NULL;
-  s->secret_tag = tag;
+  OPENSSL_cleanse(s->secret, sizeof s->secret);
+  memcpy(s->secret, ks->secret, s->secret_len = ks->secret_len);
   memcpy(s->akid, ks->akid, s->akid_len = ks->akid_len);
   memcpy(s->date, ks->date, DATE_LEN);
   memcpy(s->region, ks->region, s->region_len = ks->region_len);
@@ -413,9 +384,9 @@ static key_slot *fill_slot(sigv4_state *st, uint64_t tag, const key_scope *ks) {
   return s;
 }
 
-static key_slot *find_slot(sigv4_state *st, uint64_t tag, const key_scope *ks) {
+static key_slot *find_slot(sigv4_state *st, const key_scope *ks) {
   for (int i = 0; i < KEY_SLOTS; i++)
-    if (slot_matches(&st->slots[i], tag, ks)) return &st->slots[i];
+    if (slot_matches(&st->slots[i], ks)) return &st->slots[i];
   return NULL;
 }
 
@@ -560,13 +531,10 @@ static int bind_key(job *j) {
   key_scope ks = {j->cr->access_key_id, j->cr->secret_access_key, j->amz_date,
                   j->p->region, j->p->service, j->akid_len, j->secret_len,
                   j->region_len, j->service_len};
-  uint64_t tag;
-  if (!secret_tag(j->st->tagger, ks.secret, ks.secret_len, &tag))
-    return fail(SIGV4_ERR_CRYPTO, "tagging the secret for the key cache failed");
-  if ((j->slot = find_slot(j->st, tag, &ks))) return SIGV4_OK;
+  if ((j->slot = find_slot(j->st, &ks))) return SIGV4_OK;
   int rc = check_scope_words(&ks);
   if (rc) return rc;
-  if (!(j->slot = fill_slot(j->st, tag, &ks)))
+  if (!(j->slot = fill_slot(j->st, &ks)))
     return fail(SIGV4_ERR_CRYPTO, "deriving the signing key failed");
   return SIGV4_OK;
 }
