@@ -25,6 +25,12 @@ typedef struct host {
   size_t reload_snapshot_len;
   uint64_t reload_started_ms;
   loop_timer_t reload_swap;
+  /* AWS (lua/lib/aws.c): one client per process, created by the first state that loads
+   * aws_core, so its credential provider, connection cache, retry quota and clock-skew
+   * offset outlive reloads. Every call in flight has a route naming the state that owns
+   * its completion; a reload can hand a call over from one state to the next. */
+  struct aws_client *aws;
+  struct laws_route *aws_routes;
 } host_t;
 
 /* Signal hooks live in each Lua state's registry under these keys, so a candidate state
@@ -48,5 +54,8 @@ int host_watch_signals(host_t *h);
 int host_reload(host_t *h, const char *why);
 void host_reload_init(host_t *h);
 void host_reload_cleanup(host_t *h);
+/* After the last Lua state closed: frees the AWS client (calls still in flight are
+ * cancelled silently) and their routes. */
+void host_aws_close(host_t *h);
 
 #endif
