@@ -33,7 +33,7 @@ local M = {
   received = {}, -- messages received during a reload's quiesce, handed over unstarted
   recv = nil,    -- the ReceiveMessage in flight (see "receiving")
   gen = 0,       -- the poll loop's generation: a loop of an older one ends
-  wait = math.max(1, math.min(20, math.tointeger(tonumber(os.getenv("ROTATOR_RECEIVE_WAIT") or "")) or 20)),
+  wait = 20,     -- the long poll's wait in seconds (receive_wait)
 }
 
 local busy = 0        -- our own SQS calls in flight (heartbeats, deletes)
@@ -291,7 +291,22 @@ local function poll_loop(ctx, gen)
   log.info("intake.stopped", { inflight = inflight() })
 end
 
+-- The long poll's wait: ROTATOR_RECEIVE_WAIT (default 20 s), and short enough that a stop
+-- can wait for the open poll within --stop-timeout (2 s to spare).
+local function receive_wait()
+  local want = math.max(1, math.min(20, math.tointeger(tonumber(os.getenv("ROTATOR_RECEIVE_WAIT") or "")) or 20))
+  local stop_ms = host.config and tonumber(host.config.stop_timeout_ms)
+  local fits = stop_ms and math.max(1, stop_ms // 1000 - 2) or want
+  if fits < want then
+    log.warn("intake.receive_wait_capped", { wait = fits, wanted = want, stop_timeout_ms = stop_ms,
+      reason = "a stop waits for the open long poll; raise --stop-timeout for longer polls" })
+    return fits
+  end
+  return want
+end
+
 function M.start(ctx)
+  M.wait = receive_wait()
   M.stopping = false
   M.gen = M.gen + 1
   log.info("intake.started", { queue = ctx.queue_url, visibility = M.visibility, heartbeat = M.heartbeat,

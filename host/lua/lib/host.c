@@ -11,7 +11,8 @@
  *   host.mkdir(path)                      mkdir -p, new folders 0700; nil, msg on error
  *   host.reload()                         start a hot reload (see host.h); false if busy
  *   host.sha256_hex(data)                 hex digest, e.g. of a policy file for `status`
- *   host.config                           scripts_dir, policies_dir, state_dir, version */
+ *   host.config                           scripts_dir, policies_dir, state_dir, version,
+ *                                          stop_timeout_ms (--stop-timeout) */
 #include <dirent.h>
 #include <openssl/evp.h>
 #include <unistd.h>
@@ -210,6 +211,8 @@ int luaopen_rotator_host(lua_State *L) {
   set_str(L, "state_dir", h->state_dir);
   set_str(L, "version", ROTATOR_VERSION);
   set_str(L, "gitrev", ROTATOR_GITREV);
+  lua_pushinteger(L, (lua_Integer)h->stop_timeout_ms);
+  lua_setfield(L, -2, "stop_timeout_ms");
   lua_setfield(L, -2, "config");
   return 1;
 }
