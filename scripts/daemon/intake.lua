@@ -272,13 +272,15 @@ local function poll_loop(ctx, gen)
         r = open_receive(ctx)
         M.recv = r
       end
-      local hold <close> = host.hold() -- a stop waits for the open poll and what it returns
-      r.future:wait()
-      if r.handed or gen ~= M.gen then break end -- a reload took this receive over
-      M.recv = nil
+      do
+        local hold <close> = host.hold() -- a stop waits for the open poll and what it returns
+        r.future:wait()
+        if r.handed or gen ~= M.gen then break end -- a reload took this receive over
+        M.recv = nil
+        if r.res then take(ctx, r.res) end -- each message takes its own hold first
+      end
       if r.res then
         backoff = 1
-        take(ctx, r.res)
       elseif not stopping() then
         local err = r.err
         log.error("intake.receive_failed", { error = tostring(err), retry_in = backoff,
