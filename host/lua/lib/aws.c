@@ -32,6 +32,7 @@ typedef struct laws_route {
   lua_State *L;          /* main thread of the owning state; NULL: released or orphaned */
   int released;          /* handed over by release(): waits for claim() */
   int kept;              /* finished while released: the result below waits for claim() */
+  int finishing;         /* its completion is being dispatched: cancel/release do not apply */
   int ok, status, attempts;
   char *body;
   size_t body_len;
@@ -135,14 +136,20 @@ static void keep(route_t *rt, const aws_result_t *r) {
   if (rt->body) {
     if (rt->body_len) memcpy(rt->body, r->body, rt->body_len);
     rt->body[rt->body_len] = '\0';
-  } else {
-    rt->body_len = 0;
-    log_msg(LOG_ERROR, "aws.handover", "out of memory keeping the result of call %llu",
-            (unsigned long long)r->id);
   }
   snprintf(rt->request_id, sizeof rt->request_id, "%s",
            r->ok ? (r->request_id ? r->request_id : "") : r->err->request_id);
   if (!r->ok) rt->err = *r->err;
+  if (!rt->body) { /* the claimer gets an error that says so, never an empty success */
+    rt->body_len = 0;
+    rt->ok = 0;
+    memset(&rt->err, 0, sizeof rt->err);
+    snprintf(rt->err.code, sizeof rt->err.code, "ClientError");
+    snprintf(rt->err.message, sizeof rt->err.message,
+             "out of memory keeping the %zu-byte answer of a call handed over by a reload",
+             r->body_len);
+    log_msg(LOG_ERROR, "aws.handover", "%s", rt->err.message);
+  }
 }
 
 static void on_done(void *ud, const aws_result_t *r) {
@@ -152,6 +159,7 @@ static void on_done(void *ud, const aws_result_t *r) {
     return;
   }
   lua_State *L = rt->L; /* the state that started the call, even during a reload */
+  rt->finishing = 1;
   if (L) {
     dispatch(L, r);
   } else {
@@ -212,7 +220,7 @@ static int l_start(lua_State *L) {
 /* This state's route for id, or NULL: a state never touches another state's calls. */
 static route_t *own_route(laws_t *m, lua_Integer id) {
   route_t *rt = id > 0 ? find_route(m->h, (uint64_t)id) : NULL;
-  return rt && rt->L == m->L && !rt->released ? rt : NULL;
+  return rt && rt->L == m->L && !rt->released && !rt->finishing ? rt : NULL;
 }
 
 static int l_cancel(lua_State *L) {
