@@ -8,9 +8,10 @@
 -- recorded step before the intake takes new work.
 -- Hot reload (reload.lua, host/lua/reload.c): quiesce stops receiving, lets our AWS calls
 -- finish, parks every workflow at a step boundary and hands their documents, the SQS
--- claims and the ReceiveMessage still in flight over; adopt re-arms them in the new state. Bounded by ROTATOR_QUIESCE_TIMEOUT
--- (default 60 s, past the longest AWS call): what still moves then restarts its step from
--- its last journaled boundary in the new state (idempotent, see workflow.lua).
+-- claims and the ReceiveMessage still in flight over; adopt re-arms them in the new state.
+-- Bounded by ROTATOR_QUIESCE_TIMEOUT (default 60 s, past the longest AWS call): what still
+-- moves then restarts its step from its last journaled boundary in the new state
+-- (idempotent, see workflow.lua). A stop that began meanwhile stops the adopting state too.
 local log = require "log"
 local host = require "host"
 local clock = require "clock"
