@@ -53,6 +53,7 @@ int cmd_engine(host_t *h, int argc, char **argv) {
   host_reload_cleanup(h);
   lua_close(h->L);
   h->L = NULL;
+  host_aws_close(h);
   return code;
 }
 

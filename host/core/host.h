@@ -29,6 +29,12 @@ typedef struct host {
    * reload_slice on the loop, yields back from the instruction hook every few ms. */
   lua_State *reload_thread;
   loop_timer_t reload_slice;
+  /* AWS (lua/lib/aws.c): one client per process, created by the first state that loads
+   * aws_core, so its credential provider, connection cache, retry quota and clock-skew
+   * offset outlive reloads. Every call in flight has a route naming the state that owns
+   * its completion; a reload can hand a call over from one state to the next. */
+  struct aws_client *aws;
+  struct laws_route *aws_routes;
 } host_t;
 
 /* Signal hooks live in each Lua state's registry under these keys, so a candidate state
@@ -54,5 +60,8 @@ void host_reload_init(host_t *h);
 void host_reload_cleanup(host_t *h);
 /* A stop began: a reload still loading its candidate gives up (the old state is untouched). */
 void host_reload_abort(host_t *h, const char *why);
+/* After the last Lua state closed: frees the AWS client (calls still in flight are
+ * cancelled silently) and their routes. */
+void host_aws_close(host_t *h);
 
 #endif

@@ -159,20 +159,35 @@ static int prepare(host_t *h) {
   return 0;
 }
 
+/* The running state quiesced but will not be replaced: close the candidate, then the
+ * running state takes its work back from the handover (cli.reload_abort). */
+static void abort_reload(host_t *h) {
+  char err[4096];
+  host_reload_cleanup(h);
+  if (call_cli(h->L, "reload_abort", 0, 0, err, sizeof err) < 0)
+    log_msg(LOG_ERROR, "reload.abort_failed", "the running state could not take its work back: %s", err);
+}
+
 /* Step 3: runs from a timer, never inside Lua. */
 static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
   (void)loop, (void)t;
   host_t *h = ud;
   char err[4096];
   lua_State *L2 = h->reload_next, *L1 = h->L;
+  if (h->stopping) { /* a stop began during the quiesce: no new state now */
+    log_kv_t kv[] = {{"reason", "a stop began during the reload"},
+                     {"result", "the running state takes its work back and stops"}};
+    log_event(LOG_WARN, "reload.abandoned", kv, 2);
+    abort_reload(h);
+    return;
+  }
   lua_pushlstring(L2, h->reload_snapshot ? h->reload_snapshot : "", h->reload_snapshot_len);
   h->L = L2; /* adopt runs as the running state: hooks and timers belong to it */
   lstate_adopted(L2); /* the timers it armed as a candidate start now */
   if (call_cli(L2, "reload_adopt", 1, 0, err, sizeof err) < 0) {
     h->L = L1;
     log_failed("adopt", err);
-    call_cli(L1, "reload_abort", 0, 0, err, sizeof err);
-    host_reload_cleanup(h);
+    abort_reload(h);
     return;
   }
   h->reload_next = NULL;
@@ -191,13 +206,20 @@ static int quiesced(lua_State *L) {
   size_t len = 0;
   const char *snap = luaL_optlstring(L, 1, "", &len);
   if (!h->reload_next || h->reload_snapshot) return 0; /* late or repeated call */
+  const char *fail = NULL;
   h->reload_snapshot = malloc(len + 1);
-  if (!h->reload_snapshot) return luaL_error(L, "reload: out of memory for the snapshot");
-  memcpy(h->reload_snapshot, snap, len);
-  h->reload_snapshot[len] = '\0';
-  h->reload_snapshot_len = len;
-  if (loop_timer_start(h->loop, &h->reload_swap, 0) < 0)
-    return luaL_error(L, "reload: cannot schedule the swap");
+  if (!h->reload_snapshot) {
+    fail = "out of memory for the snapshot";
+  } else {
+    memcpy(h->reload_snapshot, snap, len);
+    h->reload_snapshot[len] = '\0';
+    h->reload_snapshot_len = len;
+    if (loop_timer_start(h->loop, &h->reload_swap, 0) < 0) fail = "cannot schedule the swap (out of memory)";
+  }
+  if (fail) { /* the running state has quiesced: it must take its work back, or it idles */
+    log_failed("swap", fail);
+    abort_reload(h);
+  }
   return 0;
 }
 

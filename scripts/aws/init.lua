@@ -7,6 +7,10 @@
 --     attempts}; tostring(err) = "dynamodb.DescribeTable: Code: message (request id ...)"
 --   aws.call_cb(service, action, params, opts, function(v, err_or_reqid) ... end)
 --     the same without a coroutine; returns a call id for aws.cancel(id)
+--   aws.release(id) / aws.adopt(id, service, action, fn)
+--     hand a call_cb call in flight over across a hot reload: the running state releases
+--     it (its callback will not run), the adopting state adopts it with its own callback;
+--     false when the call is unknown (it finished and its result was dropped)
 -- opts: timeout (seconds per attempt), max_attempts, region.
 -- C never resumes coroutines: it calls M._dispatch(id, ok, result), which does.
 local core = require "aws_core"
@@ -254,6 +258,30 @@ function M.call_cb(service, action, params, opts, fn)
     return nil, err
   end
   return id
+end
+
+function M.release(id)
+  if waiting[id] == nil then return false end
+  waiting[id] = nil
+  return core.release(id)
+end
+
+function M.adopt(id, service, action, fn)
+  assert(type(fn) == "function", "aws.adopt: fn must be a function")
+  local w = { fn = fn, service = service, action = action, proto = core.protocol(service), started = clock.mono() }
+  local st, ok, res = core.claim(id)
+  if st == "pending" then
+    waiting[id] = w
+  elseif st == "done" then
+    task.defer(function()
+      local v, extra = complete(w, ok, res)
+      notify(w, v, extra)
+      fn(v, extra)
+    end)
+  else
+    return false
+  end
+  return true
 end
 
 function M.cancel(id)

@@ -4,7 +4,8 @@
 -- and answers with a plausible result instead. In offline mode (replay --dry-run) read
 -- calls fail with code "DryRunOffline" instead of touching the network, so a plan needs
 -- no credentials. Tests may pass `backend` (a function with aws.call's contract).
--- svc:call_cb(service, action, params, opts, fn) -> cancel: the same with a callback.
+-- svc:call_cb(service, action, params, opts, fn) -> cancel, id: the same with a callback
+--   (id: the aws call id, for aws.release/aws.adopt; nil with a test backend).
 --   local svc = services.new { dry_run = true, offline = true }
 --   local res, request_id = svc:call("dynamodb", "DescribeTable", { TableName = "t" })
 --   -- or nil, err  with err = {code, message, status, request_id, retryable, ...}
@@ -110,7 +111,7 @@ function Svc:call_cb(service, action, params, opts, fn)
     return function()
       cancelled = true
       if id then aws.cancel(id) end
-    end
+    end, id
   end
   task.spawn(function() deliver(self:call(service, action, params, opts)) end)
   return function() cancelled = true end

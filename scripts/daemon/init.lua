@@ -7,10 +7,11 @@
 -- Start: unfinished workflows in the journal (state directory) resume from their last
 -- recorded step before the intake takes new work.
 -- Hot reload (daemon/reload.lua, host/lua/reload.c): quiesce stops receiving, lets our AWS calls
--- finish, parks every workflow at a step boundary and hands their documents and the SQS
--- claims over; adopt re-arms them in the new state. Bounded by ROTATOR_QUIESCE_TIMEOUT
--- (default 60 s, past the longest AWS call): what still moves then restarts its step from
--- its last journaled boundary in the new state (idempotent, see workflow/restore.lua).
+-- finish, parks every workflow at a step boundary and hands their documents, the SQS
+-- claims and the ReceiveMessage still in flight over; adopt re-arms them in the new state.
+-- Bounded by ROTATOR_QUIESCE_TIMEOUT (default 60 s, past the longest AWS call): what still
+-- moves then restarts its step from its last journaled boundary in the new state
+-- (idempotent, see workflow/restore.lua). A stop that began meanwhile stops the adopting state too.
 local log = require "log"
 local host = require "host"
 local clock = require "clock"
@@ -113,7 +114,8 @@ function M.start(opts, handover)
   ready(opts, ctx)
   if handover then
     local n = rearm_all(handover.workflows or {}, ctx, true)
-    log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}) })
+    log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}),
+      receive = handover.receive and tostring(handover.receive) or "none" })
   else
     local ok, rerr = resume_journal(ctx)
     if not ok then return nil, rerr end
@@ -122,7 +124,7 @@ function M.start(opts, handover)
     log.warn("intake.idle", { reason = "no queue configured (--queue-url or ROTATOR_QUEUE_URL)" })
     return true
   end
-  intake.adopt(ctx, handover and handover.claims)
+  intake.adopt(ctx, handover and handover.claims, handover and handover.receive)
   return true
 end
 
@@ -154,9 +156,10 @@ function M.quiesce(done)
         result = "their steps restart from the last journaled boundary" })
     end
     if M.ctx and M.ctx.store and M.ctx.store.timer then M.ctx.store.timer:cancel() M.ctx.store.timer = nil end
-    M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = intake.snapshot() }
+    local claims, receive = intake.snapshot()
+    M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive }
     log.info("reload.quiesced", { workflows = #M.handover.workflows, claims = #M.handover.claims,
-      ms = math.floor((clock.mono() - started) * 1000 + 0.5) })
+      receive = receive and tostring(receive) or "none", ms = math.floor((clock.mono() - started) * 1000 + 0.5) })
     done(M.handover)
   end
   local function one() pending = pending - 1 if pending == 0 then finish(false) end end
@@ -172,7 +175,9 @@ function M.adopt(set, state)
   local ok, err = M.set_policies(set, state.opts.flags)
   if not ok then return nil, err end
   log.info("policies.loaded", { files = #set.files, rules = #M.rules })
-  return M.start(state.opts, state)
+  local started, serr = M.start(state.opts, state)
+  if started and host.stopping() then M.stop() end -- the stop began during the reload
+  return started, serr
 end
 
 -- Reload failed after quiesce: take the work again in this state, from the handover.
@@ -183,7 +188,8 @@ function M.resume()
   if M.ctx then workflow.reset(M.ctx) end
   if M.ctx and M.ctx.store then M.ctx.store:close() end
   local ok, err = M.start(h.opts, h)
-  if not ok then log.error("reload.resume_failed", { error = err }) end
+  if not ok then log.error("reload.resume_failed", { error = err }) return end
+  if host.stopping() then M.stop() end -- the stop began during the reload
 end
 
 return M

@@ -1,7 +1,8 @@
 -- Intake: from notifications to workflows.
 --   M.handle_records(recs, ctx, where [, opts])  run every record (skips logged), in
 --                                 parallel; returns ok (no workflow ended in Error) and docs
---   M.start(ctx)                 long-poll SQS until the daemon stops
+--   M.start(ctx)                 long-poll SQS until the daemon stops (ROTATOR_RECEIVE_WAIT,
+--                                 1..20 s, default 20: the long poll's wait time)
 --   M.quiesce(cb) / M.snapshot() / M.adopt(ctx, claims)   hot reload (daemon.lua)
 -- The SQS message is the durable claim on a job: while its workflows run, its visibility
 -- is renewed (ChangeMessageVisibility heartbeats); it is deleted only when every record
@@ -22,6 +23,7 @@ local host = require "host"
 local N = require "workflow.notification"
 local rules = require "policy.rules"
 local workflow = require "workflow"
+local aws = require "aws"
 
 local M = {
   visibility = tonumber(os.getenv("ROTATOR_VISIBILITY_TIMEOUT") or "") or 300,
@@ -29,6 +31,10 @@ local M = {
   max_messages_inflight = 100,
   stats = { received = 0, deleted = 0, left = 0, unparsable = 0 },
   claims = {},   -- message id -> { msg, last_beat (wall), beat (timer), parked }
+  received = {}, -- messages received during a reload's quiesce, handed over unstarted
+  recv = nil,    -- the ReceiveMessage in flight (see "receiving")
+  gen = 0,       -- the poll loop's generation: a loop of an older one ends
+  wait = 20,     -- the long poll's wait in seconds (receive_wait)
 }
 
 local busy = 0        -- our own SQS calls in flight (heartbeats, deletes)
@@ -206,72 +212,123 @@ local function inflight()
 end
 
 ---------------------------------------------------------------- receiving
--- ReceiveMessage that a reload can cancel. Messages SQS handed to a cancelled receive
--- come back after their visibility timeout.
-local function receive(ctx)
-  local f = task.future()
-  M.receive_future = f
-  M.cancel_receive = ctx.svc:call_cb("sqs", "ReceiveMessage", { QueueUrl = ctx.queue_url, WaitTimeSeconds = 20,
-    MaxNumberOfMessages = 10, MessageAttributeNames = { "All" }, AttributeNames = { "All" },
-    VisibilityTimeout = M.visibility }, nil, function(res, err) f:set(res, err) end)
-  local res, err = f:wait()
-  M.cancel_receive, M.receive_future = nil, nil
-  return res, err
+-- The ReceiveMessage in flight (M.recv) is never cancelled: SQS keeps an abandoned long
+-- poll open and hands it the next message, which then sits in flight with no reader for
+-- its visibility timeout and gains a receive count. The call belongs to the host's AWS
+-- client, so a reload hands it over to the new state (M.snapshot, M.adopt), and a stop
+-- lets it finish (at most M.wait seconds) and takes what it returns as in-flight work.
+local function receive_params(ctx)
+  return { QueueUrl = ctx.queue_url, WaitTimeSeconds = M.wait, MaxNumberOfMessages = 10,
+    MessageAttributeNames = { "All" }, AttributeNames = { "All" }, VisibilityTimeout = M.visibility }
 end
 
-local function poll_loop(ctx)
+-- r = { id, future, done, res, err, handed }: the callback records the answer at once, so
+-- a snapshot taken before the poll loop resumes still sees it.
+local function on_answer(r)
+  return function(res, err)
+    r.done, r.res, r.err = true, res, err
+    r.future:set()
+  end
+end
+
+local function open_receive(ctx)
+  local r = { future = task.future() }
+  local _, id = ctx.svc:call_cb("sqs", "ReceiveMessage", receive_params(ctx), nil, on_answer(r))
+  r.id = id
+  return r
+end
+
+-- A receive a reload handed over; nil if it is gone (it finished and nobody kept it).
+local function adopt_receive(id)
+  local r = { future = task.future(), id = id }
+  if not aws.adopt(id, "sqs", "ReceiveMessage", on_answer(r)) then return nil end
+  return r
+end
+
+local function take(ctx, res)
+  for _, msg in ipairs(res.Messages or {}) do
+    M.stats.received = M.stats.received + 1
+    log.info("message.received", { message_id = msg.MessageId,
+      receive_count = type(msg.Attributes) == "table" and msg.Attributes.ApproximateReceiveCount or nil })
+    if quiescing then
+      M.received[#M.received + 1] = { msg = msg, last_beat = clock.now(), fresh = true }
+    else
+      spawn_message(msg, ctx, { retry = true })
+    end
+  end
+end
+
+local function stopping() return M.stopping or host.stopping() or quiescing ~= nil end
+
+local function poll_loop(ctx, gen)
   local backoff = 1
-  while not M.stopping and not host.stopping() do
-    if inflight() >= M.max_messages_inflight then
+  while gen == M.gen do
+    local r = M.recv
+    if not r and stopping() then break end
+    if not r and inflight() >= M.max_messages_inflight then
       task.sleep(1)
     else
-      local res, err = receive(ctx)
-      if M.stopping or host.stopping() then break end -- unprocessed messages return after their timeout
-      if not res then
+      if not r then
+        r = open_receive(ctx)
+        M.recv = r
+      end
+      do
+        local hold <close> = host.hold() -- a stop waits for the open poll and what it returns
+        r.future:wait()
+        if r.handed or gen ~= M.gen then break end -- a reload took this receive over
+        M.recv = nil
+        if r.res then take(ctx, r.res) end -- each message takes its own hold first
+      end
+      if r.res then
+        backoff = 1
+      elseif not stopping() then
+        local err = r.err
         log.error("intake.receive_failed", { error = tostring(err), retry_in = backoff,
           request_id = type(err) == "table" and err.request_id or nil })
         task.sleep(backoff)
         backoff = math.min(backoff * 2, 60)
-      else
-        backoff = 1
-        for _, msg in ipairs(res.Messages or {}) do
-          M.stats.received = M.stats.received + 1
-          spawn_message(msg, ctx, { retry = true })
-        end
       end
     end
   end
   log.info("intake.stopped", { inflight = inflight() })
 end
 
-function M.start(ctx)
-  M.stopping = false
-  log.info("intake.started", { queue = ctx.queue_url, visibility = M.visibility, heartbeat = M.heartbeat })
-  task.spawn(poll_loop, ctx)
+-- The long poll's wait: ROTATOR_RECEIVE_WAIT (default 20 s), and short enough that a stop
+-- can wait for the open poll within --stop-timeout (2 s to spare).
+local function receive_wait()
+  local want = math.max(1, math.min(20, math.tointeger(tonumber(os.getenv("ROTATOR_RECEIVE_WAIT") or "")) or 20))
+  local stop_ms = host.config and tonumber(host.config.stop_timeout_ms)
+  local fits = stop_ms and math.max(1, stop_ms // 1000 - 2) or want
+  if fits < want then
+    log.warn("intake.receive_wait_capped", { wait = fits, wanted = want, stop_timeout_ms = stop_ms,
+      reason = "a stop waits for the open long poll; raise --stop-timeout for longer polls" })
+    return fits
+  end
+  return want
 end
 
--- Graceful stop: take no new message. The long poll is cancelled rather than waited for
--- (up to 20 s); a message SQS hands to it returns after its visibility timeout.
+function M.start(ctx)
+  M.wait = receive_wait()
+  M.stopping = false
+  M.gen = M.gen + 1
+  log.info("intake.started", { queue = ctx.queue_url, visibility = M.visibility, heartbeat = M.heartbeat,
+    wait = M.wait })
+  task.spawn(poll_loop, ctx, M.gen)
+end
+
+-- Graceful stop: take no new receive. The long poll still open is not cancelled (SQS
+-- would hand its next message to nobody): the stop waits for it, at most M.wait seconds,
+-- and what it returns is handled like any message in flight.
 function M.stop()
   M.stopping = true
-  if M.cancel_receive then
-    M.cancel_receive()
-    M.cancel_receive = nil
-    log.info("intake.receive_cancelled", { reason = "stop" })
-    if M.receive_future then M.receive_future:set(nil, "stopping") end
-  end
+  if M.recv then log.info("intake.stopping", { receive = "open", wait_max = M.wait }) end
 end
 
 ---------------------------------------------------------------- hot reload
--- Stop receiving (the long poll is cancelled), stop heartbeats, let our SQS calls in
--- flight finish; cb() then. Returns a function reporting how many calls are in flight.
+-- Stop receiving anew (the receive in flight goes on: M.snapshot hands it over), stop
+-- heartbeats, let our SQS calls in flight finish; cb() then. Returns a function reporting
+-- how many calls are in flight.
 function M.quiesce(cb)
-  M.stopping = true
-  if M.cancel_receive then
-    M.cancel_receive()
-    M.cancel_receive = nil
-    log.info("intake.receive_cancelled", { reason = "reload" })
-  end
   for _, claim in pairs(M.claims) do
     stop_beats(claim)
     claim.parked = true
@@ -287,20 +344,45 @@ function M.quiesce(cb)
   return function() return busy end
 end
 
--- The claims to hand over: the SQS message (with its receipt handle) and its last beat.
+-- The claims to hand over (the SQS message with its receipt handle and its last beat;
+-- fresh = received during the quiesce, not started yet) and the id of the receive still in
+-- flight, released to the adopting state. The old poll loop ends.
 function M.snapshot()
   local out = {}
   for _, claim in pairs(M.claims) do
     out[#out + 1] = { msg = claim.msg, last_beat = claim.last_beat }
   end
-  return out
+  for _, c in ipairs(M.received) do out[#out + 1] = c end
+  M.received = {}
+  local r, receive = M.recv, nil
+  if r then
+    M.recv, r.handed = nil, true
+    if r.done then
+      for _, msg in ipairs(r.res and r.res.Messages or {}) do
+        M.stats.received = M.stats.received + 1
+        log.info("message.received", { message_id = msg.MessageId, handed_over = true,
+          receive_count = type(msg.Attributes) == "table" and msg.Attributes.ApproximateReceiveCount or nil })
+        out[#out + 1] = { msg = msg, last_beat = clock.now(), fresh = true }
+      end
+    elseif r.id then
+      if aws.release(r.id) then receive = r.id end
+    end
+    r.future:set()
+  end
+  return out, receive
 end
 
--- Take claims over (after workflow.rearm): each message attaches to its workflows again.
-function M.adopt(ctx, claims)
-  quiescing, M.claims, busy = nil, {}, 0
+-- Take claims over (after workflow.rearm): each message attaches to its workflows again;
+-- fresh ones start like any received message. `receive`: the call id of a ReceiveMessage
+-- in flight that the previous state released; its answer comes here.
+function M.adopt(ctx, claims, receive)
+  quiescing, M.claims, busy, M.received, M.recv = nil, {}, 0, {}, nil
   for _, c in ipairs(claims or {}) do
-    spawn_message(c.msg, ctx, { last_beat = c.last_beat, retry = false })
+    spawn_message(c.msg, ctx, { last_beat = c.last_beat, retry = c.fresh or false })
+  end
+  if receive then
+    M.recv = adopt_receive(math.tointeger(receive) or receive)
+    log.info("intake.receive_adopted", { call = receive, result = M.recv and "pending" or "gone" })
   end
   if ctx.queue_url then M.start(ctx) end
 end

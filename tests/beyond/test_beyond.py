@@ -115,7 +115,10 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
     t.ok("retention.deleted" in log_text and "beyond the newest 2" in log_text, "deletion logged with its reason")
     t.ok("validation.failed" in log_text, "validation failure logged")
 
-    # Dry run: plans DeleteTable with a reason and deletes nothing.
+    # Dry run: plans DeleteTable with a reason and deletes nothing. The failed workflow's
+    # message, left for redelivery, comes back after its 30 s visibility timeout: drained
+    # first, or the dry-run daemon (whose stop waits for its open long poll) may plan it too.
+    wait_until(lambda: pipe.queue.depth()["in_flight"] == 0, 40)
     pipe.queue.drain()
     ddb.put_item(TableName="orders-production", Item=bed.Emulator.make_item(1))
     b5 = emu.create_backup("orders-production")

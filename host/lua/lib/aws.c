@@ -1,34 +1,90 @@
 /* `aws_core` module: the C side of scripts/aws/init.lua. Ids cross the boundary, not closures:
- * start() returns a call id; when the call finishes, C calls the one dispatcher registered
- * with set_dispatcher(fn) as fn(id, ok, result) from the loop (never inside start()).
+ * start() returns a call id; when the call finishes, C calls the dispatcher the owning
+ * state registered with set_dispatcher(fn) as fn(id, ok, result) from the loop (never
+ * inside start()).
  *   result (ok):    {status, body, request_id, attempts}
  *   result (error): {code, message, status, request_id, retryable, attempts, body}
+ * The client belongs to the host (one per process: credentials, connection cache, retry
+ * quota and clock-skew offset survive reloads); each call has a route naming the state
+ * that started it, and its completion runs in that state only. A call whose state was
+ * closed finishes and its result is dropped (debug log line aws.dropped). A reload hands
+ * a call over explicitly:
+ *   release(id)  in the running state: the call goes on, owned by no state; a result that
+ *                arrives meanwhile is kept
+ *   claim(id)    in the adopting state: "pending" (its completion now comes here), or
+ *                "done", ok, result (it finished while released), or nil (unknown id)
  * Each call in flight holds the host, so a graceful stop waits for it. */
 #include <lauxlib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "aws/client.h"
+#include "core/log.h"
 #include "lua/state.h"
 #include "lua/modules.h"
 
 #define AWS_MT "rotator.aws_core"
 
+typedef struct laws_route {
+  host_t *h;
+  uint64_t id;
+  lua_State *L;          /* main thread of the owning state; NULL: released or orphaned */
+  int released;          /* handed over by release(): waits for claim() */
+  int kept;              /* finished while released: the result below waits for claim() */
+  int finishing;         /* its completion is being dispatched: cancel/release do not apply */
+  int ok, status, attempts;
+  char *body;
+  size_t body_len;
+  char request_id[128];
+  aws_error_t err;
+  struct laws_route *prev, *next;
+} route_t;
+
+/* One per state: which state this module instance belongs to. */
 typedef struct {
   host_t *h;
-  aws_client_t *client;
-  lua_State *L;       /* main thread of the owning state: completions go there */
-  int dispatcher;
+  lua_State *L;
 } laws_t;
 
-static const char KEY = 'a';
+static const char KEY = 'a', DISPATCH_KEY = 'd';
 
 static laws_t *get_mod(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &KEY);
   laws_t *m = luaL_checkudata(L, -1, AWS_MT);
   lua_pop(L, 1);
-  if (!m->client) luaL_error(L, "aws: client is closed");
+  if (!m->h->aws) luaL_error(L, "aws: client is closed");
   return m;
+}
+
+static void link_route(route_t *rt) {
+  host_t *h = rt->h;
+  rt->prev = NULL;
+  rt->next = h->aws_routes;
+  if (h->aws_routes) h->aws_routes->prev = rt;
+  h->aws_routes = rt;
+}
+
+static void unlink_route(route_t *rt) {
+  if (rt->prev) rt->prev->next = rt->next;
+  else rt->h->aws_routes = rt->next;
+  if (rt->next) rt->next->prev = rt->prev;
+  rt->prev = rt->next = NULL;
+}
+
+/* Frees the route and gives back the hold its call took. */
+static void drop_route(route_t *rt) {
+  host_t *h = rt->h;
+  unlink_route(rt);
+  free(rt->body);
+  free(rt);
+  host_release(h);
+}
+
+static route_t *find_route(host_t *h, uint64_t id) {
+  for (route_t *rt = h->aws_routes; rt; rt = rt->next)
+    if (rt->id == id) return rt;
+  return NULL;
 }
 
 static void set_str(lua_State *L, const char *k, const char *v) {
@@ -58,19 +114,61 @@ static void push_result(lua_State *L, const aws_result_t *r) {
   lua_setfield(L, -2, "retryable");
 }
 
-static void on_done(void *ud, const aws_result_t *r) {
-  laws_t *m = ud;
-  lua_State *L = m->L; /* the state that started the call, even during a reload */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, m->dispatcher);
-  if (lua_isfunction(L, -1)) {
-    lua_pushinteger(L, (lua_Integer)r->id);
-    lua_pushboolean(L, r->ok);
-    push_result(L, r);
-    lstate_callback(L, 3, "aws");
-  } else {
+static void dispatch(lua_State *L, const aws_result_t *r) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DISPATCH_KEY) != LUA_TFUNCTION) {
     lua_pop(L, 1);
+    return;
   }
-  host_release(m->h);
+  lua_pushinteger(L, (lua_Integer)r->id);
+  lua_pushboolean(L, r->ok);
+  push_result(L, r);
+  lstate_callback(L, 3, "aws");
+}
+
+/* Keeps a result for the state that will claim the call. */
+static void keep(route_t *rt, const aws_result_t *r) {
+  rt->kept = 1;
+  rt->ok = r->ok;
+  rt->status = r->status;
+  rt->attempts = r->attempts;
+  rt->body_len = r->body ? r->body_len : 0;
+  rt->body = malloc(rt->body_len + 1);
+  if (rt->body) {
+    if (rt->body_len) memcpy(rt->body, r->body, rt->body_len);
+    rt->body[rt->body_len] = '\0';
+  }
+  snprintf(rt->request_id, sizeof rt->request_id, "%s",
+           r->ok ? (r->request_id ? r->request_id : "") : r->err->request_id);
+  if (!r->ok) rt->err = *r->err;
+  if (!rt->body) { /* the claimer gets an error that says so, never an empty success */
+    rt->body_len = 0;
+    rt->ok = 0;
+    memset(&rt->err, 0, sizeof rt->err);
+    snprintf(rt->err.code, sizeof rt->err.code, "ClientError");
+    snprintf(rt->err.message, sizeof rt->err.message,
+             "out of memory keeping the %zu-byte answer of a call handed over by a reload",
+             r->body_len);
+    log_msg(LOG_ERROR, "aws.handover", "%s", rt->err.message);
+  }
+}
+
+static void on_done(void *ud, const aws_result_t *r) {
+  route_t *rt = ud;
+  if (rt->released) {
+    keep(rt, r); /* the hold stays until a state claims it (or the host closes) */
+    return;
+  }
+  lua_State *L = rt->L; /* the state that started the call, even during a reload */
+  rt->finishing = 1;
+  if (L) {
+    dispatch(L, r);
+  } else {
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
+    log_kv_t kv[] = {{"call", id}, {"reason", "the state that started it was replaced"}};
+    log_event(LOG_DEBUG, "aws.dropped", kv, 2);
+  }
+  drop_route(rt);
 }
 
 static const char *opt_str(lua_State *L, int t, const char *k) {
@@ -103,47 +201,95 @@ static int l_start(lua_State *L) {
   call.max_attempts = (int)ma;
   if (!call.service || !call.action) return luaL_error(L, "aws: service and action are required");
   char err[512];
-  uint64_t id = aws_call_start(m->client, &call, on_done, m, err, sizeof err);
+  route_t *rt = calloc(1, sizeof *rt);
+  if (!rt) return luaL_error(L, "aws: out of memory starting %s.%s", call.service, call.action);
+  uint64_t id = aws_call_start(m->h->aws, &call, on_done, rt, err, sizeof err);
   if (!id) {
+    free(rt);
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
   }
+  *rt = (route_t){.h = m->h, .id = id, .L = m->L};
+  link_route(rt);
   host_hold(m->h);
   lua_pushinteger(L, (lua_Integer)id);
   return 1;
 }
 
+/* This state's route for id, or NULL: a state never touches another state's calls. */
+static route_t *own_route(laws_t *m, lua_Integer id) {
+  route_t *rt = id > 0 ? find_route(m->h, (uint64_t)id) : NULL;
+  return rt && rt->L == m->L && !rt->released && !rt->finishing ? rt : NULL;
+}
+
 static int l_cancel(lua_State *L) {
   laws_t *m = get_mod(L);
-  lua_Integer id = luaL_checkinteger(L, 1);
-  int ok = id > 0 && aws_call_cancel(m->client, (uint64_t)id) == 0;
-  if (ok) host_release(m->h);
+  route_t *rt = own_route(m, luaL_checkinteger(L, 1));
+  int ok = rt && aws_call_cancel(m->h->aws, rt->id) == 0;
+  if (rt) drop_route(rt);
   lua_pushboolean(L, ok);
   return 1;
 }
 
+static int l_release(lua_State *L) {
+  laws_t *m = get_mod(L);
+  route_t *rt = own_route(m, luaL_checkinteger(L, 1));
+  if (rt) {
+    rt->released = 1;
+    rt->L = NULL;
+  }
+  lua_pushboolean(L, rt != NULL);
+  return 1;
+}
+
+static int l_claim(lua_State *L) {
+  laws_t *m = get_mod(L);
+  lua_Integer id = luaL_checkinteger(L, 1);
+  route_t *rt = id > 0 ? find_route(m->h, (uint64_t)id) : NULL;
+  if (!rt || !rt->released) return 0;
+  if (!rt->kept) {
+    rt->released = 0;
+    rt->L = m->L;
+    lua_pushliteral(L, "pending");
+    return 1;
+  }
+  aws_result_t r = {.id = rt->id, .ok = rt->ok, .status = rt->status, .body = rt->body ? rt->body : "",
+                    .body_len = rt->body_len, .request_id = rt->request_id, .attempts = rt->attempts,
+                    .err = rt->ok ? NULL : &rt->err};
+  lua_pushliteral(L, "done");
+  lua_pushboolean(L, r.ok);
+  push_result(L, &r);
+  drop_route(rt);
+  return 3;
+}
+
 static int l_set_dispatcher(lua_State *L) {
   laws_t *m = get_mod(L);
+  (void)m;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  luaL_unref(L, LUA_REGISTRYINDEX, m->dispatcher);
-  lua_pushvalue(L, 1);
-  m->dispatcher = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &DISPATCH_KEY);
   return 0;
 }
 
+/* Calls in flight that belong to this state. */
 static int l_pending(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)aws_call_pending(get_mod(L)->client));
+  laws_t *m = get_mod(L);
+  lua_Integer n = 0;
+  for (route_t *rt = m->h->aws_routes; rt; rt = rt->next)
+    if (rt->L == m->L) n++;
+  lua_pushinteger(L, n);
   return 1;
 }
 
 static int l_clock_offset(lua_State *L) {
-  lua_pushinteger(L, aws_clock_offset(get_mod(L)->client));
+  lua_pushinteger(L, aws_clock_offset(get_mod(L)->h->aws));
   return 1;
 }
 
 static int l_retry_tokens(lua_State *L) {
-  lua_pushinteger(L, aws_retry_tokens(get_mod(L)->client));
+  lua_pushinteger(L, aws_retry_tokens(get_mod(L)->h->aws));
   return 1;
 }
 
@@ -169,33 +315,44 @@ static int l_protocol(lua_State *L) {
   return 2;
 }
 
+/* The state is closing: its calls go on (they may have effects at the other end either
+ * way) and finish into no state; their holds are given back when they do. */
 static int m_gc(lua_State *L) {
   laws_t *m = luaL_checkudata(L, 1, AWS_MT);
-  if (!m->client) return 0;
-  /* The state is closing: its pending calls are dropped, and so are their holds, or a
-   * later graceful stop would wait for calls that can never finish. */
-  for (size_t n = aws_call_pending(m->client); n > 0; n--) host_release(m->h);
-  aws_client_free(m->client);
-  m->client = NULL;
+  for (route_t *rt = m->h->aws_routes; rt; rt = rt->next)
+    if (rt->L == m->L) rt->L = NULL;
+  m->L = NULL;
   return 0;
+}
+
+void host_aws_close(host_t *h) {
+  while (h->aws_routes) {
+    route_t *rt = h->aws_routes;
+    unlink_route(rt);
+    free(rt->body);
+    free(rt);
+  }
+  aws_client_free(h->aws); /* cancels what is still in flight, silently */
+  h->aws = NULL;
 }
 
 int luaopen_rotator_aws_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"start", l_start}, {"cancel", l_cancel}, {"set_dispatcher", l_set_dispatcher},
-      {"pending", l_pending}, {"clock_offset", l_clock_offset},
-      {"retry_tokens", l_retry_tokens}, {"endpoint", l_endpoint}, {"protocol", l_protocol},
-      {NULL, NULL}};
+      {"start", l_start}, {"cancel", l_cancel}, {"release", l_release}, {"claim", l_claim},
+      {"set_dispatcher", l_set_dispatcher}, {"pending", l_pending},
+      {"clock_offset", l_clock_offset}, {"retry_tokens", l_retry_tokens},
+      {"endpoint", l_endpoint}, {"protocol", l_protocol}, {NULL, NULL}};
+  host_t *h = host_from_lua(L);
+  if (!h->aws && !(h->aws = aws_client_new(h->loop)))
+    return luaL_error(L, "aws: cannot create the HTTP client");
   laws_t *m = lua_newuserdatauv(L, sizeof *m, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  *m = (laws_t){.h = host_from_lua(L), .L = lua_tothread(L, -1), .dispatcher = LUA_NOREF};
+  *m = (laws_t){.h = h, .L = lua_tothread(L, -1)};
   lua_pop(L, 1);
   luaL_newmetatable(L, AWS_MT);
   lua_pushcfunction(L, m_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
-  m->client = aws_client_new(m->h->loop);
-  if (!m->client) return luaL_error(L, "aws: cannot create the HTTP client");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY);
   luaL_newlib(L, funcs);
   return 1;

@@ -14,7 +14,8 @@
  *   host.bounded(opts, fn, ...)           run untrusted code under an instruction bound
  *                                          (lua/bound.h): true, results | false, err
  *   host.bound_adopt(co)                  co counts against the caller's bound
- *   host.config                           scripts_dir, policies_dir, state_dir, version */
+ *   host.config                           scripts_dir, policies_dir, state_dir, version,
+ *                                          stop_timeout_ms (--stop-timeout) */
 #include <dirent.h>
 #include <openssl/evp.h>
 #include <unistd.h>
@@ -216,6 +217,8 @@ int luaopen_rotator_host(lua_State *L) {
   set_str(L, "state_dir", h->state_dir);
   set_str(L, "version", ROTATOR_VERSION);
   set_str(L, "gitrev", ROTATOR_GITREV);
+  lua_pushinteger(L, (lua_Integer)h->stop_timeout_ms);
+  lua_setfield(L, -2, "stop_timeout_ms");
   lua_setfield(L, -2, "config");
   return 1;
 }
