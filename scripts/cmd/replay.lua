@@ -128,6 +128,7 @@ local function replay_file(path, ctx)
     else recs, why, resync = parse_record(text) end
     if recs then
       run_records(recs, ctx, ("%s:%d"):format(name, line), counts)
+      ctx.svc.planned = {} -- already printed; keeping them would grow with the file
     else
       local fields = { file = name, line = line, offset = offset, reason = why }
       if resync then
