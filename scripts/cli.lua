@@ -3,7 +3,7 @@
 -- host.exit itself).
 local M = {}
 
-local NAMES = { "check", "eval", "test", "run", "replay", "repl-serve", "journal", "setup" }
+local NAMES = { "check", "eval", "test", "run", "replay", "repl-serve", "journal", "setup", "redrive" }
 local commands = {}
 
 local function load_commands()

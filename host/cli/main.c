@@ -29,6 +29,7 @@ static const char USAGE[] =
     "Commands:\n"
     "  run       run the daemon: poll the queue, restore, update SSM\n"
     "  replay    feed a notification file through the workflow (--dry-run plans only)\n"
+    "  redrive   the dead-letter queue's notifications back through the workflow\n"
     "  check     load and validate scripts and policies\n"
     "  eval      run a Lua chunk in a fully loaded state and print the results\n"
     "  test      run Lua test files inside the host\n"
