@@ -57,7 +57,7 @@ local function journal_says(ctx, rec)
   local d = row.doc or {}
   local state = tostring(d.Status or row.state or "running")
   if d.Error then
-    return ("%s in %s: %s"):format(state, tostring(d.FailedPhase or d.Phase or "?"), tostring(d.Error))
+    return ("%s%s: %s"):format(state, d.FailedPhase and (" in " .. d.FailedPhase) or "", tostring(d.Error))
   end
   return state
 end
