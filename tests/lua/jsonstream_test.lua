@@ -81,6 +81,12 @@ function tests.bare_text_file_is_one_record()
   T.eq(recs[1].text, "An AWS Backup job was completed.\nsecond line")
 end
 
+function tests.garbage_first_line_does_not_swallow_the_file()
+  local recs = split('garbage\nmore garbage\n{"a":1}\n{"b":2}\n')
+  T.eq(#recs, 3)
+  T.eq({ recs[1].text, recs[2].line, recs[3].line }, { "garbage\nmore garbage", 3, 4 })
+end
+
 function tests.record_larger_than_the_limit()
   local big = '{"x":"' .. ("y"):rep(200) .. '"}'
   local recs = split('{"a":1}\n' .. big .. '\n{"b":2}\n', 100)

@@ -39,12 +39,14 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     env = bed.env_for_rotator(emu, endpoint=proxy.endpoint, extra={
         "ROTATOR_STATE_DIR": os.path.join(tmp, "state"), "ROTATOR_WAIT_FIRST": "0.2", "ROTATOR_WAIT_MAX": "0.5",
         "ROTATOR_VISIBILITY_TIMEOUT": "2", "ROTATOR_HEARTBEAT": "1", "ROTATOR_QUEUE_URL": pipe.queue.url})
+    # redrive's own claim: long enough for a loaded machine, short enough to wait out
+    renv = dict(env, ROTATOR_VISIBILITY_TIMEOUT="6")
     log_path = os.path.join(tmp, "rotator.log")
     out = open(log_path, "w")
     daemon = subprocess.Popen([ROTATOR, "--policies", policies, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def redrive(*args, timeout=60):
-        return subprocess.run([ROTATOR, "--policies", policies, "redrive", *args], env=env,
+        return subprocess.run([ROTATOR, "--policies", policies, "redrive", *args], env=renv,
                               capture_output=True, text=True, timeout=timeout)
     try:
         for i, table in enumerate(TABLES, start=1):
@@ -71,7 +73,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         t.ok(wait_until(lambda: "reload.ok" in open(log_path).read(), 20), "the daemon reloaded the fixed policy")
 
         # Killed after the first message: the others stay in the DLQ.
-        p = subprocess.Popen([ROTATOR, "--policies", policies, "redrive"], env=env, stdout=subprocess.PIPE,
+        p = subprocess.Popen([ROTATOR, "--policies", policies, "redrive"], env=renv, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
         first = None
         for line in p.stdout:
@@ -92,7 +94,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
             start_time="2026-11-25T%02d:00:00Z" % idx)
         emu.admin_client("sqs").send_message(QueueUrl=pipe.queue.dlq_url, MessageBody=json.dumps(n.envelope()))
 
-        time.sleep(2.5)  # the message in hand at the kill comes back after its visibility timeout
+        time.sleep(6.5)  # the message in hand at the kill comes back after its visibility timeout
         second = redrive()
         t.ok(second.returncode == 0, "the second redrive exits 0", second.stdout + second.stderr[-3000:])
         t.ok("3 messages: 3 done" in second.stderr, "it handled the two left and the redelivery", second.stderr[-500:])
@@ -103,14 +105,20 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
             t.eq(len(restores(proxy, name)), 1, "%s restored exactly once" % name)
         t.ok("message.already_complete" in second.stderr, "the redelivered done job was recognised from the journal")
 
-        # --to-source: the daemon gets it back through the source queue.
+        # --to-source: the daemon gets it back through the source queue. With maxReceiveCount 1
+        # a receive the daemon cancelled (at the reload) may still take the message at moto and
+        # send it on to the DLQ; a larger count keeps this part about --to-source.
+        emu.admin_client("sqs").set_queue_attributes(QueueUrl=pipe.queue.url, Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": pipe.queue.dlq_arn, "maxReceiveCount": "5"})})
         n = bed.backup_notification(backup_arn=emu.create_backup(TABLES[0]), job_id="job-4",
                                     start_time="2026-11-25T04:00:00Z")
         emu.admin_client("sqs").send_message(QueueUrl=pipe.queue.dlq_url, MessageBody=json.dumps(n.envelope()))
         moved = redrive("--to-source")
-        t.ok(moved.returncode == 0 and "sent to the source queue" in moved.stdout, "--to-source sends it back",
+        t.ok(moved.returncode == 0 and "sent to the source queue" in moved.stdout
+             and "deleted from the dead-letter queue" in moved.stdout, "--to-source sends it back and deletes it",
              moved.stdout + moved.stderr[-2000:])
-        t.ok(wait_until(lambda: emu.describe_table(target(TABLES[0], 4)), 30), "the daemon restored it from the source queue")
+        t.ok(wait_until(lambda: emu.describe_table(target(TABLES[0], 4)), 45), "the daemon restored it from the source queue",
+             pipe.queue.depth())
         t.eq(pipe.queue.depth()["dlq"], 0, "and it left the DLQ")
     finally:
         stop_process(daemon)

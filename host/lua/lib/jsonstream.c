@@ -8,7 +8,7 @@
  *       One record: a JSON object or array found by its brackets (so NDJSON lines,
  *       concatenated documents and one pretty-printed document all split the same way),
  *       or, for input that does not start with '{' or '[', the whole input (a bare
- *       notification text); past the first record, a line that does not start a JSON
+ *       notification text) up to a line that starts with '{' or '['; past the first record, a line that does not start a JSON
  *       value is a record of its own. line is 1-based, offset the 0-based byte offset in
  *       the input. problem is set when the splitter already knows the record is bad
  *       (the input ends inside it, a line break inside a string, larger than max_record).
@@ -162,6 +162,15 @@ static int r_next(lua_State *L) {
     char ch = r->buf[i];
     if (mode == MODE_LINE) {
       if (ch == '\n') { end = i; break; }
+    } else if (mode == MODE_ALL) {
+      /* bare text runs to the end, unless JSON records follow it in column 0 */
+      if (ch == '\n') {
+        if (i + 1 == r->len) {
+          long n = fill(r);
+          if (n < 0) return read_error(L);
+        }
+        if (i + 1 < r->len && (r->buf[i + 1] == '{' || r->buf[i + 1] == '[')) { end = i; break; }
+      }
     } else if (mode == MODE_JSON) {
       if (instr) {
         if (esc) esc = 0;
