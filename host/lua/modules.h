@@ -12,6 +12,7 @@ int luaopen_rotator_log(lua_State *L);    /* lua/lib/log.c: structured logging *
 int luaopen_rotator_host(lua_State *L);   /* lua/lib/host.c: signals, files, config, stop */
 int luaopen_rotator_journal(lua_State *L); /* lua/lib/journal.c: the durable workflow journal */
 int luaopen_rotator_control(lua_State *L); /* lua/lib/control.c: the REPL/status socket */
+int luaopen_rotator_jsonstream(lua_State *L); /* lua/lib/jsonstream.c: JSON records from a file, streamed */
 int luaopen_rotator_aws_core(lua_State *L); /* lua/lib/aws.c: AWS calls (scripts/aws/init.lua wraps it) */
 
 #endif

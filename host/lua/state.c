@@ -89,6 +89,7 @@ static int open_all(lua_State *L) {
   preload(L, "host", luaopen_rotator_host);
   preload(L, "journal", luaopen_rotator_journal);
   preload(L, "control", luaopen_rotator_control);
+  preload(L, "jsonstream", luaopen_rotator_jsonstream);
   preload(L, "aws_core", luaopen_rotator_aws_core);
   set_package_path(L, h->scripts_dir);
   return 0;

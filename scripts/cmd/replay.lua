@@ -1,8 +1,10 @@
--- rotator replay FILE|- [--dry-run]: run the intake on notification files.
+-- rotator replay FILE|- [--dry-run]: run the intake on notification files, record by
+-- record (a bad record is reported and skipped; the others go on).
 local host = require "host"
 local log = require "log"
 local args = require "engine.args"
 local json = require "json"
+local jsonstream = require "jsonstream"
 local task = require "engine.task"
 local policies = require "policy.loader"
 local rules = require "policy.rules"
@@ -14,9 +16,20 @@ local usage = [==[
 usage: rotator replay [--dry-run] [--source-pattern RE --replacement-pattern T
                       [--ssm-parameter-name NAME]] FILE|- ...
 
-Feeds notification files (an SQS message, an SNS envelope, a {"Records":[...]} document,
-an EventBridge event, the bare message text, or one JSON notification per line) through
-the same intake and workflow as the daemon. `-` reads stdin.
+Feeds notification files through the same intake and workflow as the daemon. `-` reads
+stdin. A file holds one notification or many, each an SQS message, an SNS envelope, a
+{"Records":[...]} document, an EventBridge event, or (a file of one) the bare message
+text: one JSON document per line (NDJSON), documents one after another, or one
+pretty-printed document. Files are read record by record in bounded memory.
+
+A record that is not a notification (corrupt, truncated, not JSON) is reported on stderr
+with its place and the reason, and the others go on:
+  replay.bad_record file=in.ndjson line=4 offset=640 reason="..."
+At the end, one summary line per file on stderr:
+  rotator replay: in.ndjson: 5 done, 1 skipped, 1 bad, 0 failed
+done: the workflow completed (with --dry-run: planned); skipped: deliberately not acted
+on (not a DynamoDB backup, not COMPLETED, no rule matches the table); bad: not a
+notification; failed: the workflow ended in Error.
 
 --dry-run makes no mutating call and prints each planned call as one JSON line on stdout:
   {"call":"dynamodb.RestoreTableFromBackup","input":{...}}
@@ -26,10 +39,14 @@ alone (waiting for ACTIVE and the SSM ordering check are skipped). Logs go to st
 Without policy rules, the default rule comes from SOURCE_PATTERN, REPLACEMENT_PATTERN and
 SSM_PARAMETER_NAME (or the flags), as in the original tool.
 
-Exit status: 0 all done or skipped, 1 a workflow failed, 2 bad input or policies.
+Exit status:
+  0  every record done or skipped
+  1  a workflow failed (whether or not a record was also bad)
+  2  nothing ran: bad usage, the policies did not load, or a file could not be read
+  3  some records were bad; every other one was done or skipped
 
 Examples:
-  rotator replay --dry-run notification.json
+  rotator replay --dry-run notifications.ndjson
   SOURCE_PATTERN='(?i)-production$' REPLACEMENT_PATTERN=-staging rotator replay --dry-run - < msg.json
 ]==]
 
@@ -38,28 +55,16 @@ local SPEC = {
   ["--ssm-parameter-name"] = "string",
 }
 
-local function read_input(path)
-  if path == "-" then return io.stdin:read("a") end
-  return host.read_file(path)
-end
+-- Exit statuses, worst wins: 2 > 1 > 3 > 0.
+local RANK = { [0] = 0, [3] = 1, [1] = 2, [2] = 3 }
+local function worse(a, b) return RANK[b] > RANK[a] and b or a end
 
--- A file holds one notification, or (when it does not parse whole) one per line.
-local function parse_text(text)
-  local recs, err = N.parse(text)
-  if recs then return { recs } end
-  local batches, any = {}, false
-  for line in text:gmatch("[^\n]+") do
-    if line:match("%S") then
-      local r, lerr = N.parse(line)
-      if not r then return nil, err end
-      any = true
-      batches[#batches + 1] = r
-      local _ = lerr
-    end
-  end
-  if not any then return nil, err end
-  return batches
-end
+local NEXT_STEP = {
+  ENOENT = "check the path",
+  EACCES = "run as a user who may read it, or copy it somewhere readable",
+  EISDIR = "give the notification files inside it, e.g. rotator replay DIR/*.json",
+  EIO = "check the file and the disk",
+}
 
 local function load_rules(opts)
   local files = policies.list(host.config.policies_dir) or {}
@@ -68,6 +73,72 @@ local function load_rules(opts)
   local list, err = rules.effective(set, opts)
   if not list then return nil, err end
   return list
+end
+
+-- A record's text -> notification records, or nil and the reason.
+local function parse_record(text)
+  local c = text:sub(1, 1)
+  if c ~= "{" and c ~= "[" then return N.parse(text) end
+  local v, jerr = json.decode(text)
+  if v == nil then return nil, "not valid JSON: " .. tostring(jerr):gsub("^json: ", ""), true end
+  if c == "[" then return nil, "a JSON array, not a notification (give one notification per line)" end
+  return N.parse(v)
+end
+
+-- One notification's records, each in its own task (as the daemon runs a message's
+-- records); counts each outcome. Returns when all finished.
+local function run_records(recs, ctx, where, counts)
+  local futures = {}
+  for i, rec in ipairs(recs) do
+    local f = task.future()
+    futures[i] = f
+    if rec.error then
+      log.error("replay.bad_record", { where = where, reason = rec.skip })
+      f:set("bad")
+    else
+      task.spawn(function()
+        local ok, docs = intake.handle_records({ rec }, ctx, where)
+        if not ok then f:set("failed")
+        elseif docs[1] then f:set("done")
+        else f:set("skipped") end
+      end)
+    end
+  end
+  for _, f in ipairs(futures) do
+    local outcome = f:wait()
+    counts[outcome] = counts[outcome] + 1
+  end
+end
+
+-- Read one file record by record. Returns counts, or nil, message, code.
+local function replay_file(path, ctx)
+  local reader, err, code = jsonstream.open(path)
+  if not reader then return nil, err, code end
+  local counts = { done = 0, skipped = 0, bad = 0, failed = 0 }
+  local name = path == "-" and "stdin" or path
+  while true do
+    local text, line, offset, problem = reader:next()
+    if not text then
+      reader:close()
+      if line then return nil, name .. ": " .. line, "EIO" end -- a read error
+      return counts
+    end
+    local recs, why, resync
+    if problem then why, resync = problem, true
+    else recs, why, resync = parse_record(text) end
+    if recs then
+      run_records(recs, ctx, ("%s:%d"):format(name, line), counts)
+      ctx.svc.planned = {} -- already printed; keeping them would grow with the file
+    else
+      local fields = { file = name, line = line, offset = offset, reason = why }
+      if resync then
+        local last = reader:resync()
+        if last > line then fields.last_line = last end
+      end
+      log.error("replay.bad_record", fields)
+      counts.bad = counts.bad + 1
+    end
+  end
 end
 
 local function run(argv)
@@ -85,23 +156,22 @@ local function run(argv)
   task.spawn(function()
     local status = 0
     for _, path in ipairs(files) do
-      local text, rerr = read_input(path)
-      local batches, perr
-      if text then batches, perr = parse_text(text) end
-      if not text or not batches then
-        log.error("replay.unparsable", { file = path, reason = rerr or perr })
-        status = 2
+      local counts, rerr, code = replay_file(path, ctx)
+      io.stdout:flush()
+      if not counts then
+        io.stderr:write(("rotator replay: cannot read %s; %s\n"):format(rerr, NEXT_STEP[code] or NEXT_STEP.EIO))
+        status = worse(status, 2)
       else
-        for i, recs in ipairs(batches) do
-          local ok = intake.handle_records(recs, ctx, path .. (#batches > 1 and (":" .. i) or ""))
-          if not ok and status == 0 then status = 1 end
-        end
+        io.stderr:write(("rotator replay: %s: %d done, %d skipped, %d bad, %d failed\n"):format(
+          path == "-" and "stdin" or path, counts.done, counts.skipped, counts.bad, counts.failed))
+        if counts.failed > 0 then status = worse(status, 1) end
+        if counts.bad > 0 then status = worse(status, 3) end
       end
     end
     io.stdout:flush()
     host.exit(status)
   end)
-  local _ = json
 end
 
-return { summary = "feed a notification file through the workflow (--dry-run plans only)", usage = usage, run = run }
+return { summary = "feed notification files through the workflow, record by record (--dry-run plans only)", usage = usage, run = run,
+  parse_record = parse_record }

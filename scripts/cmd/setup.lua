@@ -53,6 +53,23 @@ M.IAM_POLICY = [==[
       "Resource": "arn:aws:sqs:*:*:rotator-backup-events"
     },
     {
+      "Sid": "RedriveFromDeadLetterQueue",
+      "Effect": "Allow",
+      "Action": [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueUrl"
+      ],
+      "Resource": "arn:aws:sqs:*:*:rotator-backup-events-dlq"
+    },
+    {
+      "Sid": "RedriveToSourceQueue",
+      "Effect": "Allow",
+      "Action": "sqs:SendMessage",
+      "Resource": "arn:aws:sqs:*:*:rotator-backup-events"
+    },
+    {
       "Sid": "ListTables",
       "Effect": "Allow",
       "Action": "dynamodb:ListTables",

@@ -14,6 +14,7 @@ local daemon = require "daemon"
 local intake = require "daemon.intake"
 local store = require "daemon.store"
 local reload_state = require "daemon.reload"
+local rd = require "daemon.redrive"
 
 local M = {}
 
@@ -69,6 +70,28 @@ local function dry_run(path)
   }
   intake.handle_records(recs, ctx, path)
   return repl.text(#planned > 0 and table.concat(planned, "\n") or "(no call planned: see the daemon log for the reason)")
+end
+
+-- The dead-letter queue back through this daemon's intake (as rotator redrive):
+-- redrive{ dry_run = true, limit = N, queue = DLQ_URL }. Returns what was shown and done.
+local function redrive(o)
+  o = o or {}
+  local ctx = daemon.ctx
+  if not ctx then return nil, "the daemon is not started" end
+  local source = daemon.opts and daemon.opts.queue_url
+  local dlq = o.queue
+  if not dlq then
+    if not source then return nil, "the daemon has no queue: give redrive{ queue = DLQ_URL }" end
+    local err
+    dlq, err = rd.dlq_of(ctx.svc, source)
+    if not dlq then return nil, err end
+  end
+  local lines = {}
+  local run_ctx = { svc = ctx.svc, store = ctx.store, rules = ctx.rules, dry_run = o.dry_run or ctx.dry_run }
+  local c = rd.run(run_ctx, { dlq_url = dlq, source_url = source, dry_run = run_ctx.dry_run, limit = o.limit,
+    to_source = o.to_source }, function(line) lines[#lines + 1] = line end)
+  lines[#lines + 1] = ("%d messages: %d done, %d skipped, %d bad, %d failed"):format(c.messages, c.done, c.skipped, c.bad, c.failed)
+  return repl.text(table.concat(lines, "\n"))
 end
 
 -- Stream every AWS call to this REPL session until trace(false) or the session ends.
@@ -129,6 +152,7 @@ end
 repl.helper("workflows", "workflows(['unfinished']) lists workflows from the journal", workflows)
 repl.helper("show", "show(id) one workflow: state, document and step history", show)
 repl.helper("dry_run", "dry_run(file) plans a notification file through the policies", dry_run)
+repl.helper("redrive", "redrive{dry_run=, limit=, queue=, to_source=} the dead-letter queue through this daemon", redrive)
 repl.helper("trace", "trace([false]) streams AWS calls into this session", trace)
 repl.helper("reload", "reload() reloads scripts and policies (as kill -HUP)", reload)
 repl.helper("status", "status() the daemon's status as a table", repl.status)
