@@ -14,6 +14,9 @@
 -- A message redelivered for a job (workflow id = backup job id) that is already Complete
 -- is deleted without a second restore; one for a workflow running here is attached to it
 -- (kept invisible, deleted when it completes) and starts no second run.
+-- A dry run deletes nothing, so its messages come back after their visibility timeout:
+-- each is planned once per process; a redelivery is logged (message.already_planned) and
+-- left alone.
 -- ctx: { svc, store (optional), rules = function() -> current rule list, dry_run, queue_url }
 local log = require "log"
 local task = require "engine.task"
@@ -31,6 +34,7 @@ local M = {
   max_messages_inflight = 100,
   stats = { received = 0, deleted = 0, left = 0, unparsable = 0 },
   claims = {},   -- message id -> { msg, last_beat (wall), beat (timer), parked }
+  planned = {},  -- dry run: message id -> true once its plan was printed
   received = {}, -- messages received during a reload's quiesce, handed over unstarted
   recv = nil,    -- the ReceiveMessage in flight (see "receiving")
   gen = 0,       -- the poll loop's generation: a loop of an older one ends
@@ -178,6 +182,10 @@ local function handle_message(msg, ctx, opts)
     log.warn("message.unparsable", { message_id = id, reason = why, result = "left for the redrive policy" })
     return
   end
+  if ctx.dry_run and M.planned[id] then
+    log.info("message.already_planned", { message_id = id, reason = "a dry run plans each message once" })
+    return
+  end
   local claim = { msg = msg, last_beat = opts.last_beat or clock.now() }
   M.claims[id] = claim
   start_beats(ctx, claim)
@@ -185,6 +193,7 @@ local function handle_message(msg, ctx, opts)
   if claim.parked then return end -- a reload took the claim over
   claim.done = true
   stop_beats(claim)
+  if ctx.dry_run then M.planned[id] = true end
   if quiescing then claim.parked = true quiescing.check() return end -- the new state deletes it
   M.claims[id] = nil
   if not ok then

@@ -132,7 +132,11 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
         stop(proc, out)
     plans = [json.loads(l) for l in open(dry_path) if l.startswith('{"call"')]
     deletes = [p for p in plans if p["call"] == "dynamodb.DeleteTable"]
-    t.eq([p["input"]["TableName"] for p in deletes], [copy(2)], "dry run plans deleting the copy beyond keep=2")
+    # Planned on the state the workflow leaves: the parameter moves to the new copy (5), so
+    # keep = 2 keeps 5 and 4 and the two older ones go, copy(3) (today's target) included,
+    # exactly as the real run would delete them.
+    t.eq([p["input"]["TableName"] for p in deletes], [copy(2), copy(3)],
+         "dry run plans deleting the copies beyond keep=2, on the parameter as the run leaves it")
     t.ok(deletes and "beyond the newest 2" in deletes[0].get("reason", ""), "planned DeleteTable carries its reason", deletes)
     t.ok(emu.describe_table(copy(2)) is not None and emu.describe_table(copy(5)) is None, "dry run deleted and restored nothing")
 
