@@ -93,5 +93,6 @@ int engine_commands(host_t *h, engine_command_fn each, void *ud, char *err, size
   int rc = list_commands(h->L, each, ud, err, errlen);
   lua_close(h->L);
   h->L = NULL;
+  host_aws_close(h); /* loading the command modules may have created the AWS client */
   return rc;
 }
