@@ -126,6 +126,75 @@ static int skip_space(reader_t *r) {
 
 enum { MODE_JSON, MODE_LINE, MODE_ALL };
 
+/* The scanner's state inside a JSON record. */
+typedef struct {
+  int depth, instr, esc;
+} json_scan_t;
+
+/* One byte of a JSON record: 1 when the record ends after it, -1 for a line break inside
+ * a string (a truncated or corrupt line), else 0. */
+static int json_step(json_scan_t *j, char ch) {
+  if (j->instr) {
+    if (j->esc) j->esc = 0;
+    else if (ch == '\\') j->esc = 1;
+    else if (ch == '"') j->instr = 0;
+    else if (ch == '\n') return -1;
+  } else if (ch == '"') {
+    j->instr = 1;
+  } else if (ch == '{' || ch == '[') {
+    j->depth++;
+  } else if ((ch == '}' || ch == ']') && --j->depth == 0) {
+    return 1;
+  }
+  return 0;
+}
+
+/* Bare text runs to the end, unless JSON records follow it in column 0: does the text
+ * end at the line break at i? -1 on a read error. */
+static int text_ends_at(reader_t *r, size_t i) {
+  if (i + 1 == r->len && fill(r) < 0) return -1;
+  return i + 1 < r->len && (r->buf[i + 1] == '{' || r->buf[i + 1] == '[');
+}
+
+/* Finds the end of the record starting at r->rec_start: 0 with *end (and *problem when
+ * the record is bad), or -1 on a read error. toolong holds the size-limit message. */
+static int scan(reader_t *r, int mode, size_t *end, const char **problem, char *toolong, size_t tlen) {
+  json_scan_t j = {0, 0, 0};
+  for (size_t i = r->pos;; i++) {
+    if (i - r->rec_start >= r->max) {
+      snprintf(toolong, tlen, "record larger than %zu bytes (the limit; split the file)", r->max);
+      *problem = toolong;
+      *end = i;
+      return 0;
+    }
+    if (i == r->len) {
+      long n = fill(r);
+      if (n < 0) return -1;
+      if (n == 0) {
+        if (mode == MODE_JSON) *problem = "the input ends inside this JSON value (truncated?)";
+        *end = i;
+        return 0;
+      }
+    }
+    char ch = r->buf[i];
+    int stop = 0;
+    if (mode == MODE_LINE) {
+      stop = ch == '\n';
+    } else if (mode == MODE_ALL) {
+      if (ch == '\n' && (stop = text_ends_at(r, i)) < 0) return -1;
+    } else {
+      int k = json_step(&j, ch);
+      if (k < 0) {
+        *problem = "line break inside a JSON string (a truncated or corrupt line?)";
+        *end = i;
+        return 0;
+      }
+      if (k > 0) { *end = i + 1; return 0; }
+    }
+    if (stop) { *end = i; return 0; }
+  }
+}
+
 static int r_next(lua_State *L) {
   reader_t *r = check(L);
   compact(r, r->pos);
@@ -140,57 +209,8 @@ static int r_next(lua_State *L) {
   r->first = 0;
   const char *problem = NULL;
   char toolong[96];
-  int depth = 0, instr = 0, esc = 0;
-  size_t i = r->pos, end;
-  for (;;) {
-    if (i - r->rec_start >= r->max) {
-      snprintf(toolong, sizeof toolong, "record larger than %zu bytes (the limit; split the file)",
-               r->max);
-      problem = toolong;
-      end = i;
-      break;
-    }
-    if (i == r->len) {
-      long n = fill(r);
-      if (n < 0) return read_error(L);
-      if (n == 0) {
-        if (mode == MODE_JSON) problem = "the input ends inside this JSON value (truncated?)";
-        end = i;
-        break;
-      }
-    }
-    char ch = r->buf[i];
-    if (mode == MODE_LINE) {
-      if (ch == '\n') { end = i; break; }
-    } else if (mode == MODE_ALL) {
-      /* bare text runs to the end, unless JSON records follow it in column 0 */
-      if (ch == '\n') {
-        if (i + 1 == r->len) {
-          long n = fill(r);
-          if (n < 0) return read_error(L);
-        }
-        if (i + 1 < r->len && (r->buf[i + 1] == '{' || r->buf[i + 1] == '[')) { end = i; break; }
-      }
-    } else if (mode == MODE_JSON) {
-      if (instr) {
-        if (esc) esc = 0;
-        else if (ch == '\\') esc = 1;
-        else if (ch == '"') instr = 0;
-        else if (ch == '\n') {
-          problem = "line break inside a JSON string (a truncated or corrupt line?)";
-          end = i;
-          break;
-        }
-      } else if (ch == '"') {
-        instr = 1;
-      } else if (ch == '{' || ch == '[') {
-        depth++;
-      } else if (ch == '}' || ch == ']') {
-        if (--depth == 0) { end = i + 1; break; }
-      }
-    }
-    i++;
-  }
+  size_t end;
+  if (scan(r, mode, &end, &problem, toolong, sizeof toolong) < 0) return read_error(L);
   size_t n = end - r->rec_start;
   /* strip a carriage return ending a line record */
   size_t tn = n;
