@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "lua/state.h"
 #include "lua/modules.h"
+#include "lua/fields.h"
 
 #define AWS_MT "rotator.aws_core"
 
@@ -87,29 +88,19 @@ static route_t *find_route(host_t *h, uint64_t id) {
   return NULL;
 }
 
-static void set_str(lua_State *L, const char *k, const char *v) {
-  lua_pushstring(L, v ? v : "");
-  lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
 static void push_result(lua_State *L, const aws_result_t *r) {
   lua_createtable(L, 0, 8);
-  set_int(L, "status", r->status);
-  set_int(L, "attempts", r->attempts);
+  lfield_int(L, "status", r->status);
+  lfield_int(L, "attempts", r->attempts);
   lua_pushlstring(L, r->body ? r->body : "", r->body_len);
   lua_setfield(L, -2, "body");
   if (r->ok) {
-    set_str(L, "request_id", r->request_id);
+    lfield_str(L, "request_id", r->request_id ? r->request_id : "");
     return;
   }
-  set_str(L, "code", r->err->code);
-  set_str(L, "message", r->err->message);
-  set_str(L, "request_id", r->err->request_id);
+  lfield_str(L, "code", r->err->code);
+  lfield_str(L, "message", r->err->message);
+  lfield_str(L, "request_id", r->err->request_id);
   lua_pushboolean(L, r->err->retryable);
   lua_setfield(L, -2, "retryable");
 }

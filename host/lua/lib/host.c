@@ -29,6 +29,7 @@
 #include "core/host.h"
 #include "lua/bound.h"
 #include "lua/modules.h"
+#include "lua/fields.h"
 #include "version.h"
 
 #define HOLD_MT "rotator.hold"
@@ -185,12 +186,6 @@ static int h_sha256_hex(lua_State *L) {
   return 1;
 }
 
-static void set_str(lua_State *L, const char *k, const char *v) {
-  if (!v) return;
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
-}
-
 static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
@@ -212,11 +207,11 @@ int luaopen_rotator_host(lua_State *L) {
   luaL_newlib(L, funcs);
   host_t *h = host_from_lua(L);
   lua_newtable(L);
-  set_str(L, "scripts_dir", h->scripts_dir);
-  set_str(L, "policies_dir", h->policies_dir);
-  set_str(L, "state_dir", h->state_dir);
-  set_str(L, "version", ROTATOR_VERSION);
-  set_str(L, "gitrev", ROTATOR_GITREV);
+  lfield_str(L, "scripts_dir", h->scripts_dir);
+  lfield_str(L, "policies_dir", h->policies_dir);
+  lfield_str(L, "state_dir", h->state_dir);
+  lfield_str(L, "version", ROTATOR_VERSION);
+  lfield_str(L, "gitrev", ROTATOR_GITREV);
   lua_pushinteger(L, (lua_Integer)h->stop_timeout_ms);
   lua_setfield(L, -2, "stop_timeout_ms");
   lua_setfield(L, -2, "config");

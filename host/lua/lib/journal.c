@@ -23,6 +23,7 @@
 #include "store/journal.h"
 #include "lua/modules.h"
 #include "lua/state.h"
+#include "lua/fields.h"
 
 #define JOURNAL_MT "rotator.journal"
 
@@ -113,26 +114,15 @@ static int j_append(lua_State *L) {
 
 /* ------------------------------------------------------------------ reading */
 
-static void set_str(lua_State *L, const char *k, const char *v) {
-  if (!v) return;
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static void set_num(lua_State *L, const char *k, lua_Number v) {
-  lua_pushnumber(L, v);
-  lua_setfield(L, -2, k);
-}
-
 static void push_workflow(lua_State *L, const journal_workflow_t *w) {
   lua_createtable(L, 0, 9);
-  set_str(L, "id", w->id);
-  set_str(L, "state", w->state);
-  set_str(L, "source", w->source);
-  set_str(L, "backup_job", w->backup_job);
-  set_str(L, "doc", w->doc);
-  set_num(L, "started", w->started);
-  set_num(L, "updated", w->updated);
+  lfield_str(L, "id", w->id);
+  lfield_str(L, "state", w->state);
+  lfield_str(L, "source", w->source);
+  lfield_str(L, "backup_job", w->backup_job);
+  lfield_str(L, "doc", w->doc);
+  lfield_num(L, "started", w->started);
+  lfield_num(L, "updated", w->updated);
   lua_pushboolean(L, w->finished);
   lua_setfield(L, -2, "finished");
   lua_pushinteger(L, (lua_Integer)w->transitions);
@@ -152,10 +142,10 @@ static int add_transition(const journal_transition_t *t, void *ud) {
   lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)t->seq);
   lua_setfield(L, -2, "seq");
-  set_str(L, "workflow", t->workflow);
-  set_str(L, "step", t->step);
-  set_str(L, "doc", t->doc);
-  set_num(L, "at", t->at);
+  lfield_str(L, "workflow", t->workflow);
+  lfield_str(L, "step", t->step);
+  lfield_str(L, "doc", t->doc);
+  lfield_num(L, "at", t->at);
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   return 0;
 }

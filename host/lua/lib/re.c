@@ -46,6 +46,7 @@
 
 #include "lua/lbuf.h"
 #include "lua/modules.h"
+#include "lua/fields.h"
 #include "util/regex.h"
 
 #define REGEX_MT "rotator.re.regex"
@@ -385,21 +386,16 @@ static int f_quote(lua_State *L) {
   return 1;
 }
 
-static void set_int_field(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
 static int f_cache_stats(lua_State *L) {
   cache_box_t *box = lua_touserdata(L, lua_upvalueindex(1));
   rx_cache_stats_t st;
   rx_cache_stats(box->cache, &st);
   lua_createtable(L, 0, 5);
-  set_int_field(L, "hits", (lua_Integer)st.hits);
-  set_int_field(L, "misses", (lua_Integer)st.misses);
-  set_int_field(L, "size", (lua_Integer)st.size);
-  set_int_field(L, "capacity", (lua_Integer)st.capacity);
-  set_int_field(L, "evictions", (lua_Integer)st.evictions);
+  lfield_int(L, "hits", (lua_Integer)st.hits);
+  lfield_int(L, "misses", (lua_Integer)st.misses);
+  lfield_int(L, "size", (lua_Integer)st.size);
+  lfield_int(L, "capacity", (lua_Integer)st.capacity);
+  lfield_int(L, "evictions", (lua_Integer)st.evictions);
   return 1;
 }
 
