@@ -105,6 +105,15 @@ end
 -- Start serving. `handover` (from a reload) carries workflows and claims instead of the
 -- journal. Returns true, or nil and a message (the journal cannot be opened).
 function M.start(opts, handover)
+  if not handover then
+    -- One daemon per state directory: a second one would share the journal and the socket.
+    local dir = store.default_state_dir()
+    if dir then
+      host.mkdir(dir)
+      local ok, lerr, pid = host.lock_state_dir(dir)
+      if not ok then return nil, lerr, pid and 2 or nil end
+    end
+  end
   local store, err = open_store(opts)
   if err then return nil, err end
   register_hooks()

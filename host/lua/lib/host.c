@@ -31,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -224,12 +226,59 @@ static int h_test_block_loop(lua_State *L) {
   return 0;
 }
 
+/* host.lock_state_dir(dir): one daemon per state directory. Takes an exclusive flock on
+ * DIR/rotator.lock, held (fd kept open) until the process exits, and writes our pid into
+ * it. Returns true; or nil, message, pid-of-holder when another process holds it. The
+ * kernel drops the lock when the holder dies, even by SIGKILL. */
+static int lock_fd = -1;
+static int h_lock_state_dir(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  if (lock_fd >= 0) { lua_pushboolean(L, 1); return 1; }
+  char path[4096];
+  int n = snprintf(path, sizeof path, "%s/rotator.lock", dir);
+  if (n < 0 || (size_t)n >= sizeof path) return luaL_error(L, "state directory path longer than %zu bytes: %s", sizeof path - 16, dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot open %s: %s", path, strerror(errno));
+    return 2;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    char buf[32] = {0};
+    ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    lua_pushnil(L);
+    if (e == EWOULDBLOCK) {
+      long pid = r > 0 ? strtol(buf, NULL, 10) : 0;
+      lua_pushfstring(L, "another rotator (pid %d) is running on the state directory %s (lock %s): stop it first, "
+                      "or give this one its own --state-dir", (int)pid, dir, path);
+      lua_pushinteger(L, pid);
+      return 3;
+    }
+    lua_pushfstring(L, "cannot lock %s: %s", path, strerror(e));
+    return 2;
+  }
+  char pid[32];
+  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+    int e = errno;
+    close(fd);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot write the pid into %s: %s", path, strerror(e));
+    return 2;
+  }
+  lock_fd = fd;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
     {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex},
     {"bounded", bound_lua_call}, {"bound_adopt", bound_lua_adopt},
-    {"bound_sliced", bound_lua_sliced}, {"notify", h_notify}, {"watchdog", h_watchdog},
+    {"bound_sliced", bound_lua_sliced}, {"notify", h_notify}, {"lock_state_dir", h_lock_state_dir}, {"watchdog", h_watchdog},
     {"test_block_loop", h_test_block_loop}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
