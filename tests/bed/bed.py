@@ -402,6 +402,71 @@ class Emulator:
         name = name or f"{re.sub(r'[^A-Za-z0-9_.-]', '-', table)}-{uuid.uuid4().hex[:8]}"
         return ddb.create_backup(TableName=table, BackupName=name)["BackupDetails"]["BackupArn"]
 
+    # -- AWS Backup (the bed's control plane, backup_plane.py) ---------------------------
+
+    def backup_control(self, action: str, **body: Any) -> dict:
+        """POST /__backup__/<action> (fault, timing, wording) or GET state (body empty)."""
+        import urllib.request
+        data = json.dumps(body).encode() if body else None
+        req = urllib.request.Request(f"{self.endpoint}/__backup__/{action}", data=data,
+                                     method="POST" if data is not None else "GET")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+
+    def backup_fault(self, job: str = "restore", status: str = "FAILED",
+                     message: str = "Restore failed", count: int = 1) -> None:
+        """The next `count` jobs of that kind (backup|restore|copy) end in `status`
+        (FAILED|ABORTED) with StatusMessage `message` instead of COMPLETED."""
+        self.backup_control("fault", job=job, status=status, message=message, count=count)
+
+    def backup_timing(self, pending: float = 0.3, running: float = 1.0) -> None:
+        """How long jobs stay PENDING (CREATED) and RUNNING, in seconds."""
+        self.backup_control("timing", pending=pending, running=running)
+
+    def start_backup_job(self, table: str, vault: str = "Default", wait: float = 30,
+                         account: str | None = None) -> dict:
+        """AWS Backup job of a table (admin keys): {"job_id", "recovery_point_arn",
+        "resource_arn"}; waits until the job is COMPLETED unless wait=0."""
+        b = self.admin_client("backup")
+        resource = f"arn:aws:dynamodb:{self.region}:{account or ACCOUNT}:table/{table}"
+        out = b.start_backup_job(BackupVaultName=vault, ResourceArn=resource,
+                                 IamRoleArn=self.restore_role_arn or
+                                 f"arn:aws:iam::{ACCOUNT}:role/{RESTORE_ROLE}")
+        if wait:
+            done = wait_until(lambda: b.describe_backup_job(BackupJobId=out["BackupJobId"])["State"]
+                              in ("COMPLETED", "FAILED", "ABORTED"), wait, step=0.1)
+            if not done:
+                raise RuntimeError(f"backup job {out['BackupJobId']} not done within {wait}s")
+        return {"job_id": out["BackupJobId"], "recovery_point_arn": out["RecoveryPointArn"],
+                "resource_arn": resource}
+
+    def vault_notifications(self, topic_arn: str, vault: str = "Default",
+                            events: Iterable[str] = ("BACKUP_JOB_COMPLETED", "COPY_JOB_SUCCESSFUL",
+                                                     "COPY_JOB_FAILED", "BACKUP_JOB_FAILED"),
+                            wording: str = "legacy") -> None:
+        """PutBackupVaultNotifications: the vault's job notifications go to the topic, in
+        the given body wording."""
+        self.backup_control("wording", wording=wording)
+        self.admin_client("backup").put_backup_vault_notifications(
+            BackupVaultName=vault, SNSTopicArn=topic_arn, BackupVaultEvents=list(events))
+
+    def create_eventbridge_pipeline(self, queue: str = EVENTS_QUEUE, rule: str = "rotator-backup-events",
+                                    dlq: bool = True, max_receive_count: int = 3) -> "Queue":
+        """EventBridge rule (source aws.backup, Backup/Copy Job State Change) -> SQS queue
+        with a queue policy allowing events.amazonaws.com from that rule."""
+        ev = self.admin_client("events")
+        pattern = {"source": ["aws.backup"],
+                   "detail-type": ["Backup Job State Change", "Copy Job State Change"]}
+        rule_arn = ev.put_rule(Name=rule, EventPattern=json.dumps(pattern))["RuleArn"]
+        q = self.create_queue(queue, dlq=dlq, max_receive_count=max_receive_count)
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Sid": "AllowEventBridge", "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": q.arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}
+        self.admin_client("sqs").set_queue_attributes(QueueUrl=q.url, Attributes={"Policy": json.dumps(policy)})
+        ev.put_targets(Rule=rule, Targets=[{"Id": "rotator", "Arn": q.arn}])
+        return q
+
     def table_names(self) -> list[str]:
         ddb = self.admin_client("dynamodb")
         names: list[str] = []

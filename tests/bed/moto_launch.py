@@ -22,6 +22,9 @@ HTTP 400 with a JSON body; this launcher does the same: InvalidSignatureExceptio
 UnrecognizedClientException, AccessDeniedException ("com.amazon.coral.service#" prefixed
 for DynamoDB and SQS), with AWS's messages.
 
+AWS Backup jobs and recovery points (which moto lacks) are served in this process by
+backup_plane.BackupPlane, in front of moto's app and backed by its backends.
+
 Signatures of body-less restJson requests (e.g. AWS Backup's GET /backup-vaults/): moto
 hashes its parsed parameters instead of the empty body when re-computing the signature,
 so every such request fails with SignatureDoesNotMatch. This launcher hashes the empty
@@ -254,7 +257,9 @@ def main() -> None:
         _patch_auth_errors()
     _patch_empty_body_signature()
 
-    app = DomainDispatcherApplication(create_backend_app)
+    from backup_plane import BackupPlane
+
+    app = BackupPlane().wrap(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
     port = server.server_address[1]
