@@ -1,6 +1,6 @@
 # Rotator build. `make` builds ./rotator; `make test` installs what is missing, builds and
 # runs every test under prove; `make asan` runs the same suite on an ASan+UBSan build.
-PKGS    := lua5.4 libcurl libpcre2-8 openssl libedit sqlite3
+PKGS    := lua5.4 libcurl libpcre2-8 openssl libedit sqlite3 libsystemd
 BUILD   ?= build
 OUT     ?= rotator
 PREFIX  ?= /usr/local
@@ -77,12 +77,15 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@ROTATOR=$(CURDIR)/$(OUT) ./tests/demo/run
 
+# Policies are read from /etc/rotator/policies (PREFIX=/usr) or PREFIX/etc/rotator/policies,
+# created empty: a fresh install acts on nothing. The examples go to the doc folder.
+POLICY_DIR = $(if $(filter /usr,$(PREFIX)),/etc/rotator/policies,$(PREFIX)/etc/rotator/policies)
 install: $(OUT)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rotator/scripts \
-	  $(DESTDIR)$(PREFIX)/share/rotator/policies
+	  $(DESTDIR)$(PREFIX)/share/doc/rotator/examples $(DESTDIR)$(POLICY_DIR)
 	install -m 0755 $(OUT) $(DESTDIR)$(PREFIX)/bin/rotator
 	cp -R scripts/. $(DESTDIR)$(PREFIX)/share/rotator/scripts/
-	cp -R policies/. $(DESTDIR)$(PREFIX)/share/rotator/policies/
+	cp -R policies/examples/. $(DESTDIR)$(PREFIX)/share/doc/rotator/examples/
 
 clean:
 	rm -rf $(BUILD) $(OUT)

@@ -12,6 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/layout.h"
 #include "core/log.h"
 #include "version.h"
 
@@ -26,9 +27,13 @@ typedef struct {
 } global_opt_t;
 
 static const global_opt_t GLOBALS[G_COUNT] = {
-    [G_SCRIPTS] = {"--scripts", "DIR", "ROTATOR_SCRIPTS", "engine scripts (ROTATOR_SCRIPTS)"},
+    [G_SCRIPTS] = {"--scripts", "DIR", "ROTATOR_SCRIPTS",
+                   "engine scripts (ROTATOR_SCRIPTS; default beside the binary:\n"
+                   "./scripts, ../share/rotator/scripts or ../../scripts)"},
     [G_POLICIES] = {"--policies", "DIR", "ROTATOR_POLICIES",
-                    "operator policies (ROTATOR_POLICIES)"},
+                    "operator policies (ROTATOR_POLICIES; default\n"
+                    "/etc/rotator/policies, PREFIX/etc/rotator/policies when\n"
+                    "installed elsewhere, ./policies in a checkout)"},
     [G_STATE_DIR] = {"--state-dir", "DIR", "ROTATOR_STATE_DIR",
                      "journal and socket (ROTATOR_STATE_DIR; default\n"
                      "/var/lib/rotator as root, else ~/.local/state/rotator)"},
@@ -81,28 +86,6 @@ static int parse_globals(globals_t *g, int argc, char **argv) {
   for (; i < argc; i++) argv[out++] = argv[i];
   argv[out] = NULL;
   return out;
-}
-
-static int is_dir(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* Find NAME (scripts/policies) next to the binary: ./NAME, ../share/rotator/NAME (an
- * installed layout), or ../../NAME (a build output folder such as build/asan). */
-static const char *beside_binary(const char *name, char *buf, size_t len) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return name;
-  exe[n] = '\0';
-  char *slash = strrchr(exe, '/');
-  if (slash) *slash = '\0';
-  const char *fmts[] = {"%s/%s", "%s/../share/rotator/%s", "%s/../../%s"};
-  for (size_t i = 0; i < 3; i++) {
-    int m = snprintf(buf, len, fmts[i], exe, name);
-    if (m > 0 && (size_t)m < len && is_dir(buf)) return buf;
-  }
-  return name;
 }
 
 static int apply_logging(const globals_t *g) {
@@ -163,17 +146,23 @@ static void export_globals(const globals_t *g) {
 
 /* A host for the Lua engine: loop, scripts and policies folders, stop deadline. */
 static int make_host(const globals_t *g, host_t *h) {
-  static char sbuf[PATH_MAX], pbuf[PATH_MAX];
+  static layout_t lay;
   uint64_t stop_ms;
   if (parse_stop_timeout(g->v[G_STOP_TIMEOUT], &stop_ms) < 0) return 2;
+  int found = layout_find(&lay) == 0;
+  if (!found && !g->v[G_SCRIPTS]) {
+    layout_report_missing(&lay);
+    return 2;
+  }
   loop_t *loop = loop_new();
   if (!loop) {
     fprintf(stderr, "rotator: cannot create the event loop: %s\n", strerror(errno));
     return 1;
   }
   host_init(h, loop);
-  h->scripts_dir = g->v[G_SCRIPTS] ? g->v[G_SCRIPTS] : beside_binary("scripts", sbuf, sizeof sbuf);
-  h->policies_dir = g->v[G_POLICIES] ? g->v[G_POLICIES] : beside_binary("policies", pbuf, sizeof pbuf);
+  h->scripts_dir = g->v[G_SCRIPTS] ? g->v[G_SCRIPTS] : lay.scripts;
+  /* Without a layout (a copied binary given --scripts) the system folder is the default. */
+  h->policies_dir = g->v[G_POLICIES] ? g->v[G_POLICIES] : found ? lay.policies : "/etc/rotator/policies";
   h->state_dir = g->v[G_STATE_DIR];
   h->stop_timeout_ms = stop_ms;
   return 0;

@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "lua/bound.h"
 #include "lua/state.h"
+#include "svc/notify.h"
 
 #define RELOAD_SLICE_MS 5
 
@@ -82,8 +83,19 @@ void host_reload_cleanup(host_t *h) {
   h->reload_snapshot = NULL;
 }
 
+/* The service manager hears the end of every reload, as it heard its start. A state that
+ * never reported ready (still starting) reports nothing. */
+static void notify_reload_end(int ok, const char *info) {
+  if (!notify_was_ready()) return;
+  char status[320];
+  if (ok) snprintf(status, sizeof status, "serving; reload ok in %s ms", info);
+  else snprintf(status, sizeof status, "serving the previous policies; reload failed: %.250s", info);
+  notify_ready(status);
+}
+
 static void prepare_failed(host_t *h, const char *stage, const char *err) {
   log_failed(stage, err);
+  notify_reload_end(0, err);
   if (h->L) report(h->L, 0, err);
   host_reload_cleanup(h);
 }
@@ -166,6 +178,7 @@ static void abort_reload(host_t *h) {
   host_reload_cleanup(h);
   if (call_cli(h->L, "reload_abort", 0, 0, err, sizeof err) < 0)
     log_msg(LOG_ERROR, "reload.abort_failed", "the running state could not take its work back: %s", err);
+  notify_reload_end(0, "the new state did not take over");
 }
 
 /* Step 3: runs from a timer, never inside Lua. */
@@ -197,6 +210,7 @@ static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now_ms() - h->reload_started_ms));
   log_kv_t kv[] = {{"duration_ms", ms}};
   log_event(LOG_INFO, "reload.ok", kv, 1);
+  notify_reload_end(1, ms);
   report(h->L, 1, ms);
 }
 
@@ -233,6 +247,7 @@ int host_reload(host_t *h, const char *why) {
     return -1;
   }
   h->reload_started_ms = loop_now_ms();
+  if (notify_was_ready()) notify_reloading("reloading policies and scripts");
   return prepare(h);
 }
 
@@ -244,5 +259,6 @@ static void start_quiesce(host_t *h) {
   if (call_cli(h->L, "reload_quiesce", 1, 0, err, sizeof err) < 0) {
     log_failed("quiesce", err);
     host_reload_cleanup(h);
+    notify_reload_end(0, err);
   }
 }

@@ -50,6 +50,24 @@ struct rx_cache {
 
 static const char FLAG_LETTERS[] = "imsxu"; /* bit i of the flags is letter i */
 
+/* One match context for every match: explicit backtracking bounds, so a pattern
+ * that backtracks exponentially fails within milliseconds with "match limit
+ * exceeded" instead of running for seconds against PCRE2's far larger default. */
+static pcre2_match_context *limits(void) {
+  static pcre2_match_context *mc;
+  static int tried;
+  if (!tried) {
+    tried = 1;
+    mc = pcre2_match_context_create(NULL);
+    if (mc && (pcre2_set_match_limit(mc, RX_MATCH_LIMIT) != 0 ||
+               pcre2_set_depth_limit(mc, RX_DEPTH_LIMIT) != 0)) {
+      pcre2_match_context_free(mc);
+      mc = NULL; /* PCRE2's own defaults still bound the match */
+    }
+  }
+  return mc;
+}
+
 /* ---- errors ---- */
 
 static void set_error(rx_error_t *err, const char *msg) {
@@ -202,7 +220,7 @@ void rx_each_name(const rx_t *rx, void (*fn)(void *ctx, uint32_t num, const char
 /* ---- matching ---- */
 
 int rx_exec(rx_t *rx, const char *s, size_t len, size_t start, rx_error_t *err) {
-  int rc = pcre2_match(rx->code, (PCRE2_SPTR)s, len, start, 0, rx->md, NULL);
+  int rc = pcre2_match(rx->code, (PCRE2_SPTR)s, len, start, 0, rx->md, limits());
   if (rc == PCRE2_ERROR_NOMATCH) return 0;
   if (rc < 0) {
     match_error(err, rc);

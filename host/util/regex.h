@@ -26,6 +26,10 @@ enum {
 
 #define RX_UNSET ((size_t)-1) /* offset of a group that did not participate */
 #define RX_ERRMAX 256
+/* Backtracking bounds of every match (pcre2_set_match_limit / depth_limit): a
+ * match that needs more fails with "match limit exceeded". */
+#define RX_MATCH_LIMIT 1000000u
+#define RX_DEPTH_LIMIT 10000u
 
 typedef struct rx rx_t;
 typedef struct rx_cache rx_cache_t;

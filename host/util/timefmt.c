@@ -173,11 +173,19 @@ static void emit(out_t *o, const char *p, size_t n) {
 static void emit_str(out_t *o, const char *s) { emit(o, s, strlen(s)); }
 
 /* Go appendInt: '-' for negatives, zero-padded to width digits. */
+/* v in decimal, zero-padded to width digits (after the sign). Written out by hand: it runs
+ * for every field of every timestamp, and snprintf cost more than the rest together. */
 static void emit_int(out_t *o, long v, int width) {
   char tmp[32];
+  size_t at = sizeof tmp;
   unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
-  int n = snprintf(tmp, sizeof tmp, "%s%0*lu", v < 0 ? "-" : "", width, u);
-  if (n > 0 && (size_t)n < sizeof tmp) emit(o, tmp, (size_t)n);
+  do {
+    tmp[--at] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u && at > 1);
+  while ((int)(sizeof tmp - at) < width && at > 1) tmp[--at] = '0';
+  if (v < 0) tmp[--at] = '-';
+  emit(o, tmp + at, sizeof tmp - at);
 }
 
 enum std {
@@ -375,6 +383,34 @@ long tf_rfc3339(tf_time_t t, char *buf, size_t cap) {
     ms = 0;
   }
   t.nsec = (int32_t)(ms * 1000000L);
+  struct tm tm;
+  time_t secs = (time_t)t.sec;
+  if ((int64_t)secs == t.sec && gmtime_r(&secs, &tm) && tm.tm_year >= -1900 && tm.tm_year <= 9999 - 1900) {
+    /* the common case, without parsing a layout: YYYY-MM-DDTHH:MM:SS[.mmm]Z */
+    char s[32];
+    const int f[6] = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
+    static const int width[6] = {4, 2, 2, 2, 2, 2};
+    static const char sep[6] = {'-', '-', 'T', ':', ':', 0};
+    size_t n = 0;
+    for (int i = 0; i < 6; i++) {
+      for (int d = width[i] - 1, v = f[i]; d >= 0; d--, v /= 10) s[n + (size_t)d] = (char)('0' + v % 10);
+      n += (size_t)width[i];
+      if (sep[i]) s[n++] = sep[i];
+    }
+    if (ms) {
+      s[n++] = '.';
+      s[n++] = (char)('0' + ms / 100);
+      s[n++] = (char)('0' + ms / 10 % 10);
+      s[n++] = (char)('0' + ms % 10);
+    }
+    s[n++] = 'Z';
+    if (cap) {
+      size_t k = n < cap ? n : cap - 1;
+      memcpy(buf, s, k);
+      buf[k] = '\0';
+    }
+    return (long)n;
+  }
   const char *layout = ms ? "2006-01-02T15:04:05.000Z07:00" : "2006-01-02T15:04:05Z07:00";
   return tf_format(t, layout, strlen(layout), buf, cap);
 }

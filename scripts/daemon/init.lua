@@ -119,6 +119,11 @@ function M.start(opts, handover)
   else
     local ok, rerr = resume_journal(ctx)
     if not ok then return nil, rerr end
+    -- The service manager (Type=notify) hears READY once, at the first start: after a
+    -- reload the host reports the end of the reload itself.
+    host.notify("ready", string.format("serving: %d rules, %s", #M.rules,
+      opts.queue_url and ("queue " .. opts.queue_url) or "no queue configured"))
+    host.watchdog()
   end
   if not opts.queue_url then
     log.warn("intake.idle", { reason = "no queue configured (--queue-url or ROTATOR_QUEUE_URL)" })
@@ -130,6 +135,7 @@ end
 
 function M.stop()
   log.info("daemon.stopping", { inflight = host.inflight() })
+  host.notify("stopping", string.format("stopping: %d calls in flight", host.inflight()))
   M.started = false
   intake.stop()
 end

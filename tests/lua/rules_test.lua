@@ -107,7 +107,7 @@ return {
   end,
 
   example_policies_load = function()
-    local dir = (os.getenv("ROTATOR_ROOT") or ".") .. "/policies"
+    local dir = (os.getenv("ROTATOR_ROOT") or ".") .. "/policies/examples"
     local files = policies.list(dir)
     if not files then return end
     local set, errs = policies.load(files)

@@ -14,6 +14,13 @@
  *   host.bounded(opts, fn, ...)           run untrusted code under an instruction bound
  *                                          (lua/bound.h): true, results | false, err
  *   host.bound_adopt(co)                  co counts against the caller's bound
+ *   host.notify(kind, status)             the service manager's notify protocol (svc/notify.h):
+ *                                          kind "ready" | "stopping" | "status"; true when
+ *                                          sent, false without NOTIFY_SOCKET
+ *   host.watchdog()                       start WATCHDOG=1 pings from a loop timer if
+ *                                          WATCHDOG_USEC asks; -> ping interval (s) or nil
+ *   host.test_block_loop(seconds)         TEST HOOK (only with ROTATOR_TEST_HOOKS=1): block
+ *                                          the event loop, as a wedged callback would
  *   host.config                           scripts_dir, policies_dir, state_dir, version,
  *                                          stop_timeout_ms (--stop-timeout) */
 #include <dirent.h>
@@ -25,11 +32,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "core/host.h"
 #include "lua/bound.h"
 #include "lua/modules.h"
 #include "lua/fields.h"
+#include "svc/notify.h"
 #include "version.h"
 
 #define HOLD_MT "rotator.hold"
@@ -186,12 +195,42 @@ static int h_sha256_hex(lua_State *L) {
   return 1;
 }
 
+static int h_notify(lua_State *L) {
+  static const char *const kinds[] = {"ready", "stopping", "status", NULL};
+  int kind = luaL_checkoption(L, 1, NULL, kinds);
+  const char *status = luaL_optstring(L, 2, "");
+  int rc = kind == 0 ? notify_ready(status) : kind == 1 ? notify_stopping(status) : notify_status(status);
+  lua_pushboolean(L, rc > 0);
+  return 1;
+}
+
+static int h_watchdog(lua_State *L) {
+  int64_t usec = notify_watchdog_start(host_from_lua(L)->loop);
+  if (usec < 0) return luaL_error(L, "host.watchdog: cannot arm the watchdog timer");
+  if (usec == 0) return 0;
+  lua_pushnumber(L, (lua_Number)usec / 1e6);
+  return 1;
+}
+
+/* A test hook: stands for a callback that never returns, so tests can see the watchdog
+ * pings stop. Refused unless the process was started with ROTATOR_TEST_HOOKS=1. */
+static int h_test_block_loop(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  const char *on = getenv("ROTATOR_TEST_HOOKS");
+  if (!on || strcmp(on, "1") != 0) return luaL_error(L, "host.test_block_loop is a test hook: set ROTATOR_TEST_HOOKS=1");
+  if (secs < 0 || secs > 600) return luaL_argerror(L, 1, "0..600 seconds");
+  struct timespec ts = {(time_t)secs, (long)((secs - (lua_Number)(time_t)secs) * 1e9)};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+  return 0;
+}
+
 static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
     {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex},
     {"bounded", bound_lua_call}, {"bound_adopt", bound_lua_adopt},
-    {"bound_sliced", bound_lua_sliced}, {NULL, NULL}};
+    {"bound_sliced", bound_lua_sliced}, {"notify", h_notify}, {"watchdog", h_watchdog},
+    {"test_block_loop", h_test_block_loop}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
   luaL_newmetatable(L, HOLD_MT);

@@ -19,7 +19,7 @@
  *       which a truncated line would have run past into its neighbours. Returns the bad
  *       record's last line and the byte offset where reading resumes.
  *   reader:close()                          (also __close and __gc)
- * Memory: one record plus one read chunk. */
+ * Memory: one record plus two read chunks (what was read is dropped a chunk at a time). */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -74,7 +74,7 @@ static long fill(reader_t *r) {
     r->cap = want;
   }
   for (;;) {
-    ssize_t n = read(r->fd, r->buf + r->len, r->cap - r->len);
+    ssize_t n = read(r->fd, r->buf + r->len, CHUNK);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -1;
     if (n == 0) r->eof = 1;
@@ -197,7 +197,9 @@ static int scan(reader_t *r, int mode, size_t *end, const char **problem, char *
 
 static int r_next(lua_State *L) {
   reader_t *r = check(L);
-  compact(r, r->pos);
+  /* drop what was read once it is a chunk's worth: compacting before every record
+   * moved the whole buffer once per record */
+  if (r->pos >= CHUNK) compact(r, r->pos);
   int s = skip_space(r);
   if (s < 0) return read_error(L);
   if (s == 0) { lua_pushnil(L); return 1; }

@@ -10,6 +10,7 @@
  *   re.cache_stats()                   -> {hits=, misses=, size=, capacity=, evictions=}
  *   regex:match(subject [, init]) regex:test(subject) regex:gmatch(subject)
  *   regex:find_all(subject) regex:replace(subject, template) regex:pattern()
+ *   regex:groups() -> number of capturing groups, {name = group number}
  *   regex objects support <close>, __gc and tostring().
  *
  * flags: letters from "imsxu" (i caseless, m multiline, s dotall, x extended,
@@ -33,6 +34,7 @@
  * Errors: wrong argument types raise the usual "bad argument" errors; a bad
  * pattern raises `re: invalid pattern "<pattern>": <PCRE2 message> at offset N`;
  * a failed match (e.g. match limit exceeded) raises `re: <PCRE2 message>`.
+ * Every match runs under RX_MATCH_LIMIT / RX_DEPTH_LIMIT (util/regex.h).
  *
  * Compiled patterns live in a per-state LRU cache keyed by (pattern, flags),
  * so re.match(s, "literal pattern") in a hot path compiles once. Each regex
@@ -318,6 +320,21 @@ static int m_pattern(lua_State *L) {
   return 2;
 }
 
+static void add_name(void *ctx, uint32_t num, const char *name) {
+  lua_State *L = ctx;
+  lua_pushinteger(L, (lua_Integer)num);
+  lua_setfield(L, -2, name);
+}
+
+/* regex:groups() -> number of capturing groups, {name = group number}. */
+static int m_groups(lua_State *L) {
+  rx_t *rx = check_regex(L, 1);
+  lua_pushinteger(L, (lua_Integer)rx_group_count(rx));
+  lua_newtable(L);
+  rx_each_name(rx, add_name, L);
+  return 2;
+}
+
 static int m_close(lua_State *L) {
   rx_t **slot = luaL_checkudata(L, 1, REGEX_MT);
   rx_unref(*slot);
@@ -412,7 +429,7 @@ static void make_metatables(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"match", m_match},     {"test", m_test},       {"gmatch", m_gmatch},
       {"find_all", m_find_all}, {"replace", m_replace}, {"pattern", m_pattern},
-      {NULL, NULL}};
+      {"groups", m_groups},     {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", m_close}, {"__close", m_close}, {"__tostring", m_tostring}, {NULL, NULL}};
   luaL_newmetatable(L, REGEX_MT);
