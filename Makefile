@@ -20,7 +20,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HEADERS   := $(sort $(shell find host -name '*.h')) tests/tap.h
 
-.PHONY: all deps test asan valgrind bench demo install clean FORCE
+.PHONY: all deps test asan valgrind bench demo install clean fuzz FORCE
 
 all: $(OUT) $(UNIT_BINS)
 
@@ -89,3 +89,23 @@ install: $(OUT)
 
 clean:
 	rm -rf $(BUILD) $(OUT)
+
+# libFuzzer harnesses (tests/fuzz/*.c) against a library built by clang with coverage,
+# ASan and UBSan. `make fuzz FUZZ_SECONDS=N` runs each harness N seconds in turn; corpora
+# grow under build/fuzz/corpus/<harness> (seeded from tests/fuzz/corpus/<harness> when it
+# exists); a crash leaves its input in build/fuzz/ and fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_SAN = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_HARNESSES = $(patsubst tests/fuzz/%.c,build/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
+build/fuzz/bin/%: tests/fuzz/%.c FORCE
+	@$(MAKE) --no-print-directory build/fuzz/librotator.a BUILD=build/fuzz CC=clang OPT='-O1 -g' SAN='$(FUZZ_SAN)'
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
+	  -Ihost -Ibuild/fuzz $(PKG_CFLAGS) -o $@ $< build/fuzz/librotator.a $(ALL_LIBS)
+fuzz: deps $(FUZZ_HARNESSES)
+	@set -e; for h in $(FUZZ_HARNESSES); do n=$$(basename $$h); \
+	  mkdir -p build/fuzz/corpus/$$n; seeds=""; [ -d tests/fuzz/corpus/$$n ] && seeds=$(CURDIR)/tests/fuzz/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  if ! (cd build/fuzz && ./bin/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 corpus/$$n $$seeds > $$n.log 2>&1); then \
+	    tail -n 40 build/fuzz/$$n.log; echo "fuzz: $$n FAILED (input and log in build/fuzz/)"; exit 1; fi; \
+	  grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb)' build/fuzz/$$n.log || tail -n 5 build/fuzz/$$n.log; done

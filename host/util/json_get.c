@@ -34,31 +34,50 @@ static int put(char *out, size_t cap, size_t *n, char ch) {
 static int put_utf8(char *out, size_t cap, size_t *n, unsigned cp) {
   if (cp < 0x80) return put(out, cap, n, (char)cp);
   if (cp < 0x800) return put(out, cap, n, (char)(0xC0 | (cp >> 6))) || put(out, cap, n, (char)(0x80 | (cp & 0x3F)));
-  return put(out, cap, n, (char)(0xE0 | (cp >> 12))) || put(out, cap, n, (char)(0x80 | ((cp >> 6) & 0x3F))) ||
-         put(out, cap, n, (char)(0x80 | (cp & 0x3F)));
+  if (cp < 0x10000)
+    return put(out, cap, n, (char)(0xE0 | (cp >> 12))) || put(out, cap, n, (char)(0x80 | ((cp >> 6) & 0x3F))) ||
+           put(out, cap, n, (char)(0x80 | (cp & 0x3F)));
+  return put(out, cap, n, (char)(0xF0 | (cp >> 18))) || put(out, cap, n, (char)(0x80 | ((cp >> 12) & 0x3F))) ||
+         put(out, cap, n, (char)(0x80 | ((cp >> 6) & 0x3F))) || put(out, cap, n, (char)(0x80 | (cp & 0x3F)));
 }
 
+static int hex4(cur_t *c, unsigned *cp) {
+  if (c->end - c->p < 4) return -1;
+  *cp = 0;
+  for (int i = 0; i < 4; i++) {
+    int h = hexval(c->p[i]);
+    if (h < 0) return -1;
+    *cp = *cp * 16 + (unsigned)h;
+  }
+  c->p += 4;
+  return 0;
+}
+
+/* RFC 8259 escapes only. \u0000 is refused (the value is a C string: a NUL would cut
+ * it), and so is a lone UTF-16 surrogate (it has no UTF-8 form); a pair becomes one
+ * code point. */
 static int escape(cur_t *c, char *out, size_t cap, size_t *n) {
   if (c->p >= c->end) return -1;
   char e = *c->p++;
   switch (e) {
+    case '"': case '\\': case '/': return put(out, cap, n, e);
     case 'b': return put(out, cap, n, '\b');
     case 'f': return put(out, cap, n, '\f');
     case 'n': return put(out, cap, n, '\n');
     case 'r': return put(out, cap, n, '\r');
     case 't': return put(out, cap, n, '\t');
     case 'u': {
-      if (c->end - c->p < 4) return -1;
-      unsigned cp = 0;
-      for (int i = 0; i < 4; i++) {
-        int h = hexval(c->p[i]);
-        if (h < 0) return -1;
-        cp = cp * 16 + (unsigned)h;
+      unsigned cp, lo;
+      if (hex4(c, &cp) != 0 || cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) return -1;
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u') return -1;
+        c->p += 2;
+        if (hex4(c, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF) return -1;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
       }
-      c->p += 4;
       return put_utf8(out, cap, n, cp);
     }
-    default: return put(out, cap, n, e);
+    default: return -1;
   }
 }
 
@@ -68,6 +87,7 @@ static int string(cur_t *c, char *out, size_t cap) {
   if (c->p >= c->end || *c->p != '"') return -1;
   c->p++;
   while (c->p < c->end && *c->p != '"') {
+    if ((unsigned char)*c->p < 0x20) return -1; /* control characters must be escaped */
     int rc = *c->p == '\\' ? (c->p++, escape(c, out, cap, &n)) : put(out, cap, &n, *c->p++);
     if (rc != 0) return -1;
   }

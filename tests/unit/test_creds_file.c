@@ -212,6 +212,27 @@ static void test_field_readers(void) {
   is_int(xml_get(x, strlen(x), "Code", tiny, sizeof tiny), XML_GET_TOO_LONG, "too long is told apart");
 }
 
+/* Found by tests/fuzz/fuzz_json_get.c: a raw NUL or control byte inside a string used to
+ * be copied, so the C string was silently cut short. RFC 8259 strings escape them. */
+static void test_json_strict_strings(void) {
+  char out[64];
+  static const char nul[] = "{\"Expiration\": \"pir\001\000\000\000x\"}";
+  is_int(json_get(nul, sizeof nul - 1, "Expiration", out, sizeof out), -1, "a raw NUL in a string is refused");
+  const char *ctl = "{\"k\": \"a\tb\"}";
+  is_int(json_get(ctl, strlen(ctl), "k", out, sizeof out), -1, "a raw control character is refused");
+  const char *z = "{\"k\": \"a\\u0000b\"}";
+  is_int(json_get(z, strlen(z), "k", out, sizeof out), -1, "\\u0000 is refused (it would cut the value)");
+  const char *lone = "{\"k\": \"\\ud83d\"}";
+  is_int(json_get(lone, strlen(lone), "k", out, sizeof out), -1, "a lone surrogate is refused");
+  const char *pair = "{\"k\": \"\\ud83d\\ude00\"}";
+  ok(json_get(pair, strlen(pair), "k", out, sizeof out) == 0 && strcmp(out, "\xf0\x9f\x98\x80") == 0,
+     "a surrogate pair becomes one UTF-8 code point");
+  const char *bad = "{\"k\": \"\\x41\"}";
+  is_int(json_get(bad, strlen(bad), "k", out, sizeof out), -1, "an unknown escape is refused");
+  const char *slash = "{\"k\": \"a\\/b\\\\c\"}";
+  ok(json_get(slash, strlen(slash), "k", out, sizeof out) == 0 && strcmp(out, "a/b\\c") == 0, "\\/ and \\\\ decode");
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/test_creds_file.XXXXXX");
   if (!mkdtemp(dir)) { perror("mkdtemp"); return 2; }
@@ -223,6 +244,7 @@ int main(void) {
   test_unreadable();
   test_paths();
   test_field_readers();
+  test_json_strict_strings();
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) printf("# could not remove %s\n", dir);
