@@ -10,6 +10,12 @@
 static int xml_unescape(const char *s, size_t n, char *out, size_t cap) {
   static const struct { const char *ent; char ch; } ents[] = {
       {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+  /* XML 1.0 text holds no NUL and no control characters but tab, LF and CR: refusing them
+   * keeps a NUL from cutting the value short, whatever the size of out. */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return -1;
+  }
   size_t o = 0;
   for (size_t i = 0; i < n;) {
     char ch = s[i];

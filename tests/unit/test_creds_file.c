@@ -229,6 +229,10 @@ static void test_json_strict_strings(void) {
      "a surrogate pair becomes one UTF-8 code point");
   const char *bad = "{\"k\": \"\\x41\"}";
   is_int(json_get(bad, strlen(bad), "k", out, sizeof out), -1, "an unknown escape is refused");
+  static const char xnul[] = "<Code>C,d\001\000\000e</Code>";
+  is_int(xml_get(xnul, sizeof xnul - 1, "Code", out, sizeof out), -1, "xml_get: a raw NUL in element text is refused");
+  const char *xtab = "<Code>a\tb</Code>";
+  ok(xml_get(xtab, strlen(xtab), "Code", out, sizeof out) == 0 && strcmp(out, "a\tb") == 0, "xml_get: tab is allowed text");
   const char *slash = "{\"k\": \"a\\/b\\\\c\"}";
   ok(json_get(slash, strlen(slash), "k", out, sizeof out) == 0 && strcmp(out, "a/b\\c") == 0, "\\/ and \\\\ decode");
 }
