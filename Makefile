@@ -22,7 +22,11 @@ HEADERS   := $(sort $(shell find host -name '*.h')) tests/tap.h
 
 .PHONY: all deps test asan valgrind bench demo install clean fuzz FORCE
 
-all: $(OUT) $(UNIT_BINS)
+# Each fuzz harness also builds with the normal compiler and flags into a corpus replayer
+# (tests/fuzz/replay_main.c): the suite runs every committed corpus once.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
+all: $(OUT) $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
 
 $(BUILD)/obj/%.o: host/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -48,6 +52,10 @@ $(OUT): $(BUILD)/obj/cli/main.o $(BUILD)/librotator.a
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librotator.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/librotator.a $(ALL_LIBS)
+
+$(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(BUILD)/librotator.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< tests/fuzz/replay_main.c $(BUILD)/librotator.a $(ALL_LIBS)
 
 deps:
 	@./vendor/install-deps.sh
