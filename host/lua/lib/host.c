@@ -125,7 +125,7 @@ static int h_list_dir(lua_State *L) {
     else n++;
   }
   closedir(d);
-  if (!oom) qsort(names, n, sizeof *names, cmp_names);
+  if (!oom && n > 1) qsort(names, n, sizeof *names, cmp_names); /* names is NULL when empty */
   if (!oom) lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     if (!oom) { lua_pushstring(L, names[i]); lua_rawseti(L, -2, (lua_Integer)i + 1); }
