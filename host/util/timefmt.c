@@ -172,9 +172,9 @@ static void emit(out_t *o, const char *p, size_t n) {
 
 static void emit_str(out_t *o, const char *s) { emit(o, s, strlen(s)); }
 
-/* Go appendInt: '-' for negatives, zero-padded to width digits. */
-/* v in decimal, zero-padded to width digits (after the sign). Written out by hand: it runs
- * for every field of every timestamp, and snprintf cost more than the rest together. */
+/* Go appendInt: v in decimal, '-' for negatives, zero-padded to width digits (after the
+ * sign). Written out by hand: it runs for every field of every timestamp, and snprintf
+ * cost more than the rest together. */
 static void emit_int(out_t *o, long v, int width) {
   char tmp[32];
   size_t at = sizeof tmp;
