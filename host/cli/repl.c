@@ -28,16 +28,20 @@ static void on_sigint(int sig) {
   interrupted = 1;
 }
 
+/* MSG_NOSIGNAL: a daemon that refused us and closed must not kill the client by SIGPIPE
+ * before its refusal frame is read. */
 static int send_frame(int fd, int type, const char *p, size_t n) {
   buf_t b = {0};
   int rc = frame_put(&b, type, p, n);
   for (size_t off = 0; rc == 0 && off < b.len;) {
-    ssize_t w = write(fd, b.data + off, b.len - off);
+    ssize_t w = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) rc = -1;
     else off += (size_t)w;
   }
+  int err = errno;
   buf_free(&b);
+  errno = err;
   return rc;
 }
 
@@ -87,7 +91,8 @@ int ctl_exchange(int fd, int type, const char *chunk, size_t n) {
   buf_t in = {0};
   const char *p;
   size_t len;
-  int t = send_frame(fd, type, chunk, n) < 0 ? -1 : 0;
+  /* EPIPE: the daemon already answered and closed (a refusal); read what it said. */
+  int t = send_frame(fd, type, chunk, n) < 0 && errno != EPIPE ? -1 : 0;
   while (t >= 0) {
     t = recv_frame(fd, &in, &p, &len);
     if (t < 0) break;

@@ -1,7 +1,7 @@
 /* `control` module: the daemon's control socket (REPL and status).
  *   control.listen(path, handler) -> true | nil, msg
- *       A Unix socket created mode 0600; a peer whose uid differs from ours (SO_PEERCRED)
- *       gets a refusal frame and is disconnected. handler(conn, kind, payload) runs for
+ *       A Unix socket created mode 0600; a peer whose uid is neither ours nor root's
+ *       (SO_PEERCRED) gets a refusal frame and is disconnected. handler(conn, kind, payload) runs for
  *       each frame (kind "eval", "cancel", "status") and handler(conn, "closed") at the end.
  *       One server per process: listening again (e.g. from a reloaded state) keeps the
  *       socket and its connections and only replaces the handler.
@@ -162,12 +162,14 @@ static conn_t *conn_add(int fd) {
   return c;
 }
 
-/* A peer of another uid gets one refusal frame, written best-effort, and is closed. */
+/* The daemon's own uid and root may talk to it (root can read the journal and trace the
+ * process anyway; this lets `sudo rotator status` reach a service running as its own
+ * user). Any other peer gets one refusal frame, written best-effort, and is closed. */
 static int peer_allowed(int fd) {
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return 0;
-  if (cred.uid == geteuid()) return 1;
+  if (cred.uid == geteuid() || cred.uid == 0) return 1;
   char msg[160], uid[24];
   int n = snprintf(msg, sizeof msg, "refused: uid %u is not the daemon's uid %u",
                    (unsigned)cred.uid, (unsigned)geteuid());
