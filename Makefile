@@ -119,7 +119,7 @@ DEB_DIR     = $(BUILD)/deb
 DEB_FILE    = $(BUILD)/rotator_$(DEB_VERSION)_$(DEB_ARCH).deb
 deb: $(OUT)
 	rm -rf $(DEB_DIR)/root $(DEB_DIR)/src
-	$(MAKE) --no-print-directory -o $(OUT) install PREFIX=/usr DESTDIR=$(CURDIR)/$(DEB_DIR)/root \
+	$(MAKE) --no-print-directory -o $(OUT) install PREFIX=/usr DESTDIR=$(abspath $(DEB_DIR))/root \
 	  SYSTEMD_UNIT_DIR=/lib/systemd/system OUT=$(OUT)
 	strip --strip-unneeded --remove-section=.comment --remove-section=.note $(DEB_DIR)/root/usr/bin/rotator
 	find $(DEB_DIR)/root -type d -exec chmod 0755 {} +
@@ -134,7 +134,7 @@ deb: $(OUT)
 	install -m 0755 vendor/debian/postinst vendor/debian/prerm vendor/debian/postrm $(DEB_DIR)/root/DEBIAN/
 	install -m 0644 vendor/debian/conffiles $(DEB_DIR)/root/DEBIAN/conffiles
 	printf 'Source: rotator\n\nPackage: rotator\nArchitecture: any\n' > $(DEB_DIR)/src/debian/control
-	deps=$$(cd $(DEB_DIR)/src && dpkg-shlibdeps -O $(CURDIR)/$(DEB_DIR)/root/usr/bin/rotator | sed -n 's/^shlibs:Depends=//p'); \
+	deps=$$(cd $(DEB_DIR)/src && dpkg-shlibdeps -O $(abspath $(DEB_DIR))/root/usr/bin/rotator | sed -n 's/^shlibs:Depends=//p'); \
 	  test -n "$$deps" || { echo "make deb: dpkg-shlibdeps found no dependencies" >&2; exit 1; }; \
 	  size=$$(du -sk --exclude=DEBIAN $(DEB_DIR)/root | cut -f1); \
 	  sed -e 's|@VERSION@|$(DEB_VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' -e "s|@SIZE@|$$size|" \
