@@ -101,7 +101,7 @@ install: $(OUT)
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@POLICYDIR@|$(POLICY_DIR)|g' vendor/systemd/rotator.service \
 	  > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/rotator.service
 	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/rotator.service
-	$(abspath $(OUT)) --help > $(DESTDIR)$(PREFIX)/share/man/man1/rotator.1.tmp
+	$(abspath $(OUT)) --scripts $(CURDIR)/scripts --help > $(DESTDIR)$(PREFIX)/share/man/man1/rotator.1.tmp
 	{ printf '.TH ROTATOR 1 "" "rotator $$(cat VERSION)" "User Commands"\n.SH NAME\nrotator \\- %s\n.SH DESCRIPTION\n.nf\n' \
 	    'restores DynamoDB backups into fresh copies when AWS Backup finishes a job'; \
 	  sed -e 's/\\/\\e/g' -e "s/^[.']/\\\\\&&/" $(DESTDIR)$(PREFIX)/share/man/man1/rotator.1.tmp; \
