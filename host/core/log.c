@@ -282,3 +282,27 @@ void log_msg(log_level_t lvl, const char *event, const char *fmt, ...) {
   log_event(lvl, event, &kv, 1);
   if (msg != small) free(msg);
 }
+
+void log_report(const char *fmt, ...) {
+  char *msg = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vasprintf(&msg, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    static const char oom[] = "rotator: out of memory reporting an error\n";
+    write_line(oom, sizeof oom - 1);
+    return;
+  }
+  if (g_format != LOG_JSON) {
+    write_line(msg, (size_t)n);
+  } else {
+    for (char *line = msg, *next; line && *line; line = next) {
+      next = strchr(line, '\n');
+      if (next) *next++ = '\0';
+      log_field_t f[] = {{"msg", line, LOG_T_STR}};
+      if (*line) log_fields(LOG_ERROR, "cli.error", f, 1);
+    }
+  }
+  free(msg);
+}

@@ -52,4 +52,9 @@ void log_fields(log_level_t lvl, const char *event, const log_field_t *f, size_t
 void log_msg(log_level_t lvl, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A message for the person who ran the command (a usage or startup error, possibly
+ * several lines): text mode writes it to stderr as it is; JSON mode writes each of its
+ * lines as one event `cli.error` (level error) with the line in "msg". */
+void log_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

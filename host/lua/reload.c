@@ -208,8 +208,8 @@ static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
   lua_close(L1);
   char ms[32];
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now_ms() - h->reload_started_ms));
-  log_kv_t kv[] = {{"duration_ms", ms}};
-  log_event(LOG_INFO, "reload.ok", kv, 1);
+  log_field_t f[] = {{"duration_ms", ms, LOG_T_NUM}};
+  log_fields(LOG_INFO, "reload.ok", f, 1);
   notify_reload_end(1, ms);
   report(h->L, 1, ms);
 }

@@ -178,11 +178,10 @@ static int peer_allowed(int fd) {
   }
   buf_free(&b);
   snprintf(uid, sizeof uid, "%u", (unsigned)cred.uid);
-  log_kv_t kv[] = {{"uid", uid}, {"pid", NULL}};
   char pid[24];
   snprintf(pid, sizeof pid, "%d", (int)cred.pid);
-  kv[1].val = pid;
-  log_event(LOG_WARN, "control.refused", kv, 2);
+  log_field_t f[] = {{"uid", uid, LOG_T_NUM}, {"pid", pid, LOG_T_NUM}};
+  log_fields(LOG_WARN, "control.refused", f, 2);
   return 0;
 }
 
