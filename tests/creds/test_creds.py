@@ -128,6 +128,8 @@ credential_process = {procdir}/credential_process.sh badjson
 credential_process = {procdir}/credential_process.sh version2
 [profile proc_slow]
 credential_process = {procdir}/credential_process.sh slow
+[profile proc_huge]
+credential_process = {procdir}/credential_process.sh huge
 """)
 write("webtoken", "web-identity-secret-token\n")
 files = {"AWS_CONFIG_FILE": cfg, "AWS_SHARED_CREDENTIALS_FILE": cred}
@@ -195,6 +197,8 @@ with Servers() as s:
     check("credential_process bad JSON", base_env(AWS_PROFILE="proc_badjson", **sts),
           error=['"proc_badjson"', "Version"])
     check("credential_process wrong version", base_env(AWS_PROFILE="proc_version", **sts), error=["Version\": 1"])
+    check("credential_process output over the limit", base_env(AWS_PROFILE="proc_huge", **sts),
+          error=['"proc_huge"', "printed more than the 65536-byte limit"])
     t0 = time.monotonic()
     check("credential_process timeout", base_env(AWS_PROFILE="proc_slow", **sts), "--process-timeout-ms", "300",
           error=["did not finish in time"])

@@ -24,6 +24,8 @@ struct creds_proc {
   pid_t pid;
   int fd;                 /* stdout read end, -1 once closed */
   int timed_out, exited, status;
+  int overflow;           /* printed more than PROC_MAX_OUTPUT: stopped reading */
+  int nomem;              /* out of memory holding its output: stopped reading */
   char *out;
   size_t len;
   loop_timer_t deadline, reap;
@@ -50,6 +52,16 @@ static void finish(creds_proc_t *p, const creds_t *c, const char *err) {
 static void deliver(creds_proc_t *p) {
   char err[CREDS_ERR_MAX], why[256], ver[16];
   creds_t c;
+  if (p->overflow || p->nomem) {
+    if (p->overflow)
+      snprintf(err, sizeof err, "credential_process of profile \"%s\" printed more than the %u-byte limit",
+               p->profile, PROC_MAX_OUTPUT);
+    else
+      snprintf(err, sizeof err, "credential_process of profile \"%s\": out of memory reading its output",
+               p->profile);
+    finish(p, NULL, err);
+    return;
+  }
   if (p->timed_out) {
     snprintf(err, sizeof err, "credential_process of profile \"%s\" did not finish in time and was killed", p->profile);
     finish(p, NULL, err);
@@ -119,10 +131,10 @@ static void on_readable(loop_t *loop, int fd, int events, void *ud) {
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) {
-      if (p->len + (size_t)n > PROC_MAX_OUTPUT) { n = 0; }   /* oversized: stop reading, parse fails */
+      if (p->len + (size_t)n > PROC_MAX_OUTPUT) { p->overflow = 1; n = 0; } /* stop reading */
       else {
         char *nb = realloc(p->out, p->len + (size_t)n + 1);
-        if (!nb) n = 0;
+        if (!nb) { p->nomem = 1; n = 0; }
         else {
           p->out = nb;
           memcpy(p->out + p->len, buf, (size_t)n);
