@@ -16,7 +16,6 @@ struct aws_op {
   aws_request_t q;
   const aws_op_ops_t *ops;
   void *owner;
-  char name[96];           /* "service.Action" for logs */
   int max_attempts, attempt, skew_retried, retried;
   int token_retried;       /* retried once after an expired/invalid session token */
   int signed_with_token;   /* the last attempt carried a session token */
@@ -220,7 +219,8 @@ static int token_rejected(aws_op_t *op, const aws_error_t *e) {
     if (strcmp(e->code, codes[i]) != 0) continue;
     op->ops->creds_rejected(op->owner);
     op->token_retried = 1;
-    op_msg(op, LOG_WARN, "aws.token_rejected", "%s: %s; resolving credentials again", op->name, e->code);
+    op_msg(op, LOG_WARN, "aws.token_rejected", "%s.%s: %s; resolving credentials again", op->q.svc->name,
+           op->q.action, e->code);
     return 1;
   }
   return 0;
@@ -318,7 +318,6 @@ aws_op_t *aws_op_new(aws_ctx_t *x, const aws_call_t *call, const aws_op_ops_t *o
   op->x = x;
   op->ops = ops;
   op->owner = owner;
-  snprintf(op->name, sizeof op->name, "%s.%.60s", op->q.svc->name, op->q.action);
   op->max_attempts = call->max_attempts > 0 ? call->max_attempts : env_attempts();
   loop_timer_init(&op->backoff, on_timer, op);
   if (call->region && *call->region && aws_op_set_region(op, call->region, err, errlen) < 0) {

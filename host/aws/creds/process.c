@@ -31,7 +31,7 @@ struct creds_proc {
   loop_timer_t deadline, reap;
   creds_fetch_fn fn;
   void *ud;
-  char profile[128];
+  char *profile;          /* for messages (owned) */
 };
 
 static void proc_free(creds_proc_t *p) {
@@ -39,6 +39,7 @@ static void proc_free(creds_proc_t *p) {
   loop_timer_stop(p->loop, &p->reap);
   if (p->fd >= 0) { loop_unwatch(p->loop, p->fd); close(p->fd); }
   if (p->out) { explicit_bzero(p->out, p->len); free(p->out); }
+  free(p->profile);
   free(p);
 }
 
@@ -175,11 +176,16 @@ creds_proc_t *creds_process_start(loop_t *loop, const char *command, const char 
   p->fd = -1;
   p->fn = fn;
   p->ud = ud;
-  snprintf(p->profile, sizeof p->profile, "%s", profile ? profile : "?");
+  if (!(p->profile = strdup(profile ? profile : "?"))) {
+    snprintf(err, errlen, "out of memory");
+    free(p);
+    return NULL;
+  }
   loop_timer_init(&p->deadline, on_deadline, p);
   loop_timer_init(&p->reap, on_reap, p);
   if (pipe2(fds, O_CLOEXEC) != 0) {
     snprintf(err, errlen, "credential_process of profile \"%s\": pipe: %s", p->profile, strerror(errno));
+    free(p->profile);
     free(p);
     return NULL;
   }
@@ -188,6 +194,7 @@ creds_proc_t *creds_process_start(loop_t *loop, const char *command, const char 
     snprintf(err, errlen, "credential_process of profile \"%s\": fork: %s", p->profile, strerror(errno));
     close(fds[0]);
     close(fds[1]);
+    free(p->profile);
     free(p);
     return NULL;
   }
