@@ -143,6 +143,14 @@ with tempfile.TemporaryDirectory() as d:
     t.ok(r.stderr.count("\n") == 1 and ('\u2026[truncated %d bytes]"' % (big - 8192)) in r.stderr,
          "text mode: the same marker, one line")
 
+    # --- every field of a Lua log call is written, however many ---
+    r = rotator("--log-format", "json", "--policies", d, "eval",
+                'local f = {} for i = 1, 100 do f["k" .. i] = i end require("log").info("test.wide", f)')
+    recs, bad = parse_all(r.stderr)
+    ev = [x for x in recs if x.get("event") == "test.wide"]
+    t.ok(ev and all(ev[0].get("k%d" % i) == i for i in range(1, 101)), "100 fields: all written, as integers",
+         r.stderr[:200])
+
     # --- fatal errors follow --log-format json ---
     for args, what in ((["--log-format", "json", "--stop-timeout", "soon", "run"], "a bad global flag"),
                        (["--log-format", "json", "run", "--no-such-flag"], "a bad command flag"),
