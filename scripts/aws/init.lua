@@ -108,7 +108,7 @@ function M.xml_decode(s)
       local a, b, close = s:find("^%s*<(/?)", pos)
       if not a then return t, n end
       if close == "/" then return t, n end
-      local _, e, name, attrs, selfclose = s:find("^%s*<([%w_:%-%.]+)([^>]-)(/?)>", pos)
+      local _, e, name, selfclose = s:find("^%s*<([%w_:%-%.]+)[^>]-(/?)>", pos)
       if not name then error("xml: malformed at byte " .. pos) end
       pos = e + 1
       local val
@@ -130,7 +130,6 @@ function M.xml_decode(s)
         if not ce then error("xml: missing </" .. name .. ">") end
         pos = ce + 1
       end
-      local _ = attrs
       n = n + 1
       if name == "member" then t[#t + 1] = val else t[name] = val end
     end
