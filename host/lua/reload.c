@@ -236,6 +236,7 @@ static int quiesced(lua_State *L) {
   if (fail) { /* the running state has quiesced: it must take its work back, or it idles */
     log_failed("swap", fail);
     abort_reload(h);
+    report(h->L, 0, fail); /* status shows the failed reload */
   }
   return 0;
 }
