@@ -151,6 +151,27 @@ with tempfile.TemporaryDirectory() as d:
     t.ok(ev and all(ev[0].get("k%d" % i) == i for i in range(1, 101)), "100 fields: all written, as integers",
          r.stderr[:200])
 
+    # --- a replay (dry run, offline) under json: every line parses, the summary is typed ---
+    note = os.path.join(d, "note.json")
+    msg = ("An AWS Backup job was completed successfully. Recovery point ARN: "
+           "arn:aws:dynamodb:eu-west-1:111122223333:table/orders-production/backup/01795575600000-a1b2c3d4. "
+           "Backed up Resource ARN : arn:aws:dynamodb:eu-west-1:111122223333:table/orders-production. "
+           "Backup Job Id : " + JOB)
+    with open(note, "w") as f:
+        json.dump({"Type": "Notification", "MessageId": "m-1", "Message": msg, "Timestamp": "2026-11-25T03:41:07.512Z",
+                   "MessageAttributes": {"State": {"Type": "String", "Value": "COMPLETED"},
+                                         "StartTime": {"Type": "String", "Value": "2026-11-25T03:00:00Z"}}}, f)
+    r = rotator("--log-format", "json", "--policies", d, "replay", "--dry-run", "--source-pattern", "-production$",
+                "--replacement-pattern", "-staging", note)
+    recs, bad = parse_all(r.stderr)
+    summary = [x for x in recs if x.get("event") == "replay.summary"]
+    t.ok(r.returncode == 0 and recs and not bad and len(summary) == 1 and summary[0].get("done") == 1
+         and summary[0].get("failed") == 0 and summary[0].get("level") == "info",
+         "replay under json: every line parses; replay.summary with integer counts", r.stderr[-400:])
+    wf = [x for x in recs if str(x.get("event", "")).startswith("workflow.")]
+    t.ok(wf and all(x.get("workflow") == JOB and x.get("message_id") for x in wf),
+         "its workflow lines carry the workflow and where the record came from", wf[:2])
+
     # --- fatal errors follow --log-format json ---
     for args, what in ((["--log-format", "json", "--stop-timeout", "soon", "run"], "a bad global flag"),
                        (["--log-format", "json", "run", "--no-such-flag"], "a bad command flag"),
