@@ -55,11 +55,10 @@ static int ctx_copy(aws_op_t *op, const aws_call_t *call, char *err, size_t errl
   return 0;
 }
 
-/* Logs base fields followed by the op's context. */
-static void op_log(const aws_op_t *op, log_level_t lvl, const char *event, const log_field_t *base, size_t n) {
-  log_field_t f[16 + AWS_LOG_CTX_MAX];
-  if (n > 16) n = 16;
-  memcpy(f, base, n * sizeof *f);
+/* Logs the n fields of f followed by the op's context; f has room for
+ * n + AWS_LOG_CTX_MAX fields (declare it with OP_FIELDS). */
+#define OP_FIELDS(n) ((n) + AWS_LOG_CTX_MAX)
+static void op_log(const aws_op_t *op, log_level_t lvl, const char *event, log_field_t *f, size_t n) {
   memcpy(f + n, op->ctx, op->nctx * sizeof *f);
   log_fields(lvl, event, f, n + op->nctx);
 }
@@ -74,7 +73,7 @@ static void op_msg(const aws_op_t *op, log_level_t lvl, const char *event, const
   int n = vasprintf(&msg, fmt, ap);
   va_end(ap);
   if (n < 0) msg = NULL;
-  log_field_t f[] = {{"msg", msg ? msg : "(out of memory formatting the message)", LOG_T_STR}};
+  log_field_t f[OP_FIELDS(1)] = {{"msg", msg ? msg : "(out of memory formatting the message)", LOG_T_STR}};
   op_log(op, lvl, event, f, 1);
   free(msg);
 }
@@ -111,7 +110,7 @@ static void trace_request(const aws_op_t *op) {
   char attempt[16], blen[24];
   snprintf(attempt, sizeof attempt, "%d", op->attempt);
   snprintf(blen, sizeof blen, "%zu", op->q.body_len);
-  log_field_t f[] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
+  log_field_t f[OP_FIELDS(6)] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
                      {"method", op->q.method, LOG_T_STR},     {"url", op->q.url, LOG_T_STR},
                      {"attempt", attempt, LOG_T_NUM},         {"body_bytes", blen, LOG_T_NUM}};
   op_log(op, LOG_INFO, "aws.request", f, 6);
@@ -125,7 +124,7 @@ static void trace_response(const aws_op_t *op, const http_response_t *resp, cons
   snprintf(status, sizeof status, "%d", resp->status);
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now_ms() - op->t_attempt));
   snprintf(blen, sizeof blen, "%zu", resp->body_len);
-  log_field_t f[] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
+  log_field_t f[OP_FIELDS(9)] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
                      {"status", status, LOG_T_NUM},           {"request_id", reqid ? reqid : "", LOG_T_STR},
                      {"duration_ms", ms, LOG_T_NUM},          {"attempt", attempt, LOG_T_NUM},
                      {"body_bytes", blen, LOG_T_NUM},         {"error", e ? e->code : "", LOG_T_STR},
@@ -252,7 +251,7 @@ static void retry_line(const aws_op_t *op, const aws_error_t *e, int delay) {
   char next[16], ms[16];
   snprintf(next, sizeof next, "%d", op->attempt + 1);
   snprintf(ms, sizeof ms, "%d", delay);
-  log_field_t f[] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
+  log_field_t f[OP_FIELDS(5)] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
                      {"error", e->code, LOG_T_STR},           {"attempt", next, LOG_T_NUM},
                      {"delay_ms", ms, LOG_T_NUM}};
   op_log(op, LOG_INFO, "aws.retry", f, 5);
