@@ -58,12 +58,14 @@ end
 -- Under --log-format json, what a command writes to stderr (usage and startup errors,
 -- policy errors) becomes JSON log lines too: each line one event cli.error (cli.warning
 -- for a line that starts with "warning:"), so a log shipper never meets free text.
-local function json_stderr(name)
+-- Installed when this module loads, so a state built by a reload has it as well.
+local command -- the command's name, once M.main knows it
+local function json_stderr()
   local real, pending = io.stderr, ""
   local function emit(line)
     if line == "" then return end
-    if line:match("^warning:") then log.warn("cli.warning", { command = name, msg = line })
-    else log.error("cli.error", { command = name, msg = line }) end
+    if line:match("^warning:") then log.warn("cli.warning", { command = command, msg = line })
+    else log.error("cli.error", { command = command, msg = line }) end
   end
   local proxy = {}
   function proxy.write(self, ...)
@@ -86,14 +88,9 @@ local function json_stderr(name)
   end })
 end
 
-function M.main(name, args)
-  if log.format() == "json" and io.type(io.stderr) == "file" then io.stderr = json_stderr(name) end
-  local code = M.run(name, args)
-  if io.type(io.stderr) ~= "file" then io.stderr:flush() end
-  return code
-end
+if log.format() == "json" and io.type(io.stderr) == "file" then io.stderr = json_stderr() end
 
-function M.run(name, args)
+local function run(name, args)
   if not exists(name) then
     io.stderr:write(("rotator: unknown command '%s'. Run `rotator --help` for the list.\n"):format(name))
     return 2
@@ -104,6 +101,13 @@ function M.run(name, args)
     return 0
   end
   return cmd.run(args)
+end
+
+function M.main(name, args)
+  command = name
+  local code = run(name, args)
+  if io.type(io.stderr) ~= "file" then io.stderr:flush() end
+  return code
 end
 
 -- Hot reload entry points called by the host (host/lua/reload.c). The state that adopts
