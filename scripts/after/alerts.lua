@@ -75,7 +75,7 @@ function M.workflow_failed(ctx, doc, rule, failure)
   end
   remember(m, id)
   doc.AlertPublished = { TopicArn = topic, MessageId = res.MessageId }
-  log.info("alert.published", H.fields(doc, { topic = topic, message_id = res.MessageId, request_id = rid,
+  log.info("alert.published", H.fields(doc, { topic = topic, sns_message_id = res.MessageId, request_id = rid,
     step = body.step }))
   return true
 end

@@ -11,7 +11,8 @@
 --     hand a call_cb call in flight over across a hot reload: the running state releases
 --     it (its callback will not run), the adopting state adopts it with its own callback;
 --     false when the call is unknown (it finished and its result was dropped)
--- opts: timeout (seconds per attempt), max_attempts, region.
+-- opts: timeout (seconds per attempt), max_attempts, region, log (fields every aws.* log
+-- line of the call carries; default: the running task's context, task.context()).
 -- C never resumes coroutines: it calls M._dispatch(id, ok, result), which does.
 local core = require "aws_core"
 local json = require "json"
@@ -107,7 +108,7 @@ function M.xml_decode(s)
       local a, b, close = s:find("^%s*<(/?)", pos)
       if not a then return t, n end
       if close == "/" then return t, n end
-      local _, e, name, attrs, selfclose = s:find("^%s*<([%w_:%-%.]+)([^>]-)(/?)>", pos)
+      local _, e, name, selfclose = s:find("^%s*<([%w_:%-%.]+)[^>]-(/?)>", pos)
       if not name then error("xml: malformed at byte " .. pos) end
       pos = e + 1
       local val
@@ -129,7 +130,6 @@ function M.xml_decode(s)
         if not ce then error("xml: missing </" .. name .. ">") end
         pos = ce + 1
       end
-      local _ = attrs
       n = n + 1
       if name == "member" then t[#t + 1] = val else t[name] = val end
     end
@@ -142,7 +142,7 @@ local function build(service, action, params, opts)
   local proto, version = core.protocol(service)
   if not proto then return nil, "unknown service '" .. tostring(service) .. "'" end
   local rq = { service = service, action = action, region = opts.region, timeout = opts.timeout,
-               max_attempts = opts.max_attempts }
+               max_attempts = opts.max_attempts, log = opts.log or task.context() }
   if proto == "awsJson1_0" or proto == "awsJson1_1" then
     local body, err = json.encode(params or json.object())
     if not body then return nil, err end

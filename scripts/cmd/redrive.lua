@@ -1,5 +1,6 @@
 -- rotator redrive: the dead-letter queue's notifications back through the workflow.
 local host = require "host"
+local log = require "log"
 local args = require "engine.args"
 local task = require "engine.task"
 local policies = require "policy.loader"
@@ -99,9 +100,15 @@ local function run(argv)
     end
     local counts = redrive.run(ctx, { dlq_url = dlq, source_url = source, dry_run = opts.dry_run,
       limit = limit, to_source = opts.to_source }, function(line) io.stdout:write(line, "\n") io.stdout:flush() end)
-    io.stderr:write(("rotator redrive: %s: %d messages: %d done, %d skipped, %d bad, %d failed%s\n"):format(
-      dlq, counts.messages, counts.done, counts.skipped, counts.bad, counts.failed,
-      opts.dry_run and (" (dry run: %d shown, none changed)"):format(counts.planned) or ""))
+    if log.format() == "json" then -- a summary, typed, at the level its counts call for
+      log[(counts.failed > 0 or counts.bad > 0) and "warn" or "info"]("redrive.summary", { queue = dlq,
+        messages = counts.messages, done = counts.done, skipped = counts.skipped, bad = counts.bad,
+        failed = counts.failed, dry_run = opts.dry_run or false, planned = opts.dry_run and counts.planned or nil })
+    else
+      io.stderr:write(("rotator redrive: %s: %d messages: %d done, %d skipped, %d bad, %d failed%s\n"):format(
+        dlq, counts.messages, counts.done, counts.skipped, counts.bad, counts.failed,
+        opts.dry_run and (" (dry run: %d shown, none changed)"):format(counts.planned) or ""))
+    end
     if s then s:close() end
     host.exit(counts.failed > 0 and 1 or counts.bad > 0 and 3 or 0)
   end)

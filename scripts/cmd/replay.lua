@@ -162,8 +162,14 @@ local function run(argv)
         io.stderr:write(("rotator replay: cannot read %s; %s\n"):format(rerr, NEXT_STEP[code] or NEXT_STEP.EIO))
         status = worse(status, 2)
       else
-        io.stderr:write(("rotator replay: %s: %d done, %d skipped, %d bad, %d failed\n"):format(
-          path == "-" and "stdin" or path, counts.done, counts.skipped, counts.bad, counts.failed))
+        local name = path == "-" and "stdin" or path
+        if log.format() == "json" then -- a summary, typed, at the level its counts call for
+          log[(counts.failed > 0 or counts.bad > 0) and "warn" or "info"]("replay.summary", { file = name,
+            done = counts.done, skipped = counts.skipped, bad = counts.bad, failed = counts.failed })
+        else
+          io.stderr:write(("rotator replay: %s: %d done, %d skipped, %d bad, %d failed\n"):format(
+            name, counts.done, counts.skipped, counts.bad, counts.failed))
+        end
         if counts.failed > 0 then status = worse(status, 1) end
         if counts.bad > 0 then status = worse(status, 3) end
       end

@@ -89,12 +89,12 @@ end
 
 local function ready(opts, ctx)
   log.info("daemon.ready", {
-    pid = tostring(host.pid and host.pid() or ""),
+    pid = host.pid and host.pid() or nil,
     policies = #M.policies.files,
     rules = #M.rules,
-    default_rule = tostring(#M.policies.rules == 0 and #M.rules > 0),
+    default_rule = #M.policies.rules == 0 and #M.rules > 0,
     queue = opts.queue_url or "none",
-    dry_run = tostring(opts.dry_run or false),
+    dry_run = opts.dry_run or false,
     journal = ctx.store and ctx.store:path() or "none (dry run)",
   })
   if #M.rules == 0 then

@@ -81,6 +81,7 @@ local function handle_record(rec, ctx, where, opts)
   rec.backup_job_id = rec.backup_job_id or rec.recovery_point_arn
   local wf = workflow.find(ctx, rec.backup_job_id)
   if wf then
+    if wf.log then wf.log.message_id = where end -- its lines now name the message that holds it
     log.info("message.attached", { message_id = where, workflow = wf.id, target = wf.doc.TargetTableName,
       reason = "workflow already running here; no second run" })
   else
@@ -104,6 +105,7 @@ function M.handle_records(recs, ctx, where, opts)
     local f = task.future()
     futures[i] = f
     task.spawn(function()
+      task.set_context({ message_id = where })
       local ok, a, b = xpcall(handle_record, debug.traceback, rec, ctx, where, opts)
       if not ok then
         log.error("record.crashed", { message_id = where, backup_job = rec.backup_job_id, error = a })
@@ -136,11 +138,12 @@ local function heartbeat(ctx, claim)
   if quiescing or claim.parked then return end
   claim.last_beat = clock.now()
   task.spawn(function()
+    task.set_context({ message_id = claim.msg.MessageId, workflow = claim.workflow })
     local res, err = sqs(ctx, "ChangeMessageVisibility",
       { ReceiptHandle = claim.msg.ReceiptHandle, VisibilityTimeout = M.visibility })
     if not res then
       log.warn("message.heartbeat_failed", { message_id = claim.msg.MessageId, error = tostring(err),
-        request_id = type(err) == "table" and err.request_id or nil })
+        workflow = claim.workflow, request_id = type(err) == "table" and err.request_id or nil })
     end
   end)
 end
@@ -161,21 +164,32 @@ local function stop_beats(claim)
   claim.beat = nil
 end
 
-local function delete(ctx, msg)
+local function delete(ctx, msg, wfs)
   local res, err = sqs(ctx, "DeleteMessage", { ReceiptHandle = msg.ReceiptHandle })
   if res then
     M.stats.deleted = M.stats.deleted + 1
-    log.info("message.deleted", { message_id = msg.MessageId, request_id = err })
+    log.info("message.deleted", { message_id = msg.MessageId, workflow = wfs, request_id = err })
   else
-    log.error("message.delete_failed", { message_id = msg.MessageId, error = tostring(err),
+    log.error("message.delete_failed", { message_id = msg.MessageId, workflow = wfs, error = tostring(err),
       request_id = type(err) == "table" and err.request_id or nil })
   end
+end
+
+-- The workflow ids (backup job ids) of a message's records, comma-separated, or nil.
+local function workflow_ids(recs)
+  local ids = {}
+  for _, rec in ipairs(recs) do
+    local wid = not rec.skip and (rec.backup_job_id or rec.recovery_point_arn)
+    if wid then ids[#ids + 1] = wid end
+  end
+  return #ids > 0 and table.concat(ids, ",") or nil
 end
 
 -- opts: { last_beat = wall time of the last heartbeat (re-armed claims), retry = bool }
 local function handle_message(msg, ctx, opts)
   local hold <close> = host.hold()
   local id = msg.MessageId
+  task.set_context({ message_id = id }) -- the lines and AWS calls of its records carry it
   local recs, why = N.parse(msg)
   if not recs then
     M.stats.unparsable = M.stats.unparsable + 1
@@ -186,7 +200,9 @@ local function handle_message(msg, ctx, opts)
     log.info("message.already_planned", { message_id = id, reason = "a dry run plans each message once" })
     return
   end
-  local claim = { msg = msg, last_beat = opts.last_beat or clock.now() }
+  local wfs = workflow_ids(recs)
+  task.set_context({ workflow = wfs })
+  local claim = { msg = msg, last_beat = opts.last_beat or clock.now(), workflow = wfs }
   M.claims[id] = claim
   start_beats(ctx, claim)
   local ok = M.handle_records(recs, ctx, id, { retry = opts.retry })
@@ -198,10 +214,11 @@ local function handle_message(msg, ctx, opts)
   M.claims[id] = nil
   if not ok then
     M.stats.left = M.stats.left + 1
-    log.warn("message.left", { message_id = id, reason = "a workflow failed; the queue will redeliver it" })
+    log.warn("message.left", { message_id = id, workflow = wfs,
+      reason = "a workflow failed; the queue will redeliver it" })
     return
   end
-  delete(ctx, msg)
+  delete(ctx, msg, wfs)
 end
 
 local function spawn_message(msg, ctx, opts)

@@ -25,6 +25,8 @@ function M.prepare()
 end
 
 function M.quiesce(done)
+  -- An unserialisable state reaches the host as nil, err: the reload is aborted and
+  -- the running state takes its work back.
   daemon.quiesce(function(state) done(json.encode(state)) end)
 end
 

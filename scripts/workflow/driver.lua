@@ -139,6 +139,7 @@ end
 local function drive(ctx, wf)
   local reg = registry.of(ctx)
   wf.co = coroutine.running()
+  wf.log = task.set_context({ workflow = wf.id }) -- this task's lines and AWS calls carry it
   local ok, e = xpcall(machine, function(x)
     if D.is_failure(x) then return x end
     return { msg = debug.traceback(tostring(x), 2) }

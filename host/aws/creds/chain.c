@@ -2,6 +2,7 @@
  * AssumeRole hops for profiles), caches the result and shares one refresh among every
  * caller waiting. All callbacks run from the loop: creds_get() only queues and arms a
  * zero-delay timer. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,7 @@ struct creds_provider {
   loop_t *loop;
   http_client_t *http;
   creds_options_t opt;
-  char profile_opt[128];
+  char *profile_opt;       /* the profile given in the options (owned), or NULL */
   loop_timer_t defer;
   /* credentials */
   waiters_t waiting;
@@ -44,7 +45,7 @@ struct creds_provider {
   creds_fetch_t *fetch;
   creds_proc_t *proc;
   char label[CREDS_SOURCE_MAX];
-  char top[128];          /* the profile asked for, for error messages */
+  char *top;              /* the profile asked for, for error messages (owned), or NULL */
   char sts_region[CREDS_REGION_MAX];
   /* region */
   waiters_t rwaiting;
@@ -72,13 +73,19 @@ static int fresh(const creds_provider_t *p) {
   return p->have_cached && (p->cached.expiration == 0 || now_s() + p->opt.refresh_margin_s < p->cached.expiration);
 }
 
-static void profile_input(const creds_provider_t *p, plan_input_t *in, char *cfg, size_t clen, char *cr, size_t crlen) {
+/* The profile and the two files' paths. 0, or -1 with err when a path does not fit. */
+static int profile_input(const creds_provider_t *p, plan_input_t *in, char *cfg, size_t clen, char *cr, size_t crlen,
+                         char *err, size_t errlen) {
   const char *env = getenv("AWS_PROFILE");
-  in->profile = p->profile_opt[0] ? p->profile_opt : (env && *env ? env : "default");
-  in->profile_explicit = p->profile_opt[0] || (env && *env);
-  if (creds_file_paths(cfg, clen, cr, crlen) != 0) cfg[0] = cr[0] = 0;
+  int given = p->profile_opt && p->profile_opt[0];
+  in->profile = given ? p->profile_opt : (env && *env ? env : "default");
+  in->profile_explicit = given || (env && *env);
   in->config_path = cfg;
   in->credentials_path = cr;
+  if (creds_file_paths(cfg, clen, cr, crlen) == 0) return 0;
+  snprintf(err, errlen, "AWS_CONFIG_FILE or AWS_SHARED_CREDENTIALS_FILE (after ~ expansion) is longer than the "
+           "%zu-byte limit for a path", (clen < crlen ? clen : crlen) - 1);
+  return -1;
 }
 
 /* ---- completion ----------------------------------------------------------------------- */
@@ -163,7 +170,7 @@ static void on_source(void *ud, const creds_t *c, const char *err) {
   p->proc = NULL;
   if (!c) {
     char e[CREDS_ERR_MAX];
-    if (p->top[0]) snprintf(e, sizeof e, "AWS profile \"%s\": %s", p->top, err);
+    if (p->top && p->top[0]) snprintf(e, sizeof e, "AWS profile \"%s\": %s", p->top, err);
     else snprintf(e, sizeof e, "%s", err);
     complete_err(p, e);
     return;
@@ -188,7 +195,8 @@ static void run_plan(creds_provider_t *p, const char *top) {
   fetch_env_t e = fetch_env(p);
   creds_plan_t *pl = &p->plan;
   label_plan(p, top);
-  snprintf(p->top, sizeof p->top, "%s", top);
+  free(p->top);
+  p->top = strdup(top); /* NULL when out of memory: messages then name no profile */
   p->hop = 0;
   switch (pl->kind) {
     case PLAN_STATIC:
@@ -268,11 +276,12 @@ static void no_credentials(creds_provider_t *p, const plan_input_t *in) {
 }
 
 static void resolve_start(creds_provider_t *p) {
-  char err[CREDS_ERR_MAX], cfg[1024], cr[1024];
+  char err[CREDS_ERR_MAX], cfg[PATH_MAX], cr[PATH_MAX];
   creds_t c;
   plan_input_t in;
   p->resolving = 1;
-  p->top[0] = 0;
+  free(p->top);
+  p->top = NULL;
   const char *akid = getenv("AWS_ACCESS_KEY_ID");
   if (akid && *akid) {
     if (env_creds(&c, err, sizeof err) != 0) complete_err(p, err);
@@ -280,7 +289,10 @@ static void resolve_start(creds_provider_t *p) {
     creds_wipe(&c);
     return;
   }
-  profile_input(p, &in, cfg, sizeof cfg, cr, sizeof cr);
+  if (profile_input(p, &in, cfg, sizeof cfg, cr, sizeof cr, err, sizeof err) != 0) {
+    complete_err(p, err);
+    return;
+  }
   char *pr = creds_file_region(&in);
   if (region_from_settings(pr, p->sts_region, sizeof p->sts_region) != 0) p->sts_region[0] = 0;
   free(pr);
@@ -315,11 +327,15 @@ static void on_imds_region(void *ud, const creds_t *c, const char *err) {
 }
 
 static void region_start(creds_provider_t *p) {
-  char cfg[1024], cr[1024], err[CREDS_ERR_MAX];
+  char cfg[PATH_MAX], cr[PATH_MAX], err[CREDS_ERR_MAX];
   plan_input_t in;
   p->region_resolving = 1;
-  profile_input(p, &in, cfg, sizeof cfg, cr, sizeof cr);
-  char *pr = getenv("AWS_REGION") || getenv("AWS_DEFAULT_REGION") ? NULL : creds_file_region(&in);
+  int env_region = getenv("AWS_REGION") || getenv("AWS_DEFAULT_REGION");
+  if (profile_input(p, &in, cfg, sizeof cfg, cr, sizeof cr, err, sizeof err) != 0 && !env_region) {
+    region_complete(p, NULL, err);
+    return;
+  }
+  char *pr = env_region ? NULL : creds_file_region(&in);
   char region[CREDS_REGION_MAX];
   int rc = region_from_settings(pr, region, sizeof region);
   free(pr);
@@ -351,7 +367,10 @@ creds_provider_t *creds_new(loop_t *loop, http_client_t *http, const creds_optio
   p->loop = loop;
   p->http = http;
   if (opt) p->opt = *opt;
-  if (opt && opt->profile) snprintf(p->profile_opt, sizeof p->profile_opt, "%s", opt->profile);
+  if (opt && opt->profile && !(p->profile_opt = strdup(opt->profile))) {
+    free(p);
+    return NULL;
+  }
   p->opt.profile = NULL;
   if (!p->opt.refresh_margin_s) p->opt.refresh_margin_s = DEFAULT_MARGIN_S;
   if (!p->opt.imds_timeout_ms) p->opt.imds_timeout_ms = DEFAULT_IMDS_MS;
@@ -375,6 +394,8 @@ void creds_free(creds_provider_t *p) {
   free(p->waiting.v);
   free(p->rwaiting.v);
   creds_wipe(&p->cached);
+  free(p->profile_opt);
+  free(p->top);
   free(p);
 }
 
