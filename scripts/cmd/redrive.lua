@@ -11,6 +11,7 @@ local redrive = require "daemon.redrive"
 local usage = [==[
 usage: rotator redrive [--dry-run] [--limit N] [--queue DLQ_URL] [--queue-url URL] [--to-source]
                        [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
+                       [--default-rule first|last|off]
 
 Reads the dead-letter queue of the configured queue (--queue-url or ROTATOR_QUEUE_URL, as
 `rotator run` takes it; the dead-letter queue is found from its RedrivePolicy, or given
@@ -46,7 +47,7 @@ Example:
 local SPEC = {
   ["--dry-run"] = "bool", ["--limit"] = "string", ["--queue"] = "string", ["--queue-url"] = "string",
   ["--to-source"] = "bool", ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
-  ["--ssm-parameter-name"] = "string",
+  ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
 }
 
 local function fail(msg)

@@ -14,7 +14,8 @@ local N = require "workflow.notification"
 
 local usage = [==[
 usage: rotator replay [--dry-run] [--source-pattern RE --replacement-pattern T
-                      [--ssm-parameter-name NAME]] FILE|- ...
+                      [--ssm-parameter-name NAME]] [--default-rule first|last|off]
+                      FILE|- ...
 
 Feeds notification files through the same intake and workflow as the daemon. `-` reads
 stdin. A file holds one notification or many, each an SQS message, an SNS envelope, a
@@ -37,7 +38,10 @@ It needs no network and no credentials: it plans from the notification and the p
 alone (waiting for ACTIVE and the SSM ordering check are skipped). Logs go to stderr.
 
 Without policy rules, the default rule comes from SOURCE_PATTERN, REPLACEMENT_PATTERN and
-SSM_PARAMETER_NAME (or the flags), as in the original tool.
+SSM_PARAMETER_NAME (or the flags), as in the original tool. When those are set and the
+policy files declare rules as well, nothing runs (exit 2) until --default-rule (or
+ROTATOR_DEFAULT_RULE) says where the default rule goes: first (evaluated before the
+policy rules), last (after them) or off (dropped).
 
 Exit status:
   0  every record done or skipped
@@ -52,7 +56,7 @@ Examples:
 
 local SPEC = {
   ["--dry-run"] = "bool", ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
-  ["--ssm-parameter-name"] = "string",
+  ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
 }
 
 -- Exit statuses, worst wins: 2 > 1 > 3 > 0.

@@ -31,7 +31,7 @@ Examples:
 ]==]
 
 local SPEC = { ["--explain"] = "string", ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
-  ["--ssm-parameter-name"] = "string" }
+  ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string" }
 
 local function load_rules(opts)
   local files, lerr = policies.list(host.config.policies_dir)

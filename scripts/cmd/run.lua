@@ -9,8 +9,9 @@ local daemon = require "daemon"
 local console = require "console.console"
 
 local usage = [==[
-usage: rotator run [--queue-url URL] [--dry-run]
+usage: rotator run [--queue-url URL] [--dry-run] [--preflight]
                   [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
+                  [--default-rule first|last|off]
 
 Runs the daemon. Policies load from the policies folder (--policies); a policy error at
 start is fatal (exit 2). `kill -HUP` reloads them; a broken reload keeps the old ones and
@@ -29,6 +30,11 @@ Options:
   --source-pattern, --replacement-pattern, --ssm-parameter-name
                     the default rule when no policy declares one (else from
                     SOURCE_PATTERN, REPLACEMENT_PATTERN, SSM_PARAMETER_NAME)
+  --default-rule first|last|off
+                    when those settings AND policy rules exist (else the start is
+                    refused, exit 2): first = the default rule is evaluated before
+                    the policy rules, last = after them, off = it is dropped
+                    (ROTATOR_DEFAULT_RULE)
 
 Tuning (environment): ROTATOR_WAIT_FIRST (5), ROTATOR_WAIT_MAX (60),
 ROTATOR_WAIT_DEADLINE (86400), ROTATOR_MAX_RESTORES (50),
@@ -42,7 +48,7 @@ Example:
 
 local SPEC = {
   ["--queue-url"] = "string", ["--dry-run"] = "bool", ["--source-pattern"] = "string",
-  ["--replacement-pattern"] = "string", ["--ssm-parameter-name"] = "string",
+  ["--replacement-pattern"] = "string", ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
 }
 
 local function load_policies()
