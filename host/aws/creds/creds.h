@@ -39,7 +39,7 @@
 #define CREDS_TOKEN_MAX 4096
 #define CREDS_SOURCE_MAX 160
 #define CREDS_REGION_MAX 64
-#define CREDS_ERR_MAX 512
+#define CREDS_ERR_MAX 2048
 
 typedef struct creds {
   char access_key_id[CREDS_KEY_MAX];
