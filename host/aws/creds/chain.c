@@ -448,6 +448,8 @@ int creds_region(creds_provider_t *p, region_cb cb, void *ud) {
   return 0;
 }
 
+const char *creds_resolved_region(const creds_provider_t *p) { return p->region[0] ? p->region : NULL; }
+
 const char *creds_describe(const creds_provider_t *p, char *buf, size_t len) {
   if (!len) return buf;
   if (!p->have_cached) {

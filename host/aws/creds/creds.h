@@ -86,6 +86,8 @@ int creds_region(creds_provider_t *p, region_cb cb, void *ud);
 /* For operators (`rotator whoami`-style output): one line describing the cached
  * credentials — source, access key id, expiry — or "no credentials resolved yet".
  * Never includes secrets. Returns buf. */
+/* The region resolved so far (by an earlier creds_region answer), or NULL. */
+const char *creds_resolved_region(const creds_provider_t *p);
 const char *creds_describe(const creds_provider_t *p, char *buf, size_t len);
 
 #endif
