@@ -3,6 +3,8 @@
 --   M.check(svc, queue_url) -> report, one attempt:
 --     report = { ok, permanent, failed = "region"|"credentials"|"queue"|nil, message,
 --                checks = { { name, ok (true, false, nil: not checked), detail }, ... } }
+--   M.classify(err, queue_url) -> what ("region"|"credentials"|"queue"), permanent, message
+--     (with the next step), for any SQS error (the intake uses it on a failed receive)
 --   M.wait(svc, queue_url, on_retry) -> report: checks until the queue answers or a problem
 --     is permanent; a transient one is retried with backoff (1, 2, 4 ... 30 s), and
 --     on_retry(report, attempt, delay) runs before each wait (the daemon logs and shows it).
@@ -62,6 +64,8 @@ local function classify(err, queue_url)
   end
   return "queue", true, ("queue %s: %s: %s; check --queue-url / ROTATOR_QUEUE_URL"):format(queue_url, code, msg)
 end
+
+M.classify = classify
 
 local ORDER = { "region", "credentials", "queue" }
 

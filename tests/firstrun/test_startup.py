@@ -192,4 +192,19 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy:
     t.eq(sum("event=startup.waiting" in line for line in log.splitlines()), 2, "each 503 logged as a start-up retry")
     t.ok("event=startup.checked" in log and rc == 0, "then startup.checked, and a clean stop", (rc, log[-500:]))
 
+    # The queue deleted under a running daemon: the failed receive says what to do.
+    env = menv(NOTIFY_SOCKET=sock_path, ROTATOR_RECEIVE_WAIT="1")
+    d = subprocess.Popen([BIN, "--policies", pol, "run", "--queue-url", good.url], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    notifications(15, until=lambda m: m.get("READY") == "1")
+    emu.admin_client("sqs").delete_queue(QueueUrl=good.url)
+    time.sleep(4)
+    d.send_signal(signal.SIGTERM)
+    rc = d.wait(30)
+    log = d.stderr.read()
+    failed = [line for line in log.splitlines() if "event=intake.receive_failed" in line]
+    t.ok(failed and "problem=queue" in failed[0] and "rotator setup --topic-arn" in failed[0] and "heals=false" in failed[0],
+         "a receive failing on a deleted queue logs the problem and the next step", failed[:1] or log[-1500:])
+    t.ok(rc == 0, "and the daemon still stops cleanly")
+
 sys.exit(t.done())
