@@ -40,8 +40,17 @@ function M.set_policies(set, flags)
 end
 
 -- Signal hooks belong to the running state: a reloaded state registers its own.
+-- A reload before the start-up checks passed would hand a queue nobody checked to the new
+-- state (and systemd does not reload a unit that is still activating): refused, logged.
 local function register_hooks()
-  host.on_signal("HUP", function() host.reload() end)
+  host.on_signal("HUP", function()
+    if M.startup.state ~= "ready" then
+      log.warn("reload.refused", { reason = "still starting (" .. tostring(M.startup.state)
+        .. "); send SIGHUP again once daemon.ready is logged", queue = M.startup.queue })
+      return
+    end
+    host.reload()
+  end)
   host.on_signal("TERM", M.stop)
 end
 
@@ -127,6 +136,7 @@ function M.start(opts, handover)
   local ctx = context(opts, store)
   M.ctx = ctx
   if handover then
+    M.startup = { state = "ready", queue = opts.queue_url, since = clock.now() }
     ready(opts, ctx)
     local n = rearm_all(handover.workflows or {}, ctx, true)
     log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}),

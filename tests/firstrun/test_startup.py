@@ -132,9 +132,14 @@ t.ok(startup.get("state") == "waiting for the queue" and "did not answer" in sta
      and startup.get("attempts", 0) >= 2, "closed port: rotator status shows the start-up waiting and why", status)
 t.ok(any(e.get("source") == "startup" for e in status.get("last_errors", [])), "closed port: and lists it in last_errors",
      status.get("last_errors"))
+d.send_signal(signal.SIGHUP)
+time.sleep(0.5)
+t.ok(d.poll() is None, "closed port: a SIGHUP while starting leaves the daemon waiting")
 d.send_signal(signal.SIGTERM)
 rc = d.wait(15)
 log = d.stderr.read()
+t.ok("event=reload.refused" in log and "event=reload.ok" not in log, "closed port: the reload is refused, and says why",
+     [line for line in log.splitlines() if "reload" in line])
 waits = [line for line in log.splitlines() if "event=startup.waiting" in line]
 delays = [int(line.split("retry_in=")[1].split()[0]) for line in waits]
 t.ok(len(waits) >= 3 and delays[:3] == [1, 2, 4], "closed port: each retry is logged, with backoff 1, 2, 4 s", waits)
