@@ -76,7 +76,7 @@ local function run(argv)
     return fail("no queue: give --queue-url (or ROTATOR_QUEUE_URL) as for rotator run, or the dead-letter queue with --queue")
   end
   local list, rerr = load_rules(opts)
-  if not list then return fail(tostring(rerr) .. "\npolicies did not load; fix them (rotator check) first") end
+  if not list then return fail(tostring(rerr) .. "\nthe rules are not usable (policies or the default rule); fix them (rotator check) first") end
   local s
   if opts.dry_run then
     s = store.open(nil, { readonly = true }) -- only to tell why a job failed; may not exist

@@ -46,7 +46,8 @@ policy rules), last (after them) or off (dropped).
 Exit status:
   0  every record done or skipped
   1  a workflow failed (whether or not a record was also bad)
-  2  nothing ran: bad usage, the policies did not load, or a file could not be read
+  2  nothing ran: bad usage, the policies did not load or conflict with the default
+     rule settings, or a file could not be read
   3  some records were bad; every other one was done or skipped
 
 Examples:
@@ -150,7 +151,7 @@ local function run(argv)
   if not opts then io.stderr:write("rotator replay: ", files, "\n") return 2 end
   if #files == 0 then io.stderr:write(usage) return 2 end
   local list, err = load_rules(opts)
-  if not list then io.stderr:write(err, "\n", "rotator replay: policies did not load\n") return 2 end
+  if not list then io.stderr:write(err, "\n", "rotator replay: the rules are not usable (policies or the default rule); nothing ran (rotator check)\n") return 2 end
   if #list == 0 then log.warn("replay.no_rules", { reason = "no policy rules and no SOURCE_PATTERN: every record is skipped" }) end
   local ctx = {
     svc = services.new({ dry_run = opts.dry_run, offline = opts.dry_run }),
