@@ -32,7 +32,7 @@ typedef struct {
 
 typedef struct {
   char code[128];
-  char message[512];
+  char message[2048];       /* room for the credential chain's account of each provider */
   char request_id[128];
   int status;               /* 0 for transport errors */
   int retryable;

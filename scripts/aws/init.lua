@@ -294,5 +294,6 @@ M.pending = core.pending
 M.clock_offset = core.clock_offset
 M.retry_tokens = core.retry_tokens
 M.endpoint = core.endpoint
+M.resolved = core.resolved -- region or nil, credentials description (no secret)
 
 return M

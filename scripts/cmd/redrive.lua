@@ -12,6 +12,7 @@ local redrive = require "daemon.redrive"
 local usage = [==[
 usage: rotator redrive [--dry-run] [--limit N] [--queue DLQ_URL] [--queue-url URL] [--to-source]
                        [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
+                       [--default-rule first|last|off]
 
 Reads the dead-letter queue of the configured queue (--queue-url or ROTATOR_QUEUE_URL, as
 `rotator run` takes it; the dead-letter queue is found from its RedrivePolicy, or given
@@ -47,7 +48,7 @@ Example:
 local SPEC = {
   ["--dry-run"] = "bool", ["--limit"] = "string", ["--queue"] = "string", ["--queue-url"] = "string",
   ["--to-source"] = "bool", ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
-  ["--ssm-parameter-name"] = "string",
+  ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
 }
 
 local function fail(msg)
@@ -76,7 +77,7 @@ local function run(argv)
     return fail("no queue: give --queue-url (or ROTATOR_QUEUE_URL) as for rotator run, or the dead-letter queue with --queue")
   end
   local list, rerr = load_rules(opts)
-  if not list then return fail(tostring(rerr) .. "\npolicies did not load; fix them (rotator check) first") end
+  if not list then return fail(tostring(rerr) .. "\nthe rules are not usable (policies or the default rule); fix them (rotator check) first") end
   local s
   if opts.dry_run then
     s = store.open(nil, { readonly = true }) -- only to tell why a job failed; may not exist

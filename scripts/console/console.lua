@@ -130,11 +130,26 @@ local function workflow_counts()
   return s:counts()
 end
 
+-- The start-up checks: "checking", "waiting for the queue" (a transient problem, retried:
+-- attempts, error, retry_in), "ready" or "failed".
+local function startup()
+  local st = daemon.startup or {}
+  local out = {}
+  for k, v in pairs(st) do out[k] = v end
+  if type(st.since) == "number" then out.since = clock.rfc3339(st.since) end
+  return out
+end
+
 local function last_errors()
-  local s = open_store()
-  if not s then return json.array({}) end
-  local rows = s:list({ limit = 200 }) or {}
   local out = json.array({})
+  local st = daemon.startup or {}
+  if st.error and st.state ~= "ready" then
+    out[#out + 1] = { source = "startup", error = st.error, attempts = st.attempts,
+      since = type(st.since) == "number" and clock.rfc3339(st.since) or nil }
+  end
+  local s = open_store()
+  if not s then return out end
+  local rows = s:list({ limit = 200 }) or {}
   for _, r in ipairs(rows) do
     if r.state == "Error" or r.state == "Failed" then
       local d = type(r.doc) == "table" and r.doc or {}
@@ -170,6 +185,7 @@ repl.helper("retention", "retention(rule_or_source) every table retention consid
 repl.status_source("policies", policy_files)
 repl.status_source("last_reload", function() return reload_state.last or "none since start" end)
 repl.status_source("workflows", workflow_counts)
+repl.status_source("startup", startup)
 repl.status_source("last_errors", last_errors)
 repl.status_source("queue", queue_stats)
 

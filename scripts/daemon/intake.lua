@@ -27,6 +27,7 @@ local N = require "workflow.notification"
 local rules = require "policy.rules"
 local workflow = require "workflow"
 local aws = require "aws"
+local preflight = require "daemon.preflight"
 
 local M = {
   visibility = tonumber(os.getenv("ROTATOR_VISIBILITY_TIMEOUT") or "") or 300,
@@ -309,8 +310,11 @@ local function poll_loop(ctx, gen)
         backoff = 1
       elseif not stopping() then
         local err = r.err
+        local what, permanent, hint
+        if type(err) == "table" then what, permanent, hint = preflight.classify(err, ctx.queue_url) end
         log.error("intake.receive_failed", { error = tostring(err), retry_in = backoff,
-          request_id = type(err) == "table" and err.request_id or nil })
+          request_id = type(err) == "table" and err.request_id or nil,
+          problem = what, heals = permanent ~= nil and tostring(not permanent) or nil, next_step = permanent and hint or nil })
         task.sleep(backoff)
         backoff = math.min(backoff * 2, 60)
       end

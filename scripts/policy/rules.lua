@@ -186,12 +186,88 @@ function M.default_rule(flags, getenv)
   return rule
 end
 
+-- The flags every command that builds the rule list accepts (run, replay, check, ...).
+M.FLAGS = {
+  ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
+  ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
+}
+
+-- Where the default rule goes when policy files declare rules too (--default-rule or
+-- ROTATOR_DEFAULT_RULE): evaluated before the policy rules, after them, or dropped.
+M.PLACEMENTS = {
+  first = "evaluated before the policy rules: it wins on a table both match",
+  last = "evaluated after the policy rules: it catches what they do not match",
+  off = "dropped: only the policy rules act",
+}
+
+local SETTINGS = {
+  { flag = "source_pattern", var = "SOURCE_PATTERN" },
+  { flag = "replacement_pattern", var = "REPLACEMENT_PATTERN" },
+  { flag = "ssm_parameter_name", var = "SSM_PARAMETER_NAME" },
+}
+
+-- The original tool's settings that are set, as "VAR" or "--flag" words.
+local function settings_given(flags, getenv)
+  local out = {}
+  for _, s in ipairs(SETTINGS) do
+    if flags[s.flag] and flags[s.flag] ~= "" then out[#out + 1] = "--" .. s.flag:gsub("_", "-")
+    elseif (getenv(s.var) or "") ~= "" then out[#out + 1] = s.var end
+  end
+  return out
+end
+
+local function rule_files(set)
+  local count, order = {}, {}
+  for _, r in ipairs(set.rules) do
+    local f = r._file or r._where or "?"
+    if not count[f] then order[#order + 1] = f count[f] = 0 end
+    count[f] = count[f] + 1
+  end
+  for i, f in ipairs(order) do order[i] = ("%s (%d rule%s)"):format(f, count[f], count[f] == 1 and "" or "s") end
+  return order
+end
+
+-- The placement asked for: "first", "last", "off", nil (none asked), or nil, message.
+function M.placement(flags, getenv)
+  local v = flags.default_rule or getenv("ROTATOR_DEFAULT_RULE")
+  if v == nil or v == "" then return nil end
+  if not M.PLACEMENTS[v] then
+    return nil, ("--default-rule %q: give first, last or off"):format(v)
+  end
+  return v
+end
+
 -- The rules in force: the policy files' rules, or the default rule when they have none.
+-- When both exist the operator says which wins (M.placement); without that the answer is
+-- nil, message: an explicit setting is never dropped silently. The third result names
+-- the placement used ("first", "last", "off"; nil when there was nothing to place).
 function M.effective(set, flags, getenv)
-  if set and #set.rules > 0 then return set.rules end
+  flags, getenv = flags or {}, getenv or os.getenv
+  local place, perr = M.placement(flags, getenv)
+  if perr then return nil, perr end
+  local given = settings_given(flags, getenv)
+  local has_rules = set and #set.rules > 0
+  if has_rules and #given == 0 then return set.rules end
+  if has_rules and not place then
+    return nil, ("%s (the original tool's default rule) %s set, but policy files declare rules too: %s. "
+      .. "Say which wins with --default-rule first (the default rule before the policy rules), "
+      .. "last (after them) or off (drop it), or ROTATOR_DEFAULT_RULE; or stop setting %s.")
+      :format(table.concat(given, ", "), #given == 1 and "is" or "are", table.concat(rule_files(set), ", "),
+        table.concat(given, ", "))
+  end
+  if place == "off" then return has_rules and set.rules or {}, nil, "off" end
   local d, err = M.default_rule(flags, getenv)
   if err then return nil, err end
-  return { d }
+  if not has_rules then return { d }, nil, d and place end
+  if not d then
+    return nil, ("%s set without SOURCE_PATTERN (or --source-pattern): the default rule needs a pattern; "
+      .. "set it, or use --default-rule off to act on the policy rules alone"):format(table.concat(given, ", "))
+  end
+  local list = {}
+  if place == "first" then list[1] = d end
+  table.move(set.rules, 1, #set.rules, #list + 1, list)
+  if place == "last" then list[#list + 1] = d end
+  return list, nil, place
 end
 
 return M

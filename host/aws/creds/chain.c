@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "aws/creds/internal.h"
 #include "aws/retry.h"
@@ -47,6 +48,7 @@ struct creds_provider {
   char label[CREDS_SOURCE_MAX];
   char *top;              /* the profile asked for, for error messages (owned), or NULL */
   char sts_region[CREDS_REGION_MAX];
+  char tried[CREDS_ERR_MAX]; /* the providers skipped before the container/instance one */
   /* region */
   waiters_t rwaiting;
   int region_resolving;
@@ -241,10 +243,24 @@ static void on_env_web_identity(void *ud, const creds_t *c, const char *err) {
   creds_wipe(&out);
 }
 
+static const char NEXT_STEP[] =
+    ". Next: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or set AWS_PROFILE to a profile of those "
+    "files, or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, or run where a container or EC2 instance role "
+    "is attached (rotator whoami shows what resolves)";
+
+/* The container or instance provider, the chain's last link: its failure is told with
+ * every provider skipped before it, so the operator sees the whole chain. */
 static void on_plain(void *ud, const creds_t *c, const char *err) {
   creds_provider_t *p = ud;
   p->fetch = NULL;
-  complete(p, c, err);
+  if (c || !p->tried[0]) {
+    complete(p, c, err);
+    return;
+  }
+  char e[CREDS_ERR_MAX];
+  int n = snprintf(e, sizeof e, "%s%s%s", p->tried, err, NEXT_STEP);
+  if (n < 0 || (size_t)n >= sizeof e) snprintf(e, sizeof e, "no AWS credentials found; the last provider said: %s", err);
+  complete_err(p, e);
 }
 
 static int start_env_web_identity(creds_provider_t *p) {
@@ -264,14 +280,32 @@ static int start_env_web_identity(creds_provider_t *p) {
   return 1;
 }
 
+static const char *file_state(const char *path) { return access(path, F_OK) == 0 ? "has no such profile" : "does not exist"; }
+
+/* "no AWS credentials found; the chain tried: 1) ... 2) ...": every provider before the
+ * container and instance ones, and why each gave nothing. Returns -1 if it does not fit. */
+static int describe_skipped(const plan_input_t *in, char *out, size_t len) {
+  int n = snprintf(out, len,
+                   "no AWS credentials found; the chain tried: 1) environment: AWS_ACCESS_KEY_ID is not set; "
+                   "2) web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are not set; "
+                   "3) profile \"%s\" (%sstatic keys, role_arn, credential_process or web_identity_token_file): "
+                   "%s %s, %s %s; ",
+                   in->profile, in->profile_explicit ? "" : "AWS_PROFILE is not set; ", in->config_path,
+                   file_state(in->config_path), in->credentials_path, file_state(in->credentials_path));
+  return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 static void no_credentials(creds_provider_t *p, const plan_input_t *in) {
   char err[CREDS_ERR_MAX];
-  snprintf(err, sizeof err,
-           "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE to a profile "
-           "in %s or %s, or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, or run where container or EC2 instance "
-           "credentials exist (EC2 metadata is %s)",
-           in->config_path, in->credentials_path,
-           creds_imds_disabled() ? "disabled by AWS_EC2_METADATA_DISABLED" : "unavailable");
+  int n = snprintf(err, sizeof err,
+                   "%s4) ECS container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and "
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI are not set; 5) EC2 instance metadata (IMDS): %s%s",
+                   p->tried, creds_imds_disabled() ? "disabled by AWS_EC2_METADATA_DISABLED=true" : "unavailable",
+                   NEXT_STEP);
+  if (n < 0 || (size_t)n >= sizeof err)
+    snprintf(err, sizeof err, "no AWS credentials found (the account of the chain exceeds %d bytes; see "
+             "rotator whoami)", CREDS_ERR_MAX);
+  (void)in;
   complete_err(p, err);
 }
 
@@ -282,6 +316,7 @@ static void resolve_start(creds_provider_t *p) {
   p->resolving = 1;
   free(p->top);
   p->top = NULL;
+  p->tried[0] = 0;
   const char *akid = getenv("AWS_ACCESS_KEY_ID");
   if (akid && *akid) {
     if (env_creds(&c, err, sizeof err) != 0) complete_err(p, err);
@@ -301,10 +336,22 @@ static void resolve_start(creds_provider_t *p) {
   if (rc == PLAN_ERR) { complete_err(p, err); return; }
   if (rc == PLAN_OK) { run_plan(p, in.profile); return; }
   fetch_env_t e = fetch_env(p);
-  if (creds_ecs_configured()) p->fetch = creds_fetch_ecs(&e, on_plain, p, err, sizeof err);
-  else if (!creds_imds_disabled()) p->fetch = creds_fetch_imds(&e, on_plain, p, err, sizeof err);
-  else { no_credentials(p, &in); return; }
-  if (!p->fetch) complete_err(p, err);
+  if (describe_skipped(&in, p->tried, sizeof p->tried) != 0) p->tried[0] = 0;
+  size_t t = strlen(p->tried);
+  if (creds_ecs_configured()) {
+    if (t) snprintf(p->tried + t, sizeof p->tried - t, "4) ECS container credentials: ");
+    p->fetch = creds_fetch_ecs(&e, on_plain, p, err, sizeof err);
+  } else if (!creds_imds_disabled()) {
+    if (t)
+      snprintf(p->tried + t, sizeof p->tried - t,
+               "4) ECS container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and "
+               "AWS_CONTAINER_CREDENTIALS_FULL_URI are not set; 5) EC2 instance metadata (IMDS): ");
+    p->fetch = creds_fetch_imds(&e, on_plain, p, err, sizeof err);
+  } else {
+    no_credentials(p, &in);
+    return;
+  }
+  if (!p->fetch) on_plain(p, NULL, err);
 }
 
 /* ---- region --------------------------------------------------------------------------- */
@@ -421,6 +468,8 @@ int creds_region(creds_provider_t *p, region_cb cb, void *ud) {
   }
   return 0;
 }
+
+const char *creds_resolved_region(const creds_provider_t *p) { return p->region[0] ? p->region : NULL; }
 
 const char *creds_describe(const creds_provider_t *p, char *buf, size_t len) {
   if (!len) return buf;

@@ -13,7 +13,8 @@
  *                arrives meanwhile is kept
  *   claim(id)    in the adopting state: "pending" (its completion now comes here), or
  *                "done", ok, result (it finished while released), or nil (unknown id)
- * Each call in flight holds the host, so a graceful stop waits for it. */
+ * Each call in flight holds the host, so a graceful stop waits for it.
+ *   resolved()   region (or nil) and the credentials' description, as resolved so far */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -309,6 +310,18 @@ static int l_clock_offset(lua_State *L) {
   return 1;
 }
 
+/* resolved() -> region or nil, credentials description (creds_describe: source, key id,
+ * expiry; never a secret): what the calls made so far resolved. */
+static int l_resolved(lua_State *L) {
+  creds_provider_t *p = aws_client_creds(get_mod(L)->h->aws);
+  char desc[512];
+  const char *region = creds_resolved_region(p);
+  if (region) lua_pushstring(L, region);
+  else lua_pushnil(L);
+  lua_pushstring(L, creds_describe(p, desc, sizeof desc));
+  return 2;
+}
+
 static int l_retry_tokens(lua_State *L) {
   lua_pushinteger(L, aws_retry_tokens(get_mod(L)->h->aws));
   return 1;
@@ -361,7 +374,7 @@ int luaopen_rotator_aws_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"start", l_start}, {"cancel", l_cancel}, {"release", l_release}, {"claim", l_claim},
       {"set_dispatcher", l_set_dispatcher}, {"pending", l_pending},
-      {"clock_offset", l_clock_offset}, {"retry_tokens", l_retry_tokens},
+      {"clock_offset", l_clock_offset}, {"retry_tokens", l_retry_tokens}, {"resolved", l_resolved},
       {"endpoint", l_endpoint}, {"protocol", l_protocol}, {NULL, NULL}};
   host_t *h = host_from_lua(L);
   if (!h->aws && !(h->aws = aws_client_new(h->loop)))
