@@ -25,6 +25,7 @@ local re = require "re"
 local clock = require "clock"
 local policies = require "policy.loader"
 local sandbox = require "policy.sandbox"
+local gocompat = require "policy.gocompat"
 
 local M = {}
 
@@ -217,6 +218,7 @@ function M.register()
   if registered then return end
   registered = true
   policies.validators[#policies.validators + 1] = M.validate
+  policies.linters[#policies.linters + 1] = gocompat.lint_rule
 end
 M.register()
 

@@ -149,4 +149,26 @@ t.ok("2 rules" in r.stdout, "and counts its rules")
 if r.returncode:
     t.diag(r.stderr)
 
+# Warnings: at the source_pattern's line, naming the construct and its class; exit 0.
+WARNED = [
+    ("^([a-z0-9]+-?)*$", "([a-z0-9]+-?)*", "backtrack"),
+    ("^(a*)*-prod$", "(a*)*", "empty-repeat"),
+    ("(?i)^\\\\p{Lu}+-prod$", "\\p{Lu}", "caseless-property"),
+    ("^orders\\\\12", "\\12", "octal"),
+    ("^orders\\\\s", "\\s", "space"),
+    ("^orders\\\\v", "\\v", "vspace"),
+]
+for pat, construct, cls in WARNED:
+    path, r = check(f"warn-{cls}.lua", 'rule {\n  name = "w",\n  replacement = "-staging",\n'
+                    f'  source_pattern = "{pat}",\n}}\n')
+    lines = [l for l in r.stderr.splitlines() if l.startswith(path)]
+    ok = r.returncode == 0 and len(lines) >= 1 and lines[0].startswith(f"{path}:4: warning: ") \
+        and f"`{construct}`" in lines[0] and f"({cls})" in lines[0] and "warning(s)" in r.stdout
+    t.ok(ok, f"warning {cls} at the source_pattern line, naming {construct}")
+    if not ok:
+        t.diag(f"rc={r.returncode} stdout={r.stdout!r} stderr={r.stderr!r}")
+path, r = check("quiet.lua", 'rule { name = "q", source_pattern = "^[a-z0-9]+(-[a-z0-9]+)*-production$",'
+                ' replacement = "-staging" }\n')
+t.ok(r.returncode == 0 and "warning" not in r.stderr, "a required separator is not exponential: no warning")
+
 sys.exit(t.done())
