@@ -64,12 +64,15 @@ local function validate(rule)
   end
 end
 
-local function lint(rule, out)
+-- The linters' warnings for one rule, appended to out as "file:line: warning: msg".
+function M.lint(rule, out)
+  out = out or {}
   for _, fn in ipairs(M.linters) do
     for _, w in ipairs(fn(rule) or {}) do
       out[#out + 1] = M.where(rule, w.field) .. ": warning: " .. w.msg
     end
   end
+  return out
 end
 
 -- Load one file; returns its rules and their warnings, or nil, the first problem and
@@ -99,7 +102,7 @@ function M.load_file(path)
   local problems, warnings = {}, {}
   for _, r in ipairs(rules) do
     local msg = validate(r)
-    if msg then problems[#problems + 1] = msg else lint(r, warnings) end
+    if msg then problems[#problems + 1] = msg else M.lint(r, warnings) end
   end
   if #problems > 0 then return nil, problems[1], problems end
   return rules, warnings

@@ -107,6 +107,8 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
         logf.close()
     log = text()
     t.ok("record.crashed" not in log and "message.crashed" not in log, "no crash in the daemon")
+    t.ok(f"event=policy.warning at={pol}/main.lua:3 " in log and "(backtrack)" in log,
+         "the daemon logged check's warning at the pattern's line when it loaded the policy")
     t.eq((status.get("queue") or {}).get("match_failed"), 1, "status counts the match failure")
     t.eq(pipe.queue.depth(), {"visible": 0, "in_flight": 1, "dlq": 0},
          "the failing message is not deleted (in flight until its visibility timeout, then the DLQ)")
