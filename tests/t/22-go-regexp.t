@@ -119,7 +119,7 @@ r = subprocess.run([BIN, "eval", 'return dofile(os.getenv("ORACLE_SCRIPT"))'], c
 t.eq(r.returncode, 0, "Rotator's side ran")
 if r.returncode:
     t.diag(r.stderr[-2000:])
-with open(out_path) as f:
+with open(out_path, encoding="utf-8", errors="replace") as f:  # a split character shows as U+FFFD
     ours = [json.loads(line) for line in f]
 t.eq(len(go), len(CASES), "Go answered every case")
 t.eq(len(ours), len(CASES), "Rotator answered every case")
