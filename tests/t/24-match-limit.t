@@ -76,8 +76,11 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
     bad_backup, good_backup = emu.create_backup(BAD), emu.create_backup(GOOD)
     pipe = emu.create_backup_pipeline(visibility_timeout=300, max_receive_count=1)
     state = os.path.join(tmp, "state")
+    # a short visibility: the left message comes back within seconds and, past
+    # max_receive_count, the queue's redrive policy moves it to the dead-letter queue
     env = bed.env_for_rotator(emu, extra={"ROTATOR_WAIT_FIRST": "0.2", "ROTATOR_WAIT_MAX": "0.4",
-                                          "ROTATOR_RECEIVE_WAIT": "1", "ROTATOR_STATE_DIR": state})
+                                          "ROTATOR_RECEIVE_WAIT": "1", "ROTATOR_STATE_DIR": state,
+                                          "ROTATOR_VISIBILITY_TIMEOUT": "3", "ROTATOR_HEARTBEAT": "1"})
     log_path = os.path.join(tmp, "rotator.log")
     logf = open(log_path, "w")
     proc = subprocess.Popen([ROTATOR, "--policies", pol, "--state-dir", state, "run", "--queue-url",
@@ -96,6 +99,8 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
                         step=0.1), "the next notification's workflow completed")
         t.ok(wait_until(lambda: text().count("event=message.deleted") >= 1, 10, step=0.05), "its message deleted")
         t.ok(wait_until(lambda: "event=message.left" in text(), 10, step=0.05), "the failing message is left")
+        t.ok(wait_until(lambda: pipe.queue.depth()["dlq"] == 1, 30, step=0.5),
+             "the left message reached the dead-letter queue")
         r = subprocess.run([ROTATOR, "--state-dir", state, "status", "--json"], capture_output=True, text=True,
                            timeout=10, env=env)
         try:
@@ -110,8 +115,8 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
     t.ok(f"event=policy.warning at={pol}/main.lua:3 " in log and "(backtrack)" in log,
          "the daemon logged check's warning at the pattern's line when it loaded the policy")
     t.eq((status.get("queue") or {}).get("match_failed"), 1, "status counts the match failure")
-    t.eq(pipe.queue.depth(), {"visible": 0, "in_flight": 1, "dlq": 0},
-         "the failing message is not deleted (in flight until its visibility timeout, then the DLQ)")
+    t.eq(pipe.queue.depth(), {"visible": 0, "in_flight": 0, "dlq": 1},
+         "the failing message was never deleted: it is in the DLQ, the other one is gone")
     got = [json.loads(m) for m in alerts.messages(wait=5)]
     t.ok(len(got) == 1 and got[0]["source_table"] == BAD and PATTERN in got[0]["error"],
          "the alert reached the topic, naming table and pattern")
