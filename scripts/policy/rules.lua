@@ -1,8 +1,10 @@
 -- Policy rules: what a rule may say, which rule a table matches, and the restored table's
 -- name. A rule (declared in policies/*.lua with `rule { ... }`):
 --   name            label for logs (default: file:line)
---   source_pattern  PCRE2, matched against the backed-up TABLE NAME (not the ARN)
---   replacement     Go ReplaceAllString template applied to the table name ($0, ${1}, ...)
+--   source_pattern  a Go regexp pattern, matched against the backed-up TABLE NAME (not the
+--                   ARN) by PCRE2 in UTF mode (M.FLAGS; gocompat.lua names the differences)
+--   replacement     Go ReplaceAllString template applied to the table name ($0, ${1}, ...);
+--                   its literal parts and group references are checked against the pattern
 --   ssm_parameter   optional SSM parameter that receives the restored table's ARN
 --   target_name     optional function(ctx) -> name, replacing source_pattern/replacement
 --                   naming; ctx = {table_name, start_epoch, suffix, backup_job_id,
@@ -19,8 +21,9 @@
 --   tags, copy_ttl, pitr, deletion_protection, validation   after ACTIVE (post_restore.lua)
 --   retention       { keep = N, max_age = "7d" } old copies (retention.lua)
 --   alert_topic_arn SNS topic a failed workflow publishes to (alerts.lua)
--- The first rule whose source_pattern matches wins. The name gets the backup start time
--- in UTC, "-YYYYMMDD-HH-mm-ss", and must satisfy DynamoDB's naming rule.
+-- The first rule whose source_pattern matches wins; a match that hits PCRE2's limits is
+-- a failure (M.match), never a raise. The name gets the backup start time in UTC,
+-- "-YYYYMMDD-HH-mm-ss", and must satisfy DynamoDB's naming rule.
 local re = require "re"
 local clock = require "clock"
 local policies = require "policy.loader"
