@@ -2,12 +2,15 @@
 local host = require "host"
 local args = require "engine.args"
 local policies = require "policy.loader"
+local rules = require "policy.rules"
 
 local usage = [[
 usage: rotator check [FILE...]
 
 Loads every engine script (syntax) and every policy (in its sandbox, with its rules
-validated), as a reload would. With FILEs, checks just those policy files.
+validated), as a reload would. With FILEs, checks just those policy files. When they
+declare no rules, checks the default rule from SOURCE_PATTERN, REPLACEMENT_PATTERN and
+SSM_PARAMETER_NAME instead.
 Prints one `file:line: message` per problem (the line of the field at fault) and exits 2
 if there is any. Warnings (`file:line: warning: ...`: a pattern PCRE2 runs differently
 from Go's regexp, or one that can backtrack exponentially) do not fail the check; it
@@ -16,6 +19,7 @@ exits 0 and prints a summary when there is no problem.
 Examples:
   rotator check
   rotator check policies/staging.lua
+  SOURCE_PATTERN='-Production$' REPLACEMENT_PATTERN=-qa rotator check
   rotator --policies /etc/rotator/policies check
 ]]
 
@@ -53,13 +57,23 @@ local function run(argv)
   end
   local set, perrs = policies.load(files)
   for _, e in ipairs(perrs or {}) do errors[#errors + 1] = e end
+  -- With no policy rules, the default rule from SOURCE_PATTERN/REPLACEMENT_PATTERN is
+  -- what would run: check it the same way.
+  local default
+  if set and #set.rules == 0 then
+    local derr
+    default, derr = rules.default_rule()
+    if derr then errors[#errors + 1] = derr end
+    if default then policies.lint(default, set.warnings) end
+  end
   if #errors > 0 then
     for _, e in ipairs(errors) do io.stderr:write(e, "\n") end
     io.stderr:write(("check failed: %d problem(s); nothing was loaded\n"):format(#errors))
     return 2
   end
   for _, w in ipairs(set.warnings) do io.stderr:write(w, "\n") end
-  io.stdout:write(("ok: %d scripts, %d policy files, %d rules%s\n"):format(nscripts, #set.files, #set.rules,
+  io.stdout:write(("ok: %d scripts, %d policy files, %d rules%s%s\n"):format(nscripts, #set.files, #set.rules,
+    default and " (and the default rule from SOURCE_PATTERN)" or "",
     #set.warnings > 0 and (", " .. #set.warnings .. " warning(s)") or ""))
   return 0
 end

@@ -171,4 +171,16 @@ path, r = check("quiet.lua", 'rule { name = "q", source_pattern = "^[a-z0-9]+(-[
                 ' replacement = "-staging" }\n')
 t.ok(r.returncode == 0 and "warning" not in r.stderr, "a required separator is not exponential: no warning")
 
+# No policy rules: the default rule from the original tool's settings is checked instead.
+empty = tempfile.mkdtemp(prefix="rotator-check-empty-")
+base = {k: v for k, v in os.environ.items() if k not in ("SOURCE_PATTERN", "REPLACEMENT_PATTERN", "SSM_PARAMETER_NAME")}
+r = subprocess.run([BIN, "--policies", empty, "check"], capture_output=True, text=True, timeout=30,
+                   env=dict(base, SOURCE_PATTERN="^([a-z0-9]+-?)*$", REPLACEMENT_PATTERN="$1-qa"))
+t.ok(r.returncode == 0 and "environment/flags: warning:" in r.stderr and "(backtrack)" in r.stderr
+     and "default rule from SOURCE_PATTERN" in r.stdout, "the default rule's pattern is linted")
+r = subprocess.run([BIN, "--policies", empty, "check"], capture_output=True, text=True, timeout=30,
+                   env=dict(base, SOURCE_PATTERN="^(.*)-prod$", REPLACEMENT_PATTERN="${2}-qa"))
+t.ok(r.returncode == 2 and "REPLACEMENT_PATTERN" in r.stderr and "${2} refers to group 2" in r.stderr,
+     "a default rule that would fail later fails the check")
+
 sys.exit(t.done())
