@@ -22,7 +22,12 @@
 --                      hits PCRE2's match limit and its notification is not processed.
 --                      Not when each iteration starts with a literal the inner repeat
 --                      cannot take (`(-[a-z0-9]+)*`): then the split is unique.
---   M.scan(pattern) -> list of { class =, at = 0-based offset, construct =, msg = }
+--                      Overlapping alternatives (`(\w|\d)+`, `(a|aa)+`) are found by
+--                      trying the pattern on near-miss names (40 repeats of a table-name
+--                      character, then one that may not fit): a probe that hits the match
+--                      limit is the warning's proof.
+--   M.scan(pattern [, flags]) -> list of { class =, at = 0-based offset, construct =, msg = }
+--     (flags: those the pattern is compiled with for the probes, default "u")
 local re = require "re"
 
 local M = {}
@@ -234,7 +239,10 @@ local function parse_seq(p)
       local repeats = not q.max or q.max > 1
       if item.group and repeats then
         if item.group.nullable then p.warn("empty-repeat", start, p.i - 1) end
-        if not q.max and ambiguous(item.group) then p.warn("backtrack", start, p.i - 1) end
+        if not q.max then
+          if ambiguous(item.group) then p.warn("backtrack", start, p.i - 1)
+          else p.repeated = p.repeated or { start, p.i - 1 } end
+        end
       end
     end
     seq[#seq + 1] = item
@@ -256,12 +264,37 @@ function parse_alt(p)
   return node
 end
 
-function M.scan(pattern)
+-- Near-miss names for the probes: 40 of one character (or of a pair), then nothing or
+-- one more table-name character.
+local PROBE_BASES, PROBE_ENDS = { "a", "A", "1", "-", "_", ".", "a-", "a1", "a." }, { "", "_", "-", "." }
+
+-- A name on which the pattern hits PCRE2's match or depth limit, or nil.
+local function probe(pattern, flags)
+  local ok, rx = pcall(re.compile, pattern, flags)
+  if not ok then return nil end
+  for _, b in ipairs(PROBE_BASES) do
+    for _, e in ipairs(PROBE_ENDS) do
+      local name = b:rep(40 // #b) .. e
+      local fine, err = pcall(rx.test, rx, name)
+      if not fine and tostring(err):find("limit", 1, true) then return name end
+    end
+  end
+end
+
+function M.scan(pattern, flags)
   local p = new_parser(pattern)
   parse_alt(p)
   while p.i <= #p.s do -- a stray ')' (PCRE2 rejects the pattern anyway)
     p.i = p.i + 1
     parse_alt(p)
+  end
+  if p.repeated then
+    local name = probe(pattern, flags or "u")
+    if name then
+      p.warn("backtrack", p.repeated[1], p.repeated[2])
+      local w = p.out[#p.out]
+      w.msg = ("%s (the %d-character name %q already hits it)"):format(w.msg, #name, name)
+    end
   end
   return p.out
 end

@@ -108,6 +108,10 @@ return {
     T.eq(classes("(a|-b+)*"), "")
     T.eq(classes("(-?[a-z]+)*"), "backtrack", "an optional separator does not")
     T.eq(classes("([a-z]+){1,3}"), "", "a bounded repeat is polynomial")
+    T.eq(classes("^(a|aa)+$"), "backtrack", "overlapping alternatives, found by a probe")
+    local w = gocompat.scan("^(a|aa)+$")[1]
+    assert(w.construct == "(a|aa)+" and w.msg:find(string.rep("a", 40), 1, true), w.msg)
+    T.eq(classes("^(?:[a-z0-9]|-[a-z0-9])+$"), "", "alternatives that cannot overlap")
   end,
 
   a_match_limit_is_a_failure_not_an_error = function()
