@@ -6,6 +6,8 @@
 -- redelivered, failing again message does not page twice, and a dry run's planned alert
 -- never silences a real one.
 --   M.workflow_failed(ctx, doc, rule, { step =, msg =, request_id = }) -> published?
+--   M.match_failed(ctx, rule, rec, failure) -> published?  a rule's pattern could not be
+--     matched against a notification's table (rules.match's failure); no workflow started
 local log = require "log"
 local json = require "json"
 local H = require "workflow.doc"
@@ -78,6 +80,13 @@ function M.workflow_failed(ctx, doc, rule, failure)
   log.info("alert.published", H.fields(doc, { topic = topic, sns_message_id = res.MessageId, request_id = rid,
     step = body.step }))
   return true
+end
+
+function M.match_failed(ctx, rule, rec, failure)
+  local doc = { WorkflowId = rec.backup_job_id or rec.recovery_point_arn, Rule = rule.name or rule._where,
+    SourceTableName = rec.table_name, BackupJobId = rec.backup_job_id, RecoveryPointArn = rec.recovery_point_arn }
+  return M.workflow_failed(ctx, doc, rule, { step = "Match Rule",
+    msg = ("source_pattern %q: %s"):format(tostring(failure.pattern), tostring(failure.error)) })
 end
 
 return M

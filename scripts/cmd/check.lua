@@ -9,9 +9,13 @@ usage: rotator check [--source-pattern RE --replacement-pattern T [--ssm-paramet
                      [--default-rule first|last|off] [FILE...]
 
 Loads every engine script (syntax) and every policy (in its sandbox, with its rules
-validated), as a reload would. With FILEs, checks just those policy files.
-Prints one `file:line: message` per problem and exits 2 if there is any; exits 0 and
-prints a summary when all is well.
+validated), as a reload would. With FILEs, checks just those policy files. When they
+declare no rules, checks the default rule from SOURCE_PATTERN, REPLACEMENT_PATTERN and
+SSM_PARAMETER_NAME instead.
+Prints one `file:line: message` per problem (the line of the field at fault) and exits 2
+if there is any. Warnings (`file:line: warning: ...`: a pattern PCRE2 runs differently
+from Go's regexp, or one that can backtrack exponentially) do not fail the check; it
+exits 0 and prints a summary when there is no problem.
 
 The default rule of the original tool's settings (SOURCE_PATTERN, REPLACEMENT_PATTERN,
 SSM_PARAMETER_NAME, or the flags) is checked as `rotator run` would build it: set
@@ -21,6 +25,7 @@ reported as a problem, since `run` and `replay` refuse to start then.
 Examples:
   rotator check
   rotator check policies/staging.lua
+  SOURCE_PATTERN='-Production$' REPLACEMENT_PATTERN=-qa rotator check
   rotator --policies /etc/rotator/policies check
   SOURCE_PATTERN='-production$' REPLACEMENT_PATTERN=-qa rotator check --default-rule last
 ]==]
@@ -63,18 +68,25 @@ local function run(argv)
   if set then
     list, rerr, place = rules.effective(set, opts)
     if not list then errors[#errors + 1] = "default rule: " .. rerr end
+    -- The default rule from SOURCE_PATTERN/REPLACEMENT_PATTERN, where it runs, is linted
+    -- as policy rules are.
+    for _, r in ipairs(list or {}) do
+      if r._default then policies.lint(r, set.warnings) end
+    end
   end
   if #errors > 0 then
     for _, e in ipairs(errors) do io.stderr:write(e, "\n") end
     io.stderr:write(("check failed: %d problem(s); nothing was loaded\n"):format(#errors))
     return 2
   end
+  for _, w in ipairs(set.warnings) do io.stderr:write(w, "\n") end
   local extra = ""
   if #list ~= #set.rules or place == "off" then
     extra = place and (" + the default rule (--default-rule %s), %s"):format(place, rules.PLACEMENTS[place])
       or " + the default rule from SOURCE_PATTERN/flags"
   end
-  io.stdout:write(("ok: %d scripts, %d policy files, %d rules%s\n"):format(nscripts, #set.files, #set.rules, extra))
+  io.stdout:write(("ok: %d scripts, %d policy files, %d rules%s%s\n"):format(nscripts, #set.files, #set.rules, extra,
+    #set.warnings > 0 and (", " .. #set.warnings .. " warning(s)") or ""))
   return 0
 end
 

@@ -21,6 +21,7 @@ local host = require "host"
 local clock = require "clock"
 local timer = require "timer"
 local rules = require "policy.rules"
+local policies = require "policy.loader"
 local services = require "aws.services"
 local workflow = require "workflow"
 local intake = require "daemon.intake"
@@ -31,11 +32,22 @@ local task = require "engine.task"
 local M = { policies = nil, rules = {}, started = false, startup = { state = "starting" },
   quiesce_timeout = tonumber(os.getenv("ROTATOR_QUIESCE_TIMEOUT") or "") or 60 }
 
+-- What `rotator check` warns of, once per load, in the log.
+local function log_warnings(set, list)
+  local warnings = set and set.warnings or {}
+  if list[1] and list[1]._default then warnings = policies.lint(list[1]) end
+  for _, w in ipairs(warnings) do
+    local at, msg = w:match("^(.-): warning: (.*)$")
+    log.warn("policy.warning", { at = at or "?", warning = msg or w })
+  end
+end
+
 -- Returns true, or nil and a message when the default rule (env/flags) is invalid.
 function M.set_policies(set, flags)
   local list, err = rules.effective(set, flags or (M.opts and M.opts.flags))
   if not list then return nil, err end
   M.policies, M.rules = set, list
+  log_warnings(set, list)
   return true
 end
 

@@ -28,12 +28,13 @@ local rules = require "policy.rules"
 local workflow = require "workflow"
 local aws = require "aws"
 local preflight = require "daemon.preflight"
+local alerts = require "after.alerts"
 
 local M = {
   visibility = tonumber(os.getenv("ROTATOR_VISIBILITY_TIMEOUT") or "") or 300,
   heartbeat = tonumber(os.getenv("ROTATOR_HEARTBEAT") or "") or 120,
   max_messages_inflight = 100,
-  stats = { received = 0, deleted = 0, left = 0, unparsable = 0 },
+  stats = { received = 0, deleted = 0, left = 0, unparsable = 0, match_failed = 0 },
   claims = {},   -- message id -> { msg, last_beat (wall), beat (timer), parked }
   planned = {},  -- dry run: message id -> true once its plan was printed
   received = {}, -- messages received during a reload's quiesce, handed over unstarted
@@ -50,6 +51,22 @@ local function skipped(rec, where, reason)
   log.info("notification.skipped", { reason = reason, message_id = where, table = rec.table_name,
     backup_job = rec.backup_job_id })
   return true
+end
+
+-- A rule's pattern could not be matched against the table (PCRE2's match or depth
+-- limit): the record is not run, and it fails, so its message is left for the
+-- dead-letter queue; counted, logged with the rule, the pattern and the table, alerted.
+local function match_failed(rec, failure, ctx, where)
+  M.stats.match_failed = M.stats.match_failed + 1
+  local rule = failure.rule
+  log.error("notification.match_failed", { message_id = where, table = rec.table_name,
+    backup_job = rec.backup_job_id, rule = rules.label(rule), rule_at = rule._where,
+    pattern = failure.pattern, error = failure.error,
+    result = "not restored; message left for the dead-letter queue",
+    next = "simplify the pattern (rotator check warns on exponential backtracking), then redrive" })
+  local ok, err = pcall(alerts.match_failed, ctx, rule, rec, failure)
+  if not ok then log.error("alert.crashed", { message_id = where, table = rec.table_name, error = tostring(err) }) end
+  return false
 end
 
 -- A job the journal already knows: Complete -> done; Error -> retry (redelivery) or not.
@@ -77,7 +94,8 @@ local function handle_record(rec, ctx, where, opts)
   for _, note in ipairs(rec.notes or {}) do
     log.warn("notification.note", { note = note, message_id = where, backup_job = rec.backup_job_id })
   end
-  local rule = rules.match(ctx.rules(), rec.table_name)
+  local rule, failure = rules.match(ctx.rules(), rec.table_name)
+  if failure then return match_failed(rec, failure, ctx, where) end
   if not rule then return skipped(rec, where, "no rule matches table " .. rec.table_name) end
   rec.backup_job_id = rec.backup_job_id or rec.recovery_point_arn
   local wf = workflow.find(ctx, rec.backup_job_id)
@@ -216,7 +234,7 @@ local function handle_message(msg, ctx, opts)
   if not ok then
     M.stats.left = M.stats.left + 1
     log.warn("message.left", { message_id = id, workflow = wfs,
-      reason = "a workflow failed; the queue will redeliver it" })
+      reason = "a workflow failed (or its rule could not be matched); the queue will redeliver it" })
     return
   end
   delete(ctx, msg, wfs)
