@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "util/timefmt.h"
 
 struct aws_op {
@@ -198,8 +199,11 @@ static void on_http(void *ud, const http_response_t *resp) {
   aws_error_t e;
   aws_parse_error(op->q.svc->protocol, resp, &e);
   trace_response(op, resp, &e, e.request_id);
+  const char *labels[] = {op->q.svc->name, op->q.action};
+  if (e.throttling) metrics_count("rotator_aws_throttles_total", labels, 1);
   int delay = retry_delay(op, resp, &e);
   if (delay >= 0 && loop_timer_start(op->x->loop, &op->backoff, (uint64_t)delay) == 0) {
+    metrics_count("rotator_aws_retries_total", labels, 1);
     if (op->x->trace)
       log_msg(LOG_INFO, "aws.retry", "%s: %s; attempt %d in %d ms", op->name, e.code, op->attempt + 1, delay);
     return;

@@ -6,6 +6,8 @@
 -- redelivered, failing again message does not page twice, and a dry run's planned alert
 -- never silences a real one.
 --   M.workflow_failed(ctx, doc, rule, { step =, msg =, request_id = }) -> published?
+--   M.daemon_alert(svc, topic, body) -> published?   a daemon-level alert (daemon/health.lua:
+--                                 failing for longer than --alert-after, and recovered)
 local log = require "log"
 local json = require "json"
 local H = require "workflow.doc"
@@ -77,6 +79,23 @@ function M.workflow_failed(ctx, doc, rule, failure)
   doc.AlertPublished = { TopicArn = topic, MessageId = res.MessageId }
   log.info("alert.published", H.fields(doc, { topic = topic, message_id = res.MessageId, request_id = rid,
     step = body.step }))
+  return true
+end
+
+local DAEMON_SUBJECTS = {
+  ["rotator.daemon.failing"] = "Rotator: the daemon is failing",
+  ["rotator.daemon.recovered"] = "Rotator: the daemon recovered",
+}
+
+function M.daemon_alert(svc, topic, body)
+  local subject = DAEMON_SUBJECTS[body.event] or "Rotator: daemon health"
+  local res, rid = svc:call("sns", "Publish", { TopicArn = topic, Subject = subject,
+    Message = assert(json.encode(body)) })
+  if not res then
+    log.error("alert.failed", { event = body.event, topic = topic, error = tostring(rid), request_id = H.rid(rid) })
+    return false
+  end
+  log.info("alert.published", { event = body.event, topic = topic, message_id = res.MessageId, request_id = rid })
   return true
 end
 

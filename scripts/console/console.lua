@@ -15,6 +15,9 @@ local intake = require "daemon.intake"
 local store = require "daemon.store"
 local reload_state = require "daemon.reload"
 local rd = require "daemon.redrive"
+local health = require "daemon.health"
+local probe = require "daemon.probe"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -126,13 +129,17 @@ end
 
 local function workflow_counts()
   local s = open_store()
-  if not s or not s.counts then return {} end
-  return s:counts()
+  local journal
+  if s and s.counts then
+    local w, t = s:counts()
+    journal = { workflows = w, transitions = t }
+  end
+  return probe.workflows(journal)
 end
 
-local function last_errors()
+local function workflow_errors()
   local s = open_store()
-  if not s then return json.array({}) end
+  if not s then return {} end
   local rows = s:list({ limit = 200 }) or {}
   local out = json.array({})
   for _, r in ipairs(rows) do
@@ -143,6 +150,11 @@ local function last_errors()
     end
   end
   return out
+end
+
+-- Daemon-level problems (daemon/health.lua) first, then the last failed workflows.
+local function last_errors()
+  return json.array(probe.last_errors(workflow_errors()))
 end
 
 local function queue_stats()
@@ -172,8 +184,16 @@ repl.status_source("last_reload", function() return reload_state.last or "none s
 repl.status_source("workflows", workflow_counts)
 repl.status_source("last_errors", last_errors)
 repl.status_source("queue", queue_stats)
+repl.status_source("health", health.state)
+repl.status_source("inflight", probe.inflight)
+repl.status_source("metrics", function()
+  probe.collect()
+  return metrics.snapshot()
+end)
+repl.status_source("metrics_listen", function() return metrics.address() or "off" end)
 
 function M.start()
+  probe.install() -- this state answers /metrics and /readyz from now on
   local path = socket_path()
   local ok, err = host.mkdir(host.config.state_dir)
   if ok then ok, err = repl.listen(path) end
