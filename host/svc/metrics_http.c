@@ -38,9 +38,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- responses ---- */
 
+/* For HEAD, MHD sends the headers (Content-Length included) and not the body. */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
-                             size_t len, int head) {
-  struct MHD_Response *r = MHD_create_response_from_buffer(head ? 0 : len, (void *)body, MHD_RESPMEM_MUST_COPY);
+                             size_t len) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (!r) return MHD_NO;
   enum MHD_Result ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
   if (ok == MHD_YES) ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -50,8 +51,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
   return ok;
 }
 
-static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text, int head) {
-  return reply(c, status, "text/plain; charset=utf-8", text, strlen(text), head);
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text) {
+  return reply(c, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
 /* Runs the running state's hook `key`; the hook's results stay on the stack (nres of them).
@@ -71,7 +72,7 @@ static int run_hook(const char *key, int nres, char *err, size_t errlen) {
   return 0;
 }
 
-static enum MHD_Result serve_metrics(struct MHD_Connection *c, int head) {
+static enum MHD_Result serve_metrics(struct MHD_Connection *c) {
   char err[512];
   if (run_hook(METRICS_HOOK_COLLECT, 0, err, sizeof err) == -2) {
     log_kv_t kv[] = {{"error", err}};
@@ -80,37 +81,37 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, int head) {
   buf_t b = {0};
   if (metrics_render(&b) < 0) {
     buf_free(&b);
-    return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory rendering the metrics\n", head);
+    return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory rendering the metrics\n");
   }
   enum MHD_Result rc = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "",
-                             b.len, head);
+                             b.len);
   buf_free(&b);
   return rc;
 }
 
-static enum MHD_Result not_ready(struct MHD_Connection *c, const char *why, const char *detail, int head) {
+static enum MHD_Result not_ready(struct MHD_Connection *c, const char *why, const char *detail) {
   buf_t b = {0};
   const char *pre = "not ready: ";
   if (buf_append(&b, pre, strlen(pre)) || buf_append(&b, why, strlen(why)) ||
       (detail && buf_append(&b, detail, strlen(detail))) || buf_append(&b, "\n", 1)) {
     buf_free(&b);
-    return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: out of memory\n", head);
+    return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: out of memory\n");
   }
-  enum MHD_Result rc = reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", b.data, b.len, head);
+  enum MHD_Result rc = reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", b.data, b.len);
   buf_free(&b);
   return rc;
 }
 
-static enum MHD_Result serve_ready(struct MHD_Connection *c, int head) {
+static enum MHD_Result serve_ready(struct MHD_Connection *c) {
   char err[512];
-  if (S.h && S.h->stopping) return not_ready(c, "stopping", NULL, head);
+  if (S.h && S.h->stopping) return not_ready(c, "stopping", NULL);
   int rc = run_hook(METRICS_HOOK_READY, 2, err, sizeof err);
-  if (rc == -1) return not_ready(c, "the daemon is not started", NULL, head);
-  if (rc == -2) return not_ready(c, "the readiness check failed: ", err, head);
+  if (rc == -1) return not_ready(c, "the daemon is not started", NULL);
+  if (rc == -2) return not_ready(c, "the readiness check failed: ", err);
   lua_State *L = S.h->L;
   enum MHD_Result res;
-  if (lua_toboolean(L, -2)) res = reply_text(c, MHD_HTTP_OK, "ready\n", head);
-  else res = not_ready(c, lua_isstring(L, -1) ? lua_tostring(L, -1) : "no reason given", NULL, head);
+  if (lua_toboolean(L, -2)) res = reply_text(c, MHD_HTTP_OK, "ready\n");
+  else res = not_ready(c, lua_isstring(L, -1) ? lua_tostring(L, -1) : "no reason given", NULL);
   lua_pop(L, 2);
   return res;
 }
@@ -119,13 +120,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *version, const char *upload, size_t *upload_len, void **req) {
   (void)cls, (void)version, (void)upload, (void)req;
   if (*upload_len) return MHD_NO; /* no endpoint takes a body */
-  int head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-  if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
-    return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n", 0);
-  if (strcmp(url, "/metrics") == 0) return serve_metrics(c, head);
-  if (strcmp(url, "/healthz") == 0) return reply_text(c, MHD_HTTP_OK, "ok\n", head);
-  if (strcmp(url, "/readyz") == 0) return serve_ready(c, head);
-  return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n", head);
+  if (strcmp(method, MHD_HTTP_METHOD_HEAD) != 0 && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+    return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+  if (strcmp(url, "/metrics") == 0) return serve_metrics(c);
+  if (strcmp(url, "/healthz") == 0) return reply_text(c, MHD_HTTP_OK, "ok\n");
+  if (strcmp(url, "/readyz") == 0) return serve_ready(c);
+  return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n");
 }
 
 /* ---- on the loop ---- */
