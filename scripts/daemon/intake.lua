@@ -356,13 +356,15 @@ local function receive_wait()
 end
 
 -- Ready: the last receive succeeded within `bound` seconds (default: the long poll's
--- wait + 30 s), or the poll loop started that recently and no receive failed yet.
+-- wait + 30 s), or the poll loop started that recently and no receive failed yet (a
+-- failing receive makes the daemon's health failing, which probe.lua refuses first).
 -- Returns ok, reason.
 function M.ready(bound)
   bound = bound or (M.wait + 30)
   local now = clock.now()
-  if health.has("receive") then return false, "receive failing: " .. tostring(health.problems_by_name.receive.error) end
   if M.last_receive and now - M.last_receive <= bound then return true end
+  local p = health.problems_by_name.receive
+  if p then return false, "receive failing: " .. tostring(p.error) end
   if not M.last_receive and M.started_at and now - M.started_at <= bound then return true end
   return false, M.last_receive and ("no successful receive for %d s"):format(math.floor(now - M.last_receive))
     or "no successful receive yet"
