@@ -56,8 +56,8 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
 }
 
 /* Runs the running state's hook `key`; the hook's results stay on the stack (nres of them).
- * 0 ok, -1 no state or no hook, -2 the hook raised (message in err). */
-static int run_hook(const char *key, int nres, char *err, size_t errlen) {
+ * 0 ok, -1 no state or no hook, -2 the hook raised (logged with its traceback). */
+static int run_hook(const char *key, int nres) {
   lua_State *L = S.h ? S.h->L : NULL;
   if (!L) return -1;
   if (lua_getfield(L, LUA_REGISTRYINDEX, key) != LUA_TFUNCTION) {
@@ -65,7 +65,8 @@ static int run_hook(const char *key, int nres, char *err, size_t errlen) {
     return -1;
   }
   if (lstate_pcall(L, 0, nres) != LUA_OK) {
-    snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "the hook failed");
+    log_kv_t kv[] = {{"hook", key}, {"error", lua_isstring(L, -1) ? lua_tostring(L, -1) : "(not a string)"}};
+    log_event(LOG_ERROR, "metrics.hook_failed", kv, 2);
     lua_pop(L, 1);
     return -2;
   }
@@ -73,11 +74,7 @@ static int run_hook(const char *key, int nres, char *err, size_t errlen) {
 }
 
 static enum MHD_Result serve_metrics(struct MHD_Connection *c) {
-  char err[512];
-  if (run_hook(METRICS_HOOK_COLLECT, 0, err, sizeof err) == -2) {
-    log_kv_t kv[] = {{"error", err}};
-    log_event(LOG_ERROR, "metrics.collect_failed", kv, 1);
-  }
+  run_hook(METRICS_HOOK_COLLECT, 0); /* a failing one is logged; the registry is served as it is */
   buf_t b = {0};
   if (metrics_render(&b) < 0) {
     buf_free(&b);
@@ -89,11 +86,10 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c) {
   return rc;
 }
 
-static enum MHD_Result not_ready(struct MHD_Connection *c, const char *why, const char *detail) {
+static enum MHD_Result not_ready(struct MHD_Connection *c, const char *why) {
   buf_t b = {0};
   const char *pre = "not ready: ";
-  if (buf_append(&b, pre, strlen(pre)) || buf_append(&b, why, strlen(why)) ||
-      (detail && buf_append(&b, detail, strlen(detail))) || buf_append(&b, "\n", 1)) {
+  if (buf_append(&b, pre, strlen(pre)) || buf_append(&b, why, strlen(why)) || buf_append(&b, "\n", 1)) {
     buf_free(&b);
     return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: out of memory\n");
   }
@@ -103,15 +99,14 @@ static enum MHD_Result not_ready(struct MHD_Connection *c, const char *why, cons
 }
 
 static enum MHD_Result serve_ready(struct MHD_Connection *c) {
-  char err[512];
-  if (S.h && S.h->stopping) return not_ready(c, "stopping", NULL);
-  int rc = run_hook(METRICS_HOOK_READY, 2, err, sizeof err);
-  if (rc == -1) return not_ready(c, "the daemon is not started", NULL);
-  if (rc == -2) return not_ready(c, "the readiness check failed: ", err);
+  if (S.h && S.h->stopping) return not_ready(c, "stopping");
+  int rc = run_hook(METRICS_HOOK_READY, 2);
+  if (rc == -1) return not_ready(c, "the daemon is not started");
+  if (rc == -2) return not_ready(c, "the readiness check failed (log: event=metrics.hook_failed)");
   lua_State *L = S.h->L;
   enum MHD_Result res;
   if (lua_toboolean(L, -2)) res = reply_text(c, MHD_HTTP_OK, "ready\n");
-  else res = not_ready(c, lua_isstring(L, -1) ? lua_tostring(L, -1) : "no reason given", NULL);
+  else res = not_ready(c, lua_isstring(L, -1) ? lua_tostring(L, -1) : "no reason given");
   lua_pop(L, 2);
   return res;
 }
