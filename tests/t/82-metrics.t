@@ -187,6 +187,19 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         samples = scrape(base)[2]
         errs = sum(v for (n, _), v in samples.items() if n == "rotator_sqs_receive_errors_total")
         t.ok(errs >= 3, "receive errors counted", errs)
+
+        # Other parts of the daemon report through the same model (daemon/health.lua).
+        def repl(chunk):
+            return subprocess.run([ROTATOR, "--state-dir", state, "repl"], input=chunk + "\n", env=env,
+                                  capture_output=True, text=True, timeout=30)
+        repl('require("daemon.health").set("journal", "degraded", "fsync takes 2 s")')
+        rc, out = check(state, env)
+        t.ok(rc == 1 and out.startswith("degraded") and "fsync takes 2 s" in out,
+             "a degraded problem set from the live daemon: status --check exits 1", (rc, out))
+        t.eq(value(scrape(base)[2], "rotator_health_problems", problem="journal", severity="degraded"), 1.0,
+             "and it shows in rotator_health_problems")
+        repl('require("daemon.health").clear("journal")')
+        t.eq(check(state, env)[0], 0, "cleared: exit 0")
     finally:
         t.eq(stop_process(proc), 0, "the daemon exits 0 on SIGTERM")
         logf.close()
