@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "util/timefmt.h"
 
 struct aws_op {
@@ -267,8 +268,11 @@ static void on_http(void *ud, const http_response_t *resp) {
   aws_error_t e;
   aws_parse_error(op->q.svc->protocol, resp, &e);
   trace_response(op, resp, &e, e.request_id);
+  const char *labels[] = {op->q.svc->name, op->q.action};
+  if (e.throttling) metrics_count("rotator_aws_throttles_total", labels, 1);
   int delay = retry_delay(op, resp, &e);
   if (delay >= 0 && loop_timer_start(op->x->loop, &op->backoff, (uint64_t)delay) == 0) {
+    metrics_count("rotator_aws_retries_total", labels, 1);
     if (op->x->trace)
       retry_line(op, &e, delay);
     return;

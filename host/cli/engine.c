@@ -6,7 +6,9 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "lua/state.h"
+#include "svc/metrics_http.h"
 
 static void push_args(lua_State *L, int argc, char **argv) {
   lua_createtable(L, argc, 0);
@@ -50,10 +52,12 @@ int cmd_engine(host_t *h, int argc, char **argv) {
     return 1;
   }
   int code = call_main(h, argc, argv);
+  metrics_http_stop();
   host_reload_cleanup(h);
   lua_close(h->L);
   h->L = NULL;
   host_aws_close(h);
+  metrics_free_all();
   return code;
 }
 

@@ -19,6 +19,7 @@ local json = require "json"
 local log = require "log"
 local task = require "engine.task"
 local clock = require "clock"
+local metrics = require "engine.metrics"
 
 local M = {}
 local waiting = {} -- call id -> {fn, service, action, proto, started}
@@ -214,11 +215,22 @@ local function notify(w, v, extra)
   end
 end
 
+-- Every finished call counts (rotator_aws_calls_total and its latency).
+local function count(w, v, extra)
+  local labels = { service = w.service, action = w.action, outcome = v ~= nil and "ok" or "error" }
+  metrics.inc("rotator_aws_calls_total", labels)
+  metrics.observe("rotator_aws_call_duration_seconds", labels, clock.mono() - w.started)
+  if v == nil then
+    metrics.inc("rotator_aws_call_errors_total", { service = w.service, action = w.action, code = extra.code })
+  end
+end
+
 function M._dispatch(id, ok, res)
   local w = waiting[id]
   if not w then return end
   waiting[id] = nil
   local v, extra = complete(w, ok, res)
+  count(w, v, extra)
   notify(w, v, extra)
   w.fn(v, extra)
 end
@@ -275,6 +287,7 @@ function M.adopt(id, service, action, fn)
   elseif st == "done" then
     task.defer(function()
       local v, extra = complete(w, ok, res)
+      count(w, v, extra)
       notify(w, v, extra)
       fn(v, extra)
     end)
@@ -288,6 +301,15 @@ function M.cancel(id)
   if waiting[id] == nil then return false end
   waiting[id] = nil
   return core.cancel(id)
+end
+
+-- Calls this state waits for: (calls, long_polls), the SQS long poll counted apart.
+function M.in_flight()
+  local calls, polls = 0, 0
+  for _, w in pairs(waiting) do
+    if w.service == "sqs" and w.action == "ReceiveMessage" then polls = polls + 1 else calls = calls + 1 end
+  end
+  return calls, polls
 end
 
 M.pending = core.pending

@@ -11,11 +11,14 @@ local task = require "engine.task"
 local services = require "aws.services"
 local preflight = require "daemon.preflight"
 local store = require "daemon.store"
+local probe = require "daemon.probe"
 
 local usage = [==[
 usage: rotator run [--queue-url URL] [--dry-run] [--preflight]
                   [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
                   [--default-rule first|last|off]
+                  [--metrics-listen HOST:PORT [--metrics-listen-any]]
+                  [--alert-after DURATION] [--alert-topic ARN]
 
 Runs the daemon. Policies load from the policies folder (--policies); a policy error at
 start is fatal (exit 2). `kill -HUP` reloads them; a broken reload keeps the old ones and
@@ -54,6 +57,19 @@ Options:
                     refused, exit 2): first = the default rule is evaluated before
                     the policy rules, last = after them, off = it is dropped
                     (ROTATOR_DEFAULT_RULE)
+  --metrics-listen HOST:PORT
+                    serve GET /metrics (Prometheus), /healthz and /readyz there
+                    (ROTATOR_METRICS_LISTEN; off by default; loopback only, e.g.
+                    127.0.0.1:9464 or [::1]:9464)
+  --metrics-listen-any
+                    allow a non-loopback --metrics-listen address (no authentication:
+                    put it behind a firewall)
+  --alert-after DURATION
+                    a daemon-level failure (every receive failing, credentials, the
+                    journal) lasting this long publishes one alert, and one more when it
+                    recovers (ROTATOR_ALERT_AFTER; default 5m)
+  --alert-topic ARN the SNS topic for those alerts (ROTATOR_ALERT_TOPIC; default: every
+                    alert_topic_arn the rules name)
 
 Tuning (environment): ROTATOR_WAIT_FIRST (5), ROTATOR_WAIT_MAX (60),
 ROTATOR_WAIT_DEADLINE (86400), ROTATOR_MAX_RESTORES (50),
@@ -67,11 +83,14 @@ queue); 2 bad usage, the policies or the default rule, or the state directory is
 Examples:
   rotator run --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
   rotator run --preflight --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
+  rotator run --queue-url "$QUEUE" --metrics-listen 127.0.0.1:9464 --alert-after 10m
 ]==]
 
 local SPEC = {
   ["--queue-url"] = "string", ["--dry-run"] = "bool", ["--preflight"] = "bool", ["--source-pattern"] = "string",
   ["--replacement-pattern"] = "string", ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
+  ["--metrics-listen"] = "string", ["--metrics-listen-any"] = "bool", ["--alert-after"] = "string",
+  ["--alert-topic"] = "string",
 }
 
 local function load_policies()
@@ -144,8 +163,17 @@ local function run(argv)
   local queue_url = opts.queue_url or os.getenv("ROTATOR_QUEUE_URL")
   if queue_url == "" then queue_url = nil end
   if opts.preflight then return preflight_run(set, queue_url) end
+  local alert_after, aerr = args.duration(opts.alert_after or os.getenv("ROTATOR_ALERT_AFTER") or "5m", "--alert-after")
+  if not alert_after then io.stderr:write("rotator run: ", aerr, "\n") return 2 end
+  local listen = opts.metrics_listen or os.getenv("ROTATOR_METRICS_LISTEN")
+  if listen and listen ~= "" then
+    local addr, lerr = probe.listen(listen, opts.metrics_listen_any)
+    if not addr then io.stderr:write("rotator run: ", lerr, "\n") return 2 end
+    log.info("metrics.listening", { address = addr, paths = "/metrics /healthz /readyz" })
+  end
   local started, serr = daemon.start({ queue_url = queue_url,
-    dry_run = opts.dry_run, flags = opts })
+    dry_run = opts.dry_run, flags = opts, alert_after = alert_after,
+    alert_topic = opts.alert_topic or os.getenv("ROTATOR_ALERT_TOPIC") })
   if not started then
     io.stderr:write("rotator run: ", tostring(serr), "\n")
     return 2

@@ -15,6 +15,9 @@ local intake = require "daemon.intake"
 local store = require "daemon.store"
 local reload_state = require "daemon.reload"
 local rd = require "daemon.redrive"
+local health = require "daemon.health"
+local probe = require "daemon.probe"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -126,8 +129,12 @@ end
 
 local function workflow_counts()
   local s = open_store()
-  if not s or not s.counts then return {} end
-  return s:counts()
+  local journal
+  if s and s.counts then
+    local w, t = s:counts()
+    journal = { workflows = w, transitions = t }
+  end
+  return probe.workflows(journal)
 end
 
 -- The start-up checks: "checking", "waiting for the queue" (a transient problem, retried:
@@ -140,7 +147,7 @@ local function startup()
   return out
 end
 
-local function last_errors()
+local function workflow_errors()
   local out = json.array({})
   local st = daemon.startup or {}
   if st.error and st.state ~= "ready" then
@@ -158,6 +165,11 @@ local function last_errors()
     end
   end
   return out
+end
+
+-- Daemon-level problems (daemon/health.lua) first, then the last failed workflows.
+local function last_errors()
+  return json.array(probe.last_errors(workflow_errors()))
 end
 
 local function queue_stats()
@@ -188,8 +200,16 @@ repl.status_source("workflows", workflow_counts)
 repl.status_source("startup", startup)
 repl.status_source("last_errors", last_errors)
 repl.status_source("queue", queue_stats)
+repl.status_source("health", health.state)
+repl.status_source("inflight", probe.inflight)
+repl.status_source("metrics", function()
+  probe.collect()
+  return metrics.snapshot()
+end)
+repl.status_source("metrics_listen", function() return metrics.address() or "off" end)
 
 function M.start()
+  probe.install() -- this state answers /metrics and /readyz from now on
   local path = socket_path()
   local ok, err = host.mkdir(host.config.state_dir)
   if ok then ok, err = repl.listen(path) end

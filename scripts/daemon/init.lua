@@ -28,6 +28,7 @@ local intake = require "daemon.intake"
 local store = require "daemon.store"
 local preflight = require "daemon.preflight"
 local task = require "engine.task"
+local health = require "daemon.health"
 
 local M = { policies = nil, rules = {}, started = false, startup = { state = "starting" },
   quiesce_timeout = tonumber(os.getenv("ROTATOR_QUIESCE_TIMEOUT") or "") or 60 }
@@ -147,6 +148,8 @@ function M.start(opts, handover)
   M.started, M.opts = true, opts
   local ctx = context(opts, store)
   M.ctx = ctx
+  if handover then health.adopt(handover.health) end
+  health.configure({ svc = ctx.svc, topics = M.alert_topics(opts), alert_after = opts.alert_after })
   if handover then
     M.startup = { state = "ready", queue = opts.queue_url, since = clock.now() }
     ready(opts, ctx)
@@ -205,6 +208,17 @@ function M.serve(ctx, opts)
   return true
 end
 
+-- Daemon-level alerts go to --alert-topic, else to every topic the rules alert to.
+function M.alert_topics(opts)
+  if opts.alert_topic and opts.alert_topic ~= "" then return { opts.alert_topic } end
+  local out, seen = {}, {}
+  for _, r in ipairs(M.rules) do
+    local t = r.alert_topic_arn
+    if t and not seen[t] then seen[t], out[#out + 1] = true, t end
+  end
+  return out
+end
+
 function M.stop()
   log.info("daemon.stopping", { inflight = host.inflight() })
   host.notify("stopping", string.format("stopping: %d calls in flight", host.inflight()))
@@ -235,7 +249,8 @@ function M.quiesce(done)
     end
     if M.ctx and M.ctx.store and M.ctx.store.timer then M.ctx.store.timer:cancel() M.ctx.store.timer = nil end
     local claims, receive = intake.snapshot()
-    M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive }
+    M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive,
+      health = health.snapshot() }
     log.info("reload.quiesced", { workflows = #M.handover.workflows, claims = #M.handover.claims,
       receive = receive and tostring(receive) or "none", ms = math.floor((clock.mono() - started) * 1000 + 0.5) })
     done(M.handover)

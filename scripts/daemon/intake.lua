@@ -29,6 +29,8 @@ local workflow = require "workflow"
 local aws = require "aws"
 local preflight = require "daemon.preflight"
 local alerts = require "after.alerts"
+local metrics = require "engine.metrics"
+local health = require "daemon.health"
 
 local M = {
   visibility = tonumber(os.getenv("ROTATOR_VISIBILITY_TIMEOUT") or "") or 300,
@@ -39,6 +41,8 @@ local M = {
   planned = {},  -- dry run: message id -> true once its plan was printed
   received = {}, -- messages received during a reload's quiesce, handed over unstarted
   recv = nil,    -- the ReceiveMessage in flight (see "receiving")
+  last_receive = nil, -- wall time of the last successful ReceiveMessage
+  started_at = nil,   -- wall time the poll loop first started
   gen = 0,       -- the poll loop's generation: a loop of an older one ends
   wait = 20,     -- the long poll's wait in seconds (receive_wait)
 }
@@ -187,6 +191,7 @@ local function delete(ctx, msg, wfs)
   local res, err = sqs(ctx, "DeleteMessage", { ReceiptHandle = msg.ReceiptHandle })
   if res then
     M.stats.deleted = M.stats.deleted + 1
+    metrics.inc("rotator_sqs_messages_deleted_total")
     log.info("message.deleted", { message_id = msg.MessageId, workflow = wfs, request_id = err })
   else
     log.error("message.delete_failed", { message_id = msg.MessageId, workflow = wfs, error = tostring(err),
@@ -212,6 +217,7 @@ local function handle_message(msg, ctx, opts)
   local recs, why = N.parse(msg)
   if not recs then
     M.stats.unparsable = M.stats.unparsable + 1
+    metrics.inc("rotator_sqs_messages_unparsable_total")
     log.warn("message.unparsable", { message_id = id, reason = why, result = "left for the redrive policy" })
     return
   end
@@ -233,6 +239,7 @@ local function handle_message(msg, ctx, opts)
   M.claims[id] = nil
   if not ok then
     M.stats.left = M.stats.left + 1
+    metrics.inc("rotator_sqs_messages_left_total")
     log.warn("message.left", { message_id = id, workflow = wfs,
       reason = "a workflow failed (or its rule could not be matched); the queue will redeliver it" })
     return
@@ -293,6 +300,7 @@ end
 local function take(ctx, res)
   for _, msg in ipairs(res.Messages or {}) do
     M.stats.received = M.stats.received + 1
+    metrics.inc("rotator_sqs_messages_received_total")
     log.info("message.received", { message_id = msg.MessageId,
       receive_count = type(msg.Attributes) == "table" and msg.Attributes.ApproximateReceiveCount or nil })
     if quiescing then
@@ -304,6 +312,35 @@ local function take(ctx, res)
 end
 
 local function stopping() return M.stopping or host.stopping() or quiescing ~= nil end
+
+-- The daemon's health follows the receives: a failed one is a problem (degraded; failing
+-- from the FAILING_AFTER-th in a row), a successful one clears it. A credentials error
+-- is a problem of its own.
+M.FAILING_AFTER = 3
+local CREDENTIAL_CODES = { CredentialsError = true, ExpiredToken = true, ExpiredTokenException = true,
+  InvalidClientTokenId = true, UnrecognizedClientException = true, InvalidSignatureException = true,
+  SignatureDoesNotMatch = true, AuthFailure = true }
+local MISSING_QUEUE = { ["AWS.SimpleQueueService.NonExistentQueue"] = true, QueueDoesNotExist = true }
+
+local function received_ok()
+  M.last_receive = clock.now()
+  metrics.set("rotator_sqs_last_receive_timestamp_seconds", nil, M.last_receive)
+  health.clear("receive")
+  health.clear("credentials")
+end
+
+local function receive_failed(err)
+  local code = type(err) == "table" and err.code or "ClientError"
+  local prev = health.problems_by_name.receive -- its count survives a reload, unlike this module
+  local n = (prev and prev.count or 0) + 1
+  metrics.inc("rotator_sqs_receive_errors_total", { code = code })
+  health.set("receive", n >= M.FAILING_AFTER and "failing" or "degraded",
+    ("ReceiveMessage failed %d time(s) in a row: %s"):format(n, tostring(err)),
+    MISSING_QUEUE[code] and "the queue does not exist: check --queue-url, or create it" or nil)
+  if CREDENTIAL_CODES[code] then
+    health.set("credentials", "failing", tostring(err), "check the credential chain: rotator whoami")
+  end
+end
 
 local function poll_loop(ctx, gen)
   local backoff = 1
@@ -326,8 +363,10 @@ local function poll_loop(ctx, gen)
       end
       if r.res then
         backoff = 1
+        received_ok()
       elseif not stopping() then
         local err = r.err
+        receive_failed(err)
         local what, permanent, hint
         if type(err) == "table" then what, permanent, hint = preflight.classify(err, ctx.queue_url) end
         log.error("intake.receive_failed", { error = tostring(err), retry_in = backoff,
@@ -355,10 +394,29 @@ local function receive_wait()
   return want
 end
 
+-- Ready: the last receive succeeded within `bound` seconds (default: the long poll's
+-- wait + 30 s), or the poll loop started that recently and no receive failed yet (a
+-- failing receive makes the daemon's health failing, which probe.lua refuses first).
+-- Returns ok, reason.
+function M.ready(bound)
+  bound = bound or (M.wait + 30)
+  local now = clock.now()
+  if M.last_receive and now - M.last_receive <= bound then return true end
+  local p = health.problems_by_name.receive
+  if p then return false, "receive failing: " .. tostring(p.error) end
+  if not M.last_receive and M.started_at and now - M.started_at <= bound then return true end
+  return false, M.last_receive and ("no successful receive for %d s"):format(math.floor(now - M.last_receive))
+    or "no successful receive yet"
+end
+
+-- Messages this state holds (claims), for status.
+M.claims_count = inflight
+
 function M.start(ctx)
   M.wait = receive_wait()
   M.stopping = false
   M.gen = M.gen + 1
+  M.started_at = M.started_at or clock.now()
   log.info("intake.started", { queue = ctx.queue_url, visibility = M.visibility, heartbeat = M.heartbeat,
     wait = M.wait })
   task.spawn(poll_loop, ctx, M.gen)
@@ -408,6 +466,7 @@ function M.snapshot()
     if r.done then
       for _, msg in ipairs(r.res and r.res.Messages or {}) do
         M.stats.received = M.stats.received + 1
+        metrics.inc("rotator_sqs_messages_received_total")
         log.info("message.received", { message_id = msg.MessageId, handed_over = true,
           receive_count = type(msg.Attributes) == "table" and msg.Attributes.ApproximateReceiveCount or nil })
         out[#out + 1] = { msg = msg, last_beat = clock.now(), fresh = true }

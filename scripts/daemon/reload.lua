@@ -11,6 +11,7 @@ local json = require "json"
 local clock = require "clock"
 local policies = require "policy.loader"
 local daemon = require "daemon"
+local metrics = require "engine.metrics"
 
 local M = { last = nil }
 local pending
@@ -40,6 +41,7 @@ end
 
 -- The host reports the outcome to the running state (after the swap, the new one).
 function M.report(ok, info)
+  metrics.inc("rotator_reloads_total", { result = ok and "ok" or "failed" })
   M.last = { ok = ok, at = clock.rfc3339(clock.now()),
     [ok and "duration_ms" or "error"] = ok and tonumber(info) or info }
 end

@@ -21,6 +21,7 @@ local ssm = require "workflow.ssm"
 local post_restore = require "after.post_restore"
 local retention = require "after.retention"
 local alerts = require "after.alerts"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -133,6 +134,11 @@ local function finish(ctx, reg, wf, ok, e)
       -- Not durable: the message must not be deleted; the job runs again (idempotently).
       doc.Status, doc.Error = "Error", "journal: cannot record the outcome: " .. tostring(err)
     end
+  end
+  if not ctx.dry_run then
+    local outcome = doc.Status == "Complete" and "complete" or "error"
+    metrics.inc("rotator_workflows_finished_total", { outcome = outcome, rule = tostring(doc.Rule) })
+    metrics.observe("rotator_workflow_duration_seconds", { rule = tostring(doc.Rule), outcome = outcome }, doc.Seconds)
   end
 end
 
