@@ -11,9 +11,10 @@ local task = require "engine.task"
 local services = require "aws.services"
 local preflight = require "daemon.preflight"
 local store = require "daemon.store"
+local D = require "workflow.doc"
 
 local usage = [==[
-usage: rotator run [--queue-url URL] [--dry-run] [--preflight]
+usage: rotator run [--queue-url URL] [--dry-run] [--preflight] [--reconcile-every 6h]
                   [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
                   [--default-rule first|last|off]
 
@@ -44,6 +45,13 @@ Options:
   --queue-url URL   SQS queue subscribed to the AWS Backup topic (ROTATOR_QUEUE_URL)
   --preflight       check policies, state directory, region, credentials and queue;
                     print the results and exit (0: all passed, 1: something failed)
+  --reconcile-every DURATION
+                    reconcile at start and then every DURATION ("6h", "30m"; default
+                    off; ROTATOR_RECONCILE_EVERY): a pointer a lost notification left
+                    behind gets its newest backup restored (see rotator reconcile --help)
+  --reconcile-rate N
+                    reconcile's list/describe calls per second (default 5;
+                    ROTATOR_RECONCILE_RATE)
   --dry-run         make no mutating AWS call; print each planned call as JSON
                     (messages are received but not deleted: they come back)
   --source-pattern, --replacement-pattern, --ssm-parameter-name
@@ -66,12 +74,14 @@ queue); 2 bad usage, the policies or the default rule, or the state directory is
 
 Examples:
   rotator run --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
+  rotator run --reconcile-every 6h --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
   rotator run --preflight --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
 ]==]
 
 local SPEC = {
   ["--queue-url"] = "string", ["--dry-run"] = "bool", ["--preflight"] = "bool", ["--source-pattern"] = "string",
   ["--replacement-pattern"] = "string", ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
+  ["--reconcile-every"] = "string", ["--reconcile-rate"] = "string",
 }
 
 local function load_policies()
@@ -144,8 +154,16 @@ local function run(argv)
   local queue_url = opts.queue_url or os.getenv("ROTATOR_QUEUE_URL")
   if queue_url == "" then queue_url = nil end
   if opts.preflight then return preflight_run(set, queue_url) end
+  local every_text = opts.reconcile_every or os.getenv("ROTATOR_RECONCILE_EVERY")
+  local every, everr
+  if every_text and every_text ~= "" and every_text ~= "off" then
+    every, everr = D.duration(tonumber(every_text) or every_text)
+    if not every then io.stderr:write("rotator run: --reconcile-every: ", everr, "\n") return 2 end
+  end
+  local rate = tonumber(opts.reconcile_rate or os.getenv("ROTATOR_RECONCILE_RATE") or "5")
+  if not rate or rate < 0 then io.stderr:write("rotator run: --reconcile-rate must be a number >= 0\n") return 2 end
   local started, serr = daemon.start({ queue_url = queue_url,
-    dry_run = opts.dry_run, flags = opts })
+    dry_run = opts.dry_run, flags = opts, reconcile_every = every, reconcile_rate = rate })
   if not started then
     io.stderr:write("rotator run: ", tostring(serr), "\n")
     return 2
