@@ -3,7 +3,6 @@
 local host = require "host"
 local args = require "engine.args"
 local task = require "engine.task"
-local policies = require "policy.loader"
 local rules = require "policy.rules"
 local services = require "aws.services"
 local workflow = require "workflow"
@@ -53,14 +52,6 @@ local SPEC = { ["--dry-run"] = "bool", ["--rule"] = "string", ["--rate"] = "stri
   ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
   ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string" }
 
-local function load_rules(opts)
-  local files, lerr = policies.list(host.config.policies_dir)
-  if not files then return nil, lerr end
-  local set, errs = policies.load(files)
-  if not set then return nil, table.concat(errs, "\n") end
-  return rules.effective(set, opts)
-end
-
 local function file_exists(path)
   local f = path and io.open(path, "r")
   if f then f:close() return true end
@@ -91,7 +82,7 @@ local function run(argv)
   if #pos > 0 then io.stderr:write(usage) return 2 end
   local rate = tonumber(opts.rate or os.getenv("ROTATOR_RECONCILE_RATE") or "5")
   if not rate or rate < 0 then io.stderr:write("rotator reconcile: --rate must be a number >= 0\n") return 2 end
-  local list, err = load_rules(opts)
+  local list, err = rules.load_effective(host.config.policies_dir, opts)
   if not list then
     io.stderr:write(tostring(err), "\nrotator reconcile: the rules are not usable (policies or the default rule); fix them (rotator check)\n")
     return 2

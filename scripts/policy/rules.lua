@@ -429,4 +429,14 @@ function M.effective(set, flags, getenv)
   return list, nil, place
 end
 
+-- The rules in force for a command: the policies folder loaded, then the default rule
+-- placed (M.effective). list | nil, message (load errors joined, one a line).
+function M.load_effective(dir, flags)
+  local files, lerr = policies.list(dir)
+  if not files then return nil, lerr end
+  local set, errs = policies.load(files)
+  if not set then return nil, table.concat(errs, "\n") end
+  return M.effective(set, flags)
+end
+
 return M

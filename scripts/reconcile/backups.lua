@@ -22,13 +22,13 @@
 -- Also: backups.record(b) -> the notification record (workflow/notification.lua's shape)
 -- a workflow is started from.
 local clock = require "clock"
+local pace = require "reconcile.pace"
 local N = require "workflow.notification"
 
 local M = {}
 
 local function call(ctx, opts, service, action, params)
-  if opts.pace then opts.pace:take() end
-  return ctx.svc:call(service, action, params)
+  return pace.call(opts.pace, ctx.svc, service, action, params)
 end
 
 local function epoch_of(v)

@@ -24,6 +24,7 @@
 -- err (ListTables failed: nothing can be decided).
 local log = require "log"
 local clock = require "clock"
+local pace = require "reconcile.pace"
 local rules = require "policy.rules"
 local workflow = require "workflow"
 local backups = require "reconcile.backups"
@@ -31,8 +32,7 @@ local backups = require "reconcile.backups"
 local M = {}
 
 local function call(ctx, opts, service, action, params)
-  if opts.pace then opts.pace:take() end
-  return ctx.svc:call(service, action, params)
+  return pace.call(opts.pace, ctx.svc, service, action, params)
 end
 
 -- The copy the parameter points at: name, epoch | "none" (no parameter), nil | nil, err.

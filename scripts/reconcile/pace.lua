@@ -4,6 +4,7 @@
 --   local b = pace.new(5, 10)   -- 5 calls a second, bursts of up to 10
 --   b:take()                    -- inside a task: returns at once or sleeps until a token
 --   b.waited                    -- seconds spent waiting so far
+--   pace.call(b, svc, service, action, params)   b:take() (b may be nil), then svc:call
 -- rate <= 0 (or nil) turns pacing off.
 local clock = require "clock"
 local task = require "engine.task"
@@ -36,6 +37,11 @@ function Bucket:take()
     self:refill()
   end
   self.tokens = self.tokens - 1
+end
+
+function M.call(bucket, svc, service, action, params)
+  if bucket then bucket:take() end
+  return svc:call(service, action, params)
 end
 
 return M
