@@ -202,7 +202,7 @@ local function reconcile_once(ctx)
   end
   r.running = true
   local ok, summary, err = pcall(reconcile.run, ctx, { pace = r.pace,
-    stopped = function() return not M.started or host.stopping() end })
+    stopped = function() return not M.started or host.stopping() or M.reconcile.quiescing == true end })
   r.running = false
   r.runs, r.last_run = r.runs + 1, clock.rfc3339(math.floor(clock.now()))
   if not ok or not summary then
@@ -263,6 +263,7 @@ end
 
 -- Running state: stop taking work, park everything, done(state) with the handover.
 function M.quiesce(done)
+  M.reconcile.quiescing = true -- a run in progress starts no workflow the handover would miss
   local started = clock.mono()
   local pending, finished, ticker, deadline = 2, false, nil, nil
   local moving, calls
@@ -306,6 +307,7 @@ function M.resume()
   local h = M.handover
   if not h then return end
   M.handover = nil
+  M.reconcile.quiescing = nil
   if M.ctx then workflow.reset(M.ctx) end
   if M.ctx and M.ctx.store then M.ctx.store:close() end
   local ok, err = M.start(h.opts, h)

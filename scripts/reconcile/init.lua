@@ -140,6 +140,11 @@ function M.run(ctx, opts)
       local rule = rules.match(list, name)
       if rule and (not opts.rule or rules.label(rule) == opts.rule) then
         local row = decide(ctx, opts, cache, rule, name)
+        -- a stop or a reload may have begun during the reads: start nothing then
+        if row and row.action == "restore" and not opts.plan_only and opts.stopped and opts.stopped() then
+          summary.stopped = true
+          break
+        end
         if row then
           summary.matched = summary.matched + 1
           if row.action == "error" then
