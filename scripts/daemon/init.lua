@@ -134,6 +134,40 @@ local function ready(opts, ctx)
   end
 end
 
+---------------------------------------------------------------- reconcile
+-- One reconcile run (never two at once): stale pointers get their workflow in ctx.
+local function reconcile_once(ctx)
+  local r = M.reconcile
+  if r.running then
+    log.info("reconcile.skipped", { reason = "the previous run is still going" })
+    return
+  end
+  r.running = true
+  local ok, summary, err = pcall(reconcile.run, ctx, { pace = r.pace,
+    stopped = function() return not M.started or host.stopping() or M.reconcile.quiescing == true end })
+  r.running = false
+  r.runs, r.last_run = r.runs + 1, clock.rfc3339(math.floor(clock.now()))
+  if not ok or not summary then
+    r.last_error = tostring(ok and err or summary)
+    log.error("reconcile.failed", { error = r.last_error, next = "the next run tries again in " .. tostring(r.every) .. " s" })
+    return
+  end
+  r.last_error, r.last_stale, r.last_tables = nil, summary.stale, summary.matched
+  r.stale_total = r.stale_total + summary.stale
+end
+
+-- At start (first = true) and every reconcile_every seconds after.
+local function start_reconcile(ctx, opts, first)
+  local every = opts.reconcile_every
+  if not every then return end
+  local r = M.reconcile
+  r.every = every
+  r.pace = r.pace or pace.new(opts.reconcile_rate or 5, math.max(1, math.ceil(opts.reconcile_rate or 5)))
+  if r.timer then r.timer:cancel() end
+  r.timer = timer.every(every, function() task.spawn(reconcile_once, ctx) end)
+  if first then task.spawn(reconcile_once, ctx) end
+end
+
 -- Start serving. `handover` (from a reload) carries workflows and claims instead of the
 -- journal. Returns true, or nil and a message (the journal cannot be opened).
 function M.start(opts, handover)
@@ -190,40 +224,6 @@ function M.start(opts, handover)
     end
   end)
   return true
-end
-
----------------------------------------------------------------- reconcile
--- One reconcile run (never two at once): stale pointers get their workflow in ctx.
-local function reconcile_once(ctx)
-  local r = M.reconcile
-  if r.running then
-    log.info("reconcile.skipped", { reason = "the previous run is still going" })
-    return
-  end
-  r.running = true
-  local ok, summary, err = pcall(reconcile.run, ctx, { pace = r.pace,
-    stopped = function() return not M.started or host.stopping() or M.reconcile.quiescing == true end })
-  r.running = false
-  r.runs, r.last_run = r.runs + 1, clock.rfc3339(math.floor(clock.now()))
-  if not ok or not summary then
-    r.last_error = tostring(ok and err or summary)
-    log.error("reconcile.failed", { error = r.last_error, next = "the next run tries again in " .. tostring(r.every) .. " s" })
-    return
-  end
-  r.last_error, r.last_stale, r.last_tables = nil, summary.stale, summary.matched
-  r.stale_total = r.stale_total + summary.stale
-end
-
--- At start (first = true) and every reconcile_every seconds after.
-local function start_reconcile(ctx, opts, first)
-  local every = opts.reconcile_every
-  if not every then return end
-  local r = M.reconcile
-  r.every = every
-  r.pace = r.pace or pace.new(opts.reconcile_rate or 5, math.max(1, math.ceil(opts.reconcile_rate or 5)))
-  if r.timer then r.timer:cancel() end
-  r.timer = timer.every(every, function() task.spawn(reconcile_once, ctx) end)
-  if first then task.spawn(reconcile_once, ctx) end
 end
 
 -- The checks passed (or there is no queue to check): resume the journal, tell the service
