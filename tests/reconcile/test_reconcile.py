@@ -109,6 +109,11 @@ rule {{ name = "tagged", source_pattern = "^(.*)-tagprod$", replacement = "${{1}
              "a dry run while the daemon runs (reading its journal) says up to date", again.stdout + again.stderr[-1500:])
         st = subprocess.run([ROTATOR, "status"], env=env, capture_output=True, text=True, timeout=20)
         t.ok("reconcile" in st.stdout and "stale_total" in st.stdout, "status shows the reconcile", st.stdout[-1500:])
+        daemon.send_signal(signal.SIGHUP)
+        t.ok(wait_until(lambda: "event=reload.ok" in open(log_path).read(), 30), "a reload with reconcile on succeeds",
+             open(log_path).read()[-2000:])
+        st = subprocess.run([ROTATOR, "status"], env=env, capture_output=True, text=True, timeout=20)
+        t.ok("3600" in st.stdout, "and the reloaded state keeps the reconcile period", st.stdout[-1500:])
     finally:
         t.ok(stop_process(daemon) == 0, "the daemon stops cleanly")
         out.close()
