@@ -90,8 +90,8 @@ local function backup_newest(ctx, opts, arn, out)
   return best
 end
 
--- The backup job that made a recovery point (newest jobs are searched from its creation
--- time on), or nil.
+-- The backup job that made a recovery point (jobs created from a minute before the
+-- point on): its id and creation time (the StartTime its notification carries), or nil.
 function M.job_id(ctx, table_arn_value, rp_arn, since_epoch, opts)
   opts = opts or {}
   local token
@@ -101,7 +101,7 @@ function M.job_id(ctx, table_arn_value, rp_arn, since_epoch, opts)
       NextToken = token })
     if not res then return nil, err end
     for _, j in ipairs(res.BackupJobs or {}) do
-      if j.RecoveryPointArn == rp_arn then return j.BackupJobId end
+      if j.RecoveryPointArn == rp_arn then return j.BackupJobId, epoch_of(j.CreationDate) end
     end
     token = res.NextToken
   until not token or token == ""
@@ -135,9 +135,10 @@ function M.newest(ctx, table_arn_or_name, opts)
   best.table_name, best.table_arn = name, best.table_arn or arn
   best.pages, best.seen = out.pages, out.seen
   if best.kind == "backup" or best.arn:match("^arn:[%w-]+:backup:") then
-    local id, err = M.job_id(ctx, best.table_arn, best.arn, best.start_epoch, opts)
-    if err then return nil, err end
-    best.job_id = id
+    local id, at = M.job_id(ctx, best.table_arn, best.arn, best.start_epoch, opts)
+    if not id and at then return nil, at end
+    -- the notification names the copy after the job's start: so does reconcile
+    best.job_id, best.start_epoch = id, id and at or best.start_epoch
   end
   best.id = best.job_id or best.arn
   best.start_time = clock.rfc3339(best.start_epoch)

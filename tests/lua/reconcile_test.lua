@@ -42,7 +42,7 @@ local function account(ddb_pages, rp_pages, log)
       local jobs = {}
       for _, page in ipairs(rp_pages) do
         for _, at in ipairs(page) do
-          jobs[#jobs + 1] = { BackupJobId = "job-" .. at,
+          jobs[#jobs + 1] = { BackupJobId = "job-" .. at, CreationDate = at - 1,
             RecoveryPointArn = "arn:aws:backup:us-east-1:123456789012:recovery-point:rp" .. at }
         end
       end
@@ -71,7 +71,8 @@ return {
     local ctx = { svc = services.new({ backend = account({ { T0 + 100 } }, { { T0 + 40 }, { T0 + 60, T0 + 2 } }, log) }) }
     local b = backups.newest(ctx, TABLE_ARN)
     -- the DynamoDB backup 40 s later is the same backup seen twice: the recovery point wins
-    T.eq({ b.kind, b.start_epoch, b.job_id, b.id }, { "backup", T0 + 60, "job-" .. (T0 + 60), "job-" .. (T0 + 60) })
+    -- and its start is the job's (what the notification's StartTime says), a second earlier
+    T.eq({ b.kind, b.start_epoch, b.job_id, b.id }, { "backup", T0 + 59, "job-" .. (T0 + 60), "job-" .. (T0 + 60) })
     T.eq(backups.record(b).restore_via, "backup:StartRestoreJob")
     T.eq(log, { "dynamodb.ListBackups", "backup.ListRecoveryPointsByResource", "backup.ListRecoveryPointsByResource",
       "backup.ListBackupJobs", "backup.ListBackupJobs" }, "pages read in turn; no DescribeTable (the ARN was given)")
