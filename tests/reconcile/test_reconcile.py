@@ -166,4 +166,7 @@ rule {{ name = "tagged", source_pattern = "^(.*)-tagprod$", replacement = "${{1}
     t.ok(j.returncode == 0 and "Complete" in j.stdout, "its journaled workflow is the backup ARN's", j.stdout + j.stderr)
     bad = cli("reconcile", "--rule", "nope", "--dry-run")
     t.ok(bad.returncode == 2, "an unknown rule is bad usage", bad.stderr)
+    badflag = cli("run", "--reconcile-every", "6x")
+    t.ok(badflag.returncode == 2 and "--reconcile-every" in badflag.stderr and "7d" in badflag.stderr,
+         "a bad --reconcile-every is refused at start, naming the flag and the syntax", badflag.stderr)
 sys.exit(t.done())
