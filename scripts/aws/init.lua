@@ -47,6 +47,12 @@ local REST = {
     StartRestoreJob = { "PUT", "/restore-jobs" },
     DescribeRestoreJob = { "GET", "/restore-jobs/{RestoreJobId}" },
     PutRestoreValidationResult = { "PUT", "/restore-jobs/{RestoreJobId}/validations" },
+    -- GET operations: the third field maps parameters to query-string names.
+    ListRecoveryPointsByResource = { "GET", "/resources/{ResourceArn}/recovery-points/",
+      { NextToken = "nextToken", MaxResults = "maxResults", ManagedByAWSBackupOnly = "managedByAWSBackupOnly" } },
+    ListBackupJobs = { "GET", "/backup-jobs/", { NextToken = "nextToken", MaxResults = "maxResults",
+      ByResourceArn = "resourceArn", ByState = "state", ByCreatedAfter = "createdAfter",
+      ByCreatedBefore = "createdBefore", ByBackupVaultName = "backupVaultName", ByResourceType = "resourceType" } },
   },
 }
 
@@ -163,6 +169,15 @@ local function build(service, action, params, opts)
       local body, err = json.encode(rest)
       if not body then return nil, err end
       rq.body = body
+    else
+      local q = {}
+      for k, v in pairs(rest) do
+        local name = op[3] and op[3][k]
+        if not name then return nil, ("%s.%s: parameter %s has no query-string name"):format(service, action, k) end
+        q[#q + 1] = pct(name) .. "=" .. pct(v == true and "true" or v == false and "false" or v)
+      end
+      table.sort(q)
+      if #q > 0 then rq.query = table.concat(q, "&") end
     end
   else
     rq.body = M.query_body(action, version, params)

@@ -12,9 +12,10 @@ local services = require "aws.services"
 local preflight = require "daemon.preflight"
 local store = require "daemon.store"
 local probe = require "daemon.probe"
+local D = require "workflow.doc"
 
 local usage = [==[
-usage: rotator run [--queue-url URL] [--dry-run] [--preflight]
+usage: rotator run [--queue-url URL] [--dry-run] [--preflight] [--reconcile-every 6h]
                   [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
                   [--default-rule first|last|off]
                   [--metrics-listen HOST:PORT [--metrics-listen-any]]
@@ -47,6 +48,13 @@ Options:
   --queue-url URL   SQS queue subscribed to the AWS Backup topic (ROTATOR_QUEUE_URL)
   --preflight       check policies, state directory, region, credentials and queue;
                     print the results and exit (0: all passed, 1: something failed)
+  --reconcile-every DURATION
+                    reconcile at start and then every DURATION ("6h", "30m"; default
+                    off; ROTATOR_RECONCILE_EVERY): a pointer a lost notification left
+                    behind gets its newest backup restored (see rotator reconcile --help)
+  --reconcile-rate N
+                    reconcile's list/describe calls per second (default 5;
+                    ROTATOR_RECONCILE_RATE)
   --dry-run         make no mutating AWS call; print each planned call as JSON
                     (messages are received but not deleted: they come back)
   --source-pattern, --replacement-pattern, --ssm-parameter-name
@@ -82,6 +90,7 @@ queue); 2 bad usage, the policies or the default rule, or the state directory is
 
 Examples:
   rotator run --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
+  rotator run --reconcile-every 6h --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
   rotator run --preflight --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/rotator
   rotator run --queue-url "$QUEUE" --metrics-listen 127.0.0.1:9464 --alert-after 10m
 ]==]
@@ -91,6 +100,7 @@ local SPEC = {
   ["--replacement-pattern"] = "string", ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
   ["--metrics-listen"] = "string", ["--metrics-listen-any"] = "bool", ["--alert-after"] = "string",
   ["--alert-topic"] = "string",
+  ["--reconcile-every"] = "string", ["--reconcile-rate"] = "string",
 }
 
 local function load_policies()
@@ -165,6 +175,14 @@ local function run(argv)
   if opts.preflight then return preflight_run(set, queue_url) end
   local alert_after, aerr = args.duration(opts.alert_after or os.getenv("ROTATOR_ALERT_AFTER") or "5m", "--alert-after")
   if not alert_after then io.stderr:write("rotator run: ", aerr, "\n") return 2 end
+  local every_text = opts.reconcile_every or os.getenv("ROTATOR_RECONCILE_EVERY")
+  local every, everr
+  if every_text and every_text ~= "" and every_text ~= "off" then
+    every, everr = D.duration(tonumber(every_text) or every_text)
+    if not every then io.stderr:write("rotator run: --reconcile-every: ", everr, "\n") return 2 end
+  end
+  local rate = tonumber(opts.reconcile_rate or os.getenv("ROTATOR_RECONCILE_RATE") or "5")
+  if not rate or rate < 0 then io.stderr:write("rotator run: --reconcile-rate must be a number >= 0\n") return 2 end
   local listen = opts.metrics_listen or os.getenv("ROTATOR_METRICS_LISTEN")
   if listen and listen ~= "" then
     local addr, lerr = probe.listen(listen, opts.metrics_listen_any)
@@ -173,7 +191,8 @@ local function run(argv)
   end
   local started, serr = daemon.start({ queue_url = queue_url,
     dry_run = opts.dry_run, flags = opts, alert_after = alert_after,
-    alert_topic = opts.alert_topic or os.getenv("ROTATOR_ALERT_TOPIC") })
+    alert_topic = opts.alert_topic or os.getenv("ROTATOR_ALERT_TOPIC"),
+    reconcile_every = every, reconcile_rate = rate })
   if not started then
     io.stderr:write("rotator run: ", tostring(serr), "\n")
     return 2

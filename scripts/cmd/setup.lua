@@ -78,6 +78,16 @@ M.IAM_POLICY = [==[
       "Resource": "*"
     },
     {
+      "Sid": "FindNewestBackups",
+      "Effect": "Allow",
+      "Action": [
+        "dynamodb:ListBackups",
+        "backup:ListRecoveryPointsByResource",
+        "backup:ListBackupJobs"
+      ],
+      "Resource": "*"
+    },
+    {
       "Sid": "ReadBackups",
       "Effect": "Allow",
       "Action": [

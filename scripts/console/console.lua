@@ -176,6 +176,13 @@ local function queue_stats()
   return intake.stats or {}
 end
 
+local function reconcile_status()
+  local r = daemon.reconcile or {}
+  if not r.every then return "off (rotator run --reconcile-every 6h)" end
+  return { every = r.every, last_run = r.last_run or "not yet", last_stale = r.last_stale,
+    stale_total = r.stale_total, runs = r.runs, running = r.running or false, last_error = r.last_error }
+end
+
 repl.helper("workflows", "workflows(['unfinished']) lists workflows from the journal", workflows)
 repl.helper("show", "show(id) one workflow: state, document and step history", show)
 repl.helper("dry_run", "dry_run(file) plans a notification file through the policies", dry_run)
@@ -207,6 +214,7 @@ repl.status_source("metrics", function()
   return metrics.snapshot()
 end)
 repl.status_source("metrics_listen", function() return metrics.address() or "off" end)
+repl.status_source("reconcile", reconcile_status)
 
 function M.start()
   probe.install() -- this state answers /metrics and /readyz from now on

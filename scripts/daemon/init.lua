@@ -29,8 +29,13 @@ local store = require "daemon.store"
 local preflight = require "daemon.preflight"
 local task = require "engine.task"
 local health = require "daemon.health"
+local reconcile = require "reconcile"
+local pace = require "reconcile.pace"
 
+-- M.reconcile: the periodic reconcile (opts.reconcile_every seconds; off when nil): the
+-- last run, how many stale pointers it found, and the running total (a counter).
 local M = { policies = nil, rules = {}, started = false, startup = { state = "starting" },
+  reconcile = { runs = 0, stale_total = 0 },
   quiesce_timeout = tonumber(os.getenv("ROTATOR_QUIESCE_TIMEOUT") or "") or 60 }
 
 -- What `rotator check` warns of, once per load, in the log.
@@ -130,6 +135,40 @@ local function ready(opts, ctx)
   end
 end
 
+---------------------------------------------------------------- reconcile
+-- One reconcile run (never two at once): stale pointers get their workflow in ctx.
+local function reconcile_once(ctx)
+  local r = M.reconcile
+  if r.running then
+    log.info("reconcile.skipped", { reason = "the previous run is still going" })
+    return
+  end
+  r.running = true
+  local ok, summary, err = pcall(reconcile.run, ctx, { pace = r.pace,
+    stopped = function() return not M.started or host.stopping() or M.reconcile.quiescing == true end })
+  r.running = false
+  r.runs, r.last_run = r.runs + 1, clock.rfc3339(math.floor(clock.now()))
+  if not ok or not summary then
+    r.last_error = tostring(ok and err or summary)
+    log.error("reconcile.failed", { error = r.last_error, next = "the next run tries again in " .. tostring(r.every) .. " s" })
+    return
+  end
+  r.last_error, r.last_stale, r.last_tables = nil, summary.stale, summary.matched
+  r.stale_total = r.stale_total + summary.stale
+end
+
+-- At start (first = true) and every reconcile_every seconds after.
+local function start_reconcile(ctx, opts, first)
+  local every = opts.reconcile_every
+  if not every then return end
+  local r = M.reconcile
+  r.every = every
+  r.pace = r.pace or pace.new(opts.reconcile_rate or 5, math.max(1, math.ceil(opts.reconcile_rate or 5)))
+  if r.timer then r.timer:cancel() end
+  r.timer = timer.every(every, function() task.spawn(reconcile_once, ctx) end)
+  if first then task.spawn(reconcile_once, ctx) end
+end
+
 -- Start serving. `handover` (from a reload) carries workflows and claims instead of the
 -- journal. Returns true, or nil and a message (the journal cannot be opened).
 function M.start(opts, handover)
@@ -157,6 +196,7 @@ function M.start(opts, handover)
     log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}),
       receive = handover.receive and tostring(handover.receive) or "none" })
     if opts.queue_url then intake.adopt(ctx, handover.claims, handover.receive) end
+    start_reconcile(ctx, opts, false)
     return true
   end
   host.watchdog()
@@ -200,6 +240,7 @@ function M.serve(ctx, opts)
   -- reload the host reports the end of the reload itself.
   host.notify("ready", string.format("serving: %d rules, %s", #M.rules,
     opts.queue_url and ("queue " .. opts.queue_url) or "no queue configured"))
+  start_reconcile(ctx, opts, true)
   if not opts.queue_url then
     log.warn("intake.idle", { reason = "no queue configured (--queue-url or ROTATOR_QUEUE_URL)" })
     return true
@@ -223,6 +264,7 @@ function M.stop()
   log.info("daemon.stopping", { inflight = host.inflight() })
   host.notify("stopping", string.format("stopping: %d calls in flight", host.inflight()))
   M.started = false
+  if M.reconcile.timer then M.reconcile.timer:cancel() M.reconcile.timer = nil end
   intake.stop()
 end
 
@@ -235,6 +277,7 @@ end
 
 -- Running state: stop taking work, park everything, done(state) with the handover.
 function M.quiesce(done)
+  M.reconcile.quiescing = true -- a run in progress starts no workflow the handover would miss
   local started = clock.mono()
   local pending, finished, ticker, deadline = 2, false, nil, nil
   local moving, calls
@@ -248,6 +291,7 @@ function M.quiesce(done)
         result = "their steps restart from the last journaled boundary" })
     end
     if M.ctx and M.ctx.store and M.ctx.store.timer then M.ctx.store.timer:cancel() M.ctx.store.timer = nil end
+    if M.reconcile.timer then M.reconcile.timer:cancel() M.reconcile.timer = nil end
     local claims, receive = intake.snapshot()
     M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive,
       health = health.snapshot() }
@@ -278,6 +322,7 @@ function M.resume()
   local h = M.handover
   if not h then return end
   M.handover = nil
+  M.reconcile.quiescing = nil
   if M.ctx then workflow.reset(M.ctx) end
   if M.ctx and M.ctx.store then M.ctx.store:close() end
   local ok, err = M.start(h.opts, h)

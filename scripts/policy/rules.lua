@@ -21,6 +21,8 @@
 --   tags, copy_ttl, pitr, deletion_protection, validation   after ACTIVE (post_restore.lua)
 --   retention       { keep = N, max_age = "7d" } old copies (retention.lua)
 --   alert_topic_arn SNS topic a failed workflow publishes to (alerts.lua)
+--   select          { tags = { env = "production" } }: reconcile considers only the
+--                   matching tables that carry every one of these tags (reconcile/)
 -- The first rule whose source_pattern matches wins; a match that hits PCRE2's limits is
 -- a failure (M.match), never a raise. The name gets the backup start time in UTC,
 -- "-YYYYMMDD-HH-mm-ss", and must satisfy DynamoDB's naming rule.
@@ -44,7 +46,7 @@ local KNOWN = {
   wait_for_active = "boolean", iam_role_arn = "string",
   -- post-restore settings, validation, retention, alerts (post_restore.lua and friends)
   tags = "table", copy_ttl = "boolean", pitr = "boolean", deletion_protection = "boolean",
-  validation = "table", retention = "table", alert_topic_arn = "string",
+  validation = "table", retention = "table", alert_topic_arn = "string", select = "table",
 }
 -- What the loader records on a rule (where it was declared) and the default rule's mark.
 local INTERNAL = { _where = "string", _file = "string", _default = "boolean", _line = "number", _lines = "table" }
@@ -206,6 +208,17 @@ function M.validate(rule)
   end
   if rule.ssm_parameter and not rule.ssm_parameter:match("^/") and rule.ssm_parameter:find("/", 1, true) then
     return ("ssm_parameter %q: a hierarchical name must start with '/'"):format(rule.ssm_parameter), "ssm_parameter"
+  end
+  if rule.select then
+    for k, v in pairs(rule.select) do
+      if k ~= "tags" then return ("select.%s: select knows only tags = { key = \"value\" }"):format(tostring(k)), "select" end
+      if type(v) ~= "table" or next(v) == nil then return "select.tags must be a non-empty table of key = \"value\"", "select" end
+      for tk, tv in pairs(v) do
+        if type(tk) ~= "string" or type(tv) ~= "string" then
+          return ("select.tags: %s = %s: keys and values are strings"):format(tostring(tk), tostring(tv)), "select"
+        end
+      end
+    end
   end
   for _, check in ipairs(field_validators) do
     msg = check(rule)
@@ -414,6 +427,16 @@ function M.effective(set, flags, getenv)
   table.move(set.rules, 1, #set.rules, #list + 1, list)
   if place == "last" then list[#list + 1] = d end
   return list, nil, place
+end
+
+-- The rules in force for a command: the policies folder loaded, then the default rule
+-- placed (M.effective). list | nil, message (load errors joined, one a line).
+function M.load_effective(dir, flags)
+  local files, lerr = policies.list(dir)
+  if not files then return nil, lerr end
+  local set, errs = policies.load(files)
+  if not set then return nil, table.concat(errs, "\n") end
+  return M.effective(set, flags)
 end
 
 return M

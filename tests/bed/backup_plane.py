@@ -726,6 +726,22 @@ class BackupPlane:
                     return self._reply(start_response, 400, {"error": "wording: legacy|documented"})
                 self.wording = p["wording"]
                 return self._reply(start_response, 200, {"wording": self.wording})
+            if action == "bulk":
+                # Fixtures at scale, straight into moto's DynamoDB backend (a benchmark's
+                # 100,000 backups would take minutes one signed request at a time).
+                ddb = self._ddb(str(p.get("account", "123456789012")), p.get("region", "us-east-1"))
+                n, m, prefix = int(p.get("tables", 0)), int(p.get("backups", 0)), str(p.get("prefix", "bulk"))
+                for i in range(int(p.get("offset", 0)), int(p.get("offset", 0)) + n):
+                    name = f"{prefix}{i:05d}"
+                    if name not in ddb.tables:
+                        ddb.create_table(name, schema=[{"AttributeName": "pk", "KeyType": "HASH"}], throughput=None,
+                                         attr=[{"AttributeName": "pk", "AttributeType": "S"}], global_indexes=None,
+                                         indexes=None, streams=None, billing_mode="PAY_PER_REQUEST",
+                                         sse_specification=None, tags=[], deletion_protection_enabled=False,
+                                         warm_throughput=None)
+                    for k in range(m):
+                        ddb.create_backup(name, f"{name}-b{k}")
+                return self._reply(start_response, 200, {"tables": len(ddb.tables), "backups": len(ddb.backups)})
             if action == "state":
                 return self._reply(start_response, 200, {
                     "restore_jobs": len(self.restore_jobs), "backup_jobs": len(self.backup_jobs),
