@@ -5,6 +5,7 @@
 -- alerts).
 --   M.new(rec, rule_label, rule, dry_run) -> doc   the document of a new workflow
 --   M.step(doc, state) -> s / M.done(s, request_id, err)   one history step
+--   M.open_step(doc, state) -> s | nil   the last step, if still open in that state
 --   M.fail(msg, request_id)    a step that fails the workflow raises this (M.Failure);
 --                              the driver turns it into Error, once, with one alert
 -- A dry run's document says so (DryRun = true): it is never re-armed as a real one.
@@ -50,6 +51,13 @@ function M.step(doc, state)
   doc.Steps = doc.Steps or {}
   doc.Steps[#doc.Steps + 1] = s
   return s
+end
+
+-- The document's last step if it is still open (not done, its start on this machine's
+-- monotonic clock) and of that state; nil otherwise.
+function M.open_step(doc, state)
+  local s = doc.Steps and doc.Steps[#doc.Steps]
+  if s and s.State == state and s._t0 and not s.Seconds and s._t0 <= clock.mono() then return s end
 end
 
 function M.done(s, request_id, err)
