@@ -149,7 +149,9 @@ local function run(argv)
   if not list then io.stderr:write(err, "\n", "rotator replay: policies did not load\n") return 2 end
   if #list == 0 then log.warn("replay.no_rules", { reason = "no policy rules and no SOURCE_PATTERN: every record is skipped" }) end
   local ctx = {
-    svc = services.new({ dry_run = opts.dry_run, offline = opts.dry_run }),
+    -- Plan lines are buffered (line by line on a terminal) and flushed after each file,
+    -- not written one syscall each.
+    svc = services.new({ dry_run = opts.dry_run, offline = opts.dry_run, emit = function(line) io.stdout:write(line, "\n") end }),
     rules = function() return list end,
     dry_run = opts.dry_run or false,
   }

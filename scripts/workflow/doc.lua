@@ -77,9 +77,13 @@ function M.code(err)
   return type(err) == "table" and err.code or nil
 end
 
+-- The log fields of a workflow event: extra (a fresh table literal at every call site,
+-- so it is filled in place) plus the workflow's ids; extra's own values win.
 function M.fields(doc, extra)
-  local f = { workflow = doc.WorkflowId, source = doc.SourceTableName, target = doc.TargetTableName }
-  for k, v in pairs(extra or {}) do f[k] = v end
+  local f = extra or {}
+  if f.workflow == nil then f.workflow = doc.WorkflowId end
+  if f.source == nil then f.source = doc.SourceTableName end
+  if f.target == nil then f.target = doc.TargetTableName end
   return f
 end
 
