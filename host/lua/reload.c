@@ -248,7 +248,8 @@ static int quiesced(lua_State *L) {
   if (lua_type(L, 1) != LUA_TTABLE) {
     fail = "the running state handed over no table";
   } else if (transfer_value(L, 1, h->reload_next, err, sizeof err) != 0) {
-    fail = err;
+    lua_pushfstring(L, "the running state could not be serialised: %s", err);
+    fail = lua_tostring(L, -1);
   } else {
     h->reload_handover = keep(h->reload_next);
     if (h->reload_handover == LUA_REFNIL || h->reload_handover == LUA_NOREF) fail = "cannot keep the handover";
@@ -257,6 +258,7 @@ static int quiesced(lua_State *L) {
   if (fail) { /* the running state has quiesced: it must take its work back, or it idles */
     log_failed("swap", fail);
     abort_reload(h);
+    report(h->L, 0, fail); /* status shows the failed reload */
   }
   return 0;
 }

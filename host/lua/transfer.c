@@ -130,10 +130,11 @@ static int copy_protected(lua_State *to) {
   return 1;
 }
 
-/* "$.workflows[3].Steps": where the refusal happened. */
+/* "cannot encode a function value at $.workflows[3].Steps": the words of json.encode,
+ * for the same refusal. */
 static void put_path(const xfer_t *x, char *err, size_t len, const char *why) {
   int type_name = strchr(why, ' ') == NULL; /* "function", "userdata", "thread" */
-  size_t n = (size_t)snprintf(err, len, "cannot hand over %s%s%s at $", type_name ? "a " : "", why,
+  size_t n = (size_t)snprintf(err, len, "cannot encode %s%s%s at $", type_name ? "a " : "", why,
                               type_name ? " value" : "");
   for (int i = 0; i < x->depth && i < PATH_SHOWN && n < len; i++) {
     const path_step *p = &x->path[i];
@@ -150,7 +151,7 @@ int transfer_value(lua_State *from, int idx, lua_State *to, char *err, size_t er
   x.from = from, x.to = to;
   idx = lua_absindex(from, idx);
   if (!lua_checkstack(from, 8) || !lua_checkstack(to, 4)) {
-    snprintf(err, errlen, "cannot hand over the value: out of stack space");
+    snprintf(err, errlen, "cannot encode the value: out of stack space");
     return -1;
   }
   int top = lua_gettop(from);
@@ -164,7 +165,7 @@ int transfer_value(lua_State *from, int idx, lua_State *to, char *err, size_t er
   if (was_running) lua_gc(to, LUA_GCRESTART);
   if (rc == LUA_OK) return 0;
   if (x.why) put_path(&x, err, errlen, x.why);
-  else snprintf(err, errlen, "cannot hand over the value: %s", lua_tostring(to, -1) ? lua_tostring(to, -1) : "error");
+  else snprintf(err, errlen, "cannot encode the value: %s", lua_tostring(to, -1) ? lua_tostring(to, -1) : "error");
   lua_pop(to, 1);
   lua_settop(from, top);
   return -1;

@@ -4,7 +4,8 @@
  * integers, floats stay floats), strings, json.null and tables of those keyed by strings
  * or numbers, with their json.array / json.object marks; anything else (functions,
  * userdata, threads, other keys, nesting deeper than 1000 levels, a cycle) is refused,
- * the error naming the path ("$.workflows[3].Steps"). */
+ * the error naming the path as json.encode would ("cannot encode a function value at
+ * $.workflows[3].Steps"). */
 #ifndef ROTATOR_LUA_TRANSFER_H
 #define ROTATOR_LUA_TRANSFER_H
 #include <lua.h>

@@ -83,8 +83,8 @@ int main(void) {
   (void)tap_skip_all; /* tap.h defines it static; unused here */
   test_copies();
   refused("return { workflows = { { Steps = { print } } } }",
-          "cannot hand over a function value at $.workflows[1].Steps[1]");
-  refused("return { a = { [true] = 1 } }", "cannot hand over a table key that is neither a string nor a number at $.a");
-  refused("local t = {} t.t = t return t", "cannot hand over nesting deeper than 1000 levels (a cycle?) at $.t.t.t.t.t.t.t.t.t.t.t.t...");
+          "cannot encode a function value at $.workflows[1].Steps[1]");
+  refused("return { a = { [true] = 1 } }", "cannot encode a table key that is neither a string nor a number at $.a");
+  refused("local t = {} t.t = t return t", "cannot encode nesting deeper than 1000 levels (a cycle?) at $.t.t.t.t.t.t.t.t.t.t.t.t...");
   return tap_done();
 }
