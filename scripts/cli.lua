@@ -114,8 +114,8 @@ end
 -- the daemon also takes the console (the REPL/status socket) over.
 M.reload_prepare = reload.prepare
 M.reload_quiesce = reload.quiesce
-M.reload_adopt = function(snapshot)
-  local ok = reload.adopt(snapshot)
+M.reload_adopt = function(handover)
+  local ok = reload.adopt(handover)
   console.start()
   return ok
 end

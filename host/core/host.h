@@ -21,8 +21,7 @@ typedef struct host {
   loop_timer_t stop_deadline;
   /* Hot reload (lua/reload.c): the candidate state waits here while the running one quiesces. */
   lua_State *reload_next;
-  char *reload_snapshot;
-  size_t reload_snapshot_len;
+  int reload_handover; /* registry ref in reload_next: the handed-over work, copied */
   uint64_t reload_started_ms;
   loop_timer_t reload_swap;
   /* The candidate loads in slices (lua/reload.c): its loading thread, resumed from

@@ -10,9 +10,10 @@
  *      arms wait (lib/timer.c), lstate_adopted() starts them at the swap.
  *   2. The running state runs cli.reload_quiesce(done): it starts no new step, lets the
  *      AWS calls in flight finish (their results are recorded in the workflow documents),
- *      then calls done(snapshot), the serialised in-flight workflows.
+ *      then calls done(handover), a table with the in-flight workflows' documents. It is
+ *      copied straight into the candidate (lua/transfer.c): no JSON text in between.
  *   3. On the next loop turn (outside any Lua call) the candidate runs
- *      cli.reload_adopt(snapshot), re-arming every workflow where it stood, and becomes
+ *      cli.reload_adopt(handover), re-arming every workflow where it stood, and becomes
  *      the running state; the old one is closed (its timers die with it).
  * A second SIGHUP while a reload is under way is logged and ignored. */
 #include <lauxlib.h>
@@ -24,6 +25,7 @@
 #include "core/log.h"
 #include "lua/bound.h"
 #include "lua/state.h"
+#include "lua/transfer.h"
 #include "svc/notify.h"
 
 #define RELOAD_SLICE_MS 5
@@ -68,6 +70,7 @@ static void swap(loop_t *loop, loop_timer_t *t, void *ud);
 static void on_slice(loop_t *loop, loop_timer_t *t, void *ud);
 
 void host_reload_init(host_t *h) {
+  h->reload_handover = LUA_NOREF;
   loop_timer_init(&h->reload_swap, swap, h);
   loop_timer_init(&h->reload_slice, on_slice, h);
 }
@@ -77,10 +80,9 @@ void host_reload_cleanup(host_t *h) {
   loop_timer_stop(h->loop, &h->reload_slice);
   bound_set_slice(NULL, 0);
   h->reload_thread = NULL;
-  if (h->reload_next) lua_close(h->reload_next);
+  if (h->reload_next) lua_close(h->reload_next); /* the handover copy goes with it */
   h->reload_next = NULL;
-  free(h->reload_snapshot);
-  h->reload_snapshot = NULL;
+  h->reload_handover = LUA_NOREF;
 }
 
 /* The service manager hears the end of every reload, as it heard its start. A state that
@@ -194,7 +196,9 @@ static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
     abort_reload(h);
     return;
   }
-  lua_pushlstring(L2, h->reload_snapshot ? h->reload_snapshot : "", h->reload_snapshot_len);
+  lua_rawgeti(L2, LUA_REGISTRYINDEX, h->reload_handover);
+  luaL_unref(L2, LUA_REGISTRYINDEX, h->reload_handover);
+  h->reload_handover = LUA_NOREF;
   h->L = L2; /* adopt runs as the running state: hooks and timers belong to it */
   lstate_adopted(L2); /* the timers it armed as a candidate start now */
   if (call_cli(L2, "reload_adopt", 1, 0, err, sizeof err) < 0) {
@@ -214,24 +218,42 @@ static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
   report(h->L, 1, ms);
 }
 
-/* Step 2's callback: done(snapshot) from the running state, or done(nil, err) when its
- * state could not be serialised. */
+/* Moves the value at the top of L into its registry; the ref, or LUA_NOREF on failure.
+ * Protected: the candidate may be out of memory, and no error may escape into the
+ * running state's call. */
+static int ref_protected(lua_State *L) {
+  lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 1;
+}
+
+static int keep(lua_State *L) {
+  lua_pushcfunction(L, ref_protected);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  int ref = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return ref;
+}
+
+/* Step 2's callback: done(handover) from the running state. The table is copied into
+ * the candidate now, while the documents are as the running state left them. */
 static int quiesced(lua_State *L) {
   host_t *h = lua_touserdata(L, lua_upvalueindex(1));
-  size_t len = 0;
-  const char *snap = lua_isnil(L, 1) ? NULL : luaL_optlstring(L, 1, "", &len);
-  if (!h->reload_next || h->reload_snapshot) return 0; /* late or repeated call */
+  char err[512];
+  if (!h->reload_next || h->reload_handover != LUA_NOREF) return 0; /* late or repeated call */
   const char *fail = NULL;
-  if (!snap) {
-    lua_pushfstring(L, "the running state could not be serialised: %s", luaL_optstring(L, 2, "no reason given"));
+  if (lua_type(L, 1) != LUA_TTABLE) {
+    fail = "the running state handed over no table";
+  } else if (transfer_value(L, 1, h->reload_next, err, sizeof err) != 0) {
+    lua_pushfstring(L, "the running state could not be serialised: %s", err);
     fail = lua_tostring(L, -1);
-  } else if (!(h->reload_snapshot = malloc(len + 1))) {
-    fail = "out of memory for the snapshot";
   } else {
-    memcpy(h->reload_snapshot, snap, len);
-    h->reload_snapshot[len] = '\0';
-    h->reload_snapshot_len = len;
-    if (loop_timer_start(h->loop, &h->reload_swap, 0) < 0) fail = "cannot schedule the swap (out of memory)";
+    h->reload_handover = keep(h->reload_next);
+    if (h->reload_handover == LUA_REFNIL || h->reload_handover == LUA_NOREF) fail = "cannot keep the handover";
+    else if (loop_timer_start(h->loop, &h->reload_swap, 0) < 0) fail = "cannot schedule the swap (out of memory)";
   }
   if (fail) { /* the running state has quiesced: it must take its work back, or it idles */
     log_failed("swap", fail);

@@ -76,9 +76,11 @@ function M.new(opts)
 end
 
 -- opts.reason (e.g. retention's "beyond the newest 2") is appended as "reason".
+-- A key ("dynamodb.TagResource") needs no JSON escaping: it is quoted as it is.
 function Svc:plan_line(key, params, opts)
   local reason = opts and opts.reason and ',"reason":' .. assert(json.encode(tostring(opts.reason))) or ""
-  return '{"call":' .. assert(json.encode(key)) .. ',"input":' .. assert(json.encode(params)) .. reason .. "}"
+  local quoted = key:find("^[%w.]+$") and '"' .. key .. '"' or assert(json.encode(key))
+  return '{"call":' .. quoted .. ',"input":' .. assert(json.encode(params)) .. reason .. "}"
 end
 
 function Svc:call(service, action, params, opts)

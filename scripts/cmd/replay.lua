@@ -90,9 +90,21 @@ local function parse_record(text)
   return N.parse(v)
 end
 
+local function outcome_of(rec, ctx, where)
+  local ok, docs = intake.handle_records({ rec }, ctx, where)
+  if not ok then return "failed" end
+  return docs[1] and "done" or "skipped"
+end
+
 -- One notification's records, each in its own task (as the daemon runs a message's
--- records); counts each outcome. Returns when all finished.
+-- records); counts each outcome. Returns when all finished. A single record runs in
+-- the calling task.
 local function run_records(recs, ctx, where, counts)
+  if #recs == 1 and not recs[1].error then
+    local outcome = outcome_of(recs[1], ctx, where)
+    counts[outcome] = counts[outcome] + 1
+    return
+  end
   local futures = {}
   for i, rec in ipairs(recs) do
     local f = task.future()
@@ -101,12 +113,7 @@ local function run_records(recs, ctx, where, counts)
       log.error("replay.bad_record", { where = where, reason = rec.skip })
       f:set("bad")
     else
-      task.spawn(function()
-        local ok, docs = intake.handle_records({ rec }, ctx, where)
-        if not ok then f:set("failed")
-        elseif docs[1] then f:set("done")
-        else f:set("skipped") end
-      end)
+      task.spawn(function() f:set(outcome_of(rec, ctx, where)) end)
     end
   end
   for _, f in ipairs(futures) do
@@ -154,7 +161,9 @@ local function run(argv)
   if not list then io.stderr:write(err, "\n", "rotator replay: the rules are not usable (policies or the default rule); nothing ran (rotator check)\n") return 2 end
   if #list == 0 then log.warn("replay.no_rules", { reason = "no policy rules and no SOURCE_PATTERN: every record is skipped" }) end
   local ctx = {
-    svc = services.new({ dry_run = opts.dry_run, offline = opts.dry_run }),
+    -- Plan lines are buffered (line by line on a terminal) and flushed after each file,
+    -- not written one syscall each.
+    svc = services.new({ dry_run = opts.dry_run, offline = opts.dry_run, emit = function(line) io.stdout:write(line, "\n") end }),
     rules = function() return list end,
     dry_run = opts.dry_run or false,
   }

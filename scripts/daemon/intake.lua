@@ -121,21 +121,29 @@ local function handle_record(rec, ctx, where, opts)
   return doc.Status == "Complete", doc
 end
 
--- Every record in its own task; waits for all. Returns ok, docs.
+local function handle_one(rec, ctx, where, opts)
+  local ok, a, b = xpcall(handle_record, debug.traceback, rec, ctx, where, opts)
+  if ok then return a, b end
+  log.error("record.crashed", { message_id = where, backup_job = rec.backup_job_id, error = a })
+  return false
+end
+
+-- Every record in its own task; waits for all. Returns ok, docs. A single record (the
+-- usual message) runs in the calling task, which would only wait for it.
 function M.handle_records(recs, ctx, where, opts)
+  if #recs == 1 then
+    local _, main = coroutine.running()
+    if not main then task.set_context({ message_id = where }) end
+    local ok, doc = handle_one(recs[1], ctx, where, opts)
+    return ok and true or false, { doc }
+  end
   local futures = {}
   for i, rec in ipairs(recs) do
     local f = task.future()
     futures[i] = f
     task.spawn(function()
       task.set_context({ message_id = where })
-      local ok, a, b = xpcall(handle_record, debug.traceback, rec, ctx, where, opts)
-      if not ok then
-        log.error("record.crashed", { message_id = where, backup_job = rec.backup_job_id, error = a })
-        f:set(false)
-      else
-        f:set(a, b)
-      end
+      f:set(handle_one(rec, ctx, where, opts))
     end)
   end
   local all_ok, docs = true, {}

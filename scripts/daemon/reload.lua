@@ -1,13 +1,14 @@
 -- The engine's half of a hot reload (the C half and the protocol: host/lua/reload.c).
 --   prepare()      in the candidate state: load and validate every policy, as `check`
 --   quiesce(done)  in the running state: stop taking work, park workflows at a step
---                  boundary, then done(snapshot) with the daemon's options and documents
---   adopt(snap)    in the candidate state: become the daemon and carry the work on
+--                  boundary, then done(handover): a table with the daemon's options,
+--                  documents and claims, which the host copies into the candidate as is
+--                  (host/lua/transfer.c: no JSON text in between)
+--   adopt(handover) in the candidate state: become the daemon and carry the work on
 --   abort()        in the running state, if adopt failed: take work again
 --   report(ok, info)  the outcome, kept in M.last for `rotator status`
 -- cli.lua hands these to the host (and starts the console once a state adopted).
 local host = require "host"
-local json = require "json"
 local clock = require "clock"
 local policies = require "policy.loader"
 local daemon = require "daemon"
@@ -26,14 +27,11 @@ function M.prepare()
 end
 
 function M.quiesce(done)
-  -- An unserialisable state reaches the host as nil, err: the reload is aborted and
-  -- the running state takes its work back.
-  daemon.quiesce(function(state) done(json.encode(state)) end)
+  daemon.quiesce(done)
 end
 
-function M.adopt(snapshot)
-  local state, err = json.decode(snapshot)
-  if type(state) ~= "table" then error("reload: the snapshot does not decode: " .. tostring(err), 0) end
+function M.adopt(state)
+  if type(state) ~= "table" then error("reload: no handover from the running state", 0) end
   local ok, aerr = daemon.adopt(pending, state)
   if not ok then error("reload: adopt failed: " .. tostring(aerr), 0) end
   return true

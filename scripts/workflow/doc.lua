@@ -5,6 +5,7 @@
 -- alerts).
 --   M.new(rec, rule_label, rule, dry_run) -> doc   the document of a new workflow
 --   M.step(doc, state) -> s / M.done(s, request_id, err)   one history step
+--   M.open_step(doc, state) -> s | nil   the last step, if still open in that state
 --   M.fail(msg, request_id)    a step that fails the workflow raises this (M.Failure);
 --                              the driver turns it into Error, once, with one alert
 -- A dry run's document says so (DryRun = true): it is never re-armed as a real one.
@@ -53,6 +54,13 @@ function M.step(doc, state)
   return s
 end
 
+-- The document's last step if it is still open (not done, its start on this machine's
+-- monotonic clock) and of that state; nil otherwise.
+function M.open_step(doc, state)
+  local s = doc.Steps and doc.Steps[#doc.Steps]
+  if s and s.State == state and s._t0 and not s.Seconds and s._t0 <= clock.mono() then return s end
+end
+
 function M.done(s, request_id, err)
   if s._t0 then s.Seconds = math.floor((clock.mono() - s._t0) * 1000 + 0.5) / 1000 end
   s._t0 = nil
@@ -70,11 +78,17 @@ function M.code(err)
   return type(err) == "table" and err.code or nil
 end
 
+-- The log fields of a workflow event: extra (a fresh table literal at every call site,
+-- so it is filled in place) plus the workflow's ids; extra's own values win.
 function M.fields(doc, extra)
-  local c = task.context()
-  local f = { workflow = doc.WorkflowId, source = doc.SourceTableName, target = doc.TargetTableName,
-              message_id = c and c.message_id }
-  for k, v in pairs(extra or {}) do f[k] = v end
+  local f = extra or {}
+  if f.workflow == nil then f.workflow = doc.WorkflowId end
+  if f.source == nil then f.source = doc.SourceTableName end
+  if f.target == nil then f.target = doc.TargetTableName end
+  if f.message_id == nil then
+    local c = task.context()
+    f.message_id = c and c.message_id
+  end
   return f
 end
 

@@ -137,12 +137,12 @@ function M.quiesce(ctx, cb)
 end
 
 -- The documents of every live workflow of ctx (parked or still moving: a step in flight
--- restarts from its last journaled boundary).
+-- restarts from its last journaled boundary). A wait in progress stays one open step:
+-- the re-armed workflow carries it on (wait.lua), so reloads add no history.
 function M.snapshot(ctx)
   local docs = {}
   for _, wf in pairs(registry.of(ctx).live) do
     wf.gen = wf.gen + 1 -- anything still moving in this state is dropped from now on
-    if wf.waiting then D.done(wf.waiting) wf.waiting = nil end
     docs[#docs + 1] = wf.doc
   end
   table.sort(docs, function(a, b) return (a.StartedAt or 0) < (b.StartedAt or 0) end)

@@ -37,8 +37,19 @@ end
 
 -- The value after a label in the message body: a run of non-space characters, less the
 -- full stop that ends the sentence ("...table/billing.v2_ledger. Backup Job Id : ...").
-local function after(text, label_pattern)
-  local v = text:match(label_pattern .. "%s*(%S+)")
+-- A label is found by a fixed part of it first (plain find, no pattern backtracking at
+-- every byte of the body); every match of the label has that part at most `back` bytes
+-- after its start, so the pattern starts looking there.
+local LABELS = {
+  recovery_point_arn = { "[Rr]ecovery [Pp]oint ARN%s*:%s*(%S+)", "oint ARN", 10 },
+  resource_arn = { "Resource ARN%s*:%s*(%S+)", "Resource ARN", 0 },
+  backup_job_id = { "Backup ?Job I[Dd]%s*:%s*(%S+)", "Job I", 7 },
+}
+
+local function after(text, label)
+  local at = text:find(label[2], 1, true)
+  if not at then return nil end
+  local v = text:match(label[1], at > label[3] and at - label[3] or 1)
   if v and v:sub(-1) == "." then v = v:sub(1, -2) end
   return v
 end
@@ -47,9 +58,9 @@ end
 function M.parse_body(text)
   if type(text) ~= "string" then return nil end
   local facts = {
-    recovery_point_arn = after(text, "[Rr]ecovery [Pp]oint ARN%s*:"),
-    resource_arn = after(text, "Resource ARN%s*:"),
-    backup_job_id = after(text, "Backup ?Job I[Dd]%s*:"),
+    recovery_point_arn = after(text, LABELS.recovery_point_arn),
+    resource_arn = after(text, LABELS.resource_arn),
+    backup_job_id = after(text, LABELS.backup_job_id),
   }
   if text:find("completed successfully", 1, true) then facts.state = "COMPLETED"
   elseif text:find("failed", 1, true) then facts.state = "FAILED"

@@ -76,7 +76,8 @@ function M.step(ctx, wf)
   end
   local left = (doc.NextPollAt or 0) - clock.now()
   if left > 0 then
-    if not wf.waiting then wf.waiting = D.step(doc, "Wait for Restore") end
+    -- A workflow handed over by a reload is still in the wait it was in: one step.
+    if not wf.waiting then wf.waiting = D.open_step(doc, "Wait for Restore") or D.step(doc, "Wait for Restore") end
     return left
   end
   if wf.waiting then D.done(wf.waiting) wf.waiting = nil end

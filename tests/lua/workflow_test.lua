@@ -329,6 +329,32 @@ return {
     assert(doc.Steps[1].Error and doc.Steps[1].Error:find("TableAlreadyExists"), "... and was recognised as ours")
   end,
 
+  reloads_add_no_history_to_a_waiting_workflow = function()
+    workflow.configure({ first_poll = 60, max_poll = 60, deadline = 600, restores_per_second = 1000 })
+    local aws = fake({ creating_polls = 3 })
+    local wf = workflow.start(record({ backup_job_id = "job-hist" }), RULE, aws.ctx)
+    local task = require "engine.task"
+    task.sleep(0.02) -- restored, first DescribeTable answered CREATING, now waiting 60 s
+    local doc, before
+    for round = 1, 3 do
+      local parked = task.future()
+      workflow.quiesce(aws.ctx, function() parked:set(true) end)
+      T.eq(parked:wait(), true)
+      doc = require("json").decode(require("json").encode(workflow.snapshot(aws.ctx)))[1]
+      workflow.reset(aws.ctx)
+      wf = workflow.rearm(doc, workflow.rule_for(doc, { RULE }), aws.ctx, true)
+      task.sleep(0.01)
+      before = before or #doc.Steps
+      T.eq(#wf.doc.Steps, before, "reload " .. round .. " adds no step")
+    end
+    local last = wf.doc.Steps[#wf.doc.Steps]
+    T.eq(last.State, "Wait for Restore")
+    T.eq(last.Seconds, nil, "the wait is still one open step")
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 1)
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+      deadline = 5, restores_per_second = 1000 })
+  end,
+
   quiesce_parks_at_step_boundaries_and_rearm_carries_on = function()
     workflow.configure({ first_poll = 0.05, max_poll = 0.05, deadline = 5, restores_per_second = 1000 })
     local aws = fake({ creating_polls = 3 })

@@ -90,6 +90,24 @@ for args, needle in ((("sign", "--bogus"), "rotator sign: unknown option: --bogu
     r = rotator(*args)
     t.ok(r.returncode == 2 and needle in r.stderr and f"rotator {args[0]} --help" in r.stderr,
          f"usage error {' '.join(args)}: exit 2, named, with a pointer to --help", r.stderr)
+# --- bench sign on a request file: the header it prints is the one `rotator sign` makes ---
+REQ = os.path.join(ROOT, "tests", "bench", "dynamodb-describetable.txt")
+r = rotator("bench", "sign", "--request", REQ, "--iterations", "50")
+auth = [l for l in r.stdout.splitlines() if l.startswith("Authorization: ")]
+t.ok(r.returncode == 0 and len(auth) == 1 and "ns/signature (mean)" in r.stdout and "floor:" in r.stdout,
+     "bench sign --request prints the Authorization header and the mean ns/signature beside the floor", r.stdout + r.stderr)
+with open(REQ) as f:
+    signed = rotator("sign", "--service", "dynamodb", "--region", "us-east-1", "--time", "2015-08-30T12:36:00Z", stdin=f.read(),
+                     env={"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                          "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjEXAMPLEtokenAQoDYXdzEJr//////////wEaCXVzLWVhc3QtMSJGMEQCIBench==",
+                          "AWS_PROFILE": "", "AWS_EC2_METADATA_DISABLED": "true"})
+want = [l.split(":", 1)[1].strip() for l in signed.stdout.splitlines() if l.lower().startswith("authorization:")]
+t.eq([a.split(": ", 1)[1] for a in auth], want, "bench sign signs the file as rotator sign does (same credentials and time)")
+r = rotator("bench", "sign", "--request", "/nonexistent/req.txt")
+t.ok(r.returncode == 1 and "/nonexistent/req.txt" in r.stderr and "check the path" in r.stderr,
+     "bench sign names a missing request file", r.stderr)
+r = rotator("bench", "sign")
+t.ok(r.returncode == 2 and "--request FILE is required" in r.stderr, "bench sign without --request is a usage error", r.stderr)
 r = rotator("version")
 t.ok(r.returncode == 0 and r.stdout.startswith("rotator "), "rotator version")
 r = rotator("frobnicate")

@@ -286,12 +286,63 @@ static void enc_value(enc_t *e, int idx) {
   }
 }
 
+/* ---- the per-state scratch buffer ----
+ * Encoder output and decoded string contents go through one buffer per Lua state, kept
+ * in the registry and reused by every call: a fresh buffer per call (a userdata with a
+ * finaliser, its memory freed only when the collector gets to it) was most of the cost
+ * of encoding a small table. `depth` counts the json calls under way: only the outermost
+ * uses the shared buffer (a finaliser run by an allocation inside a call could call json
+ * again; it gets a buffer of its own). A buffer grown past SCRATCH_KEEP is released
+ * after the call. */
+#define SCRATCH_KEEP (64u * 1024u)
+#define SCRATCH_MT "rotator.json.scratch"
+static const char SCRATCH_KEY = 's';
+
+typedef struct {
+  buf_t b;
+  int depth;
+} scratch_t;
+
+static int scratch_gc(lua_State *L) {
+  buf_free(&((scratch_t *)luaL_checkudata(L, 1, SCRATCH_MT))->b);
+  return 0;
+}
+
+/* The state's scratch (made on first use; kept alive by the registry). */
+static scratch_t *scratch_of(lua_State *L) {
+  scratch_t *s;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) == LUA_TUSERDATA) {
+    s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+  }
+  lua_pop(L, 1);
+  s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  if (luaL_newmetatable(L, SCRATCH_MT)) {
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
+  return s;
+}
+
+/* Inside a protected call: the buffer to fill, emptied (the shared one for the outermost
+ * call, else a new one owned by the stack). */
+static buf_t *scratch_take(lua_State *L) {
+  scratch_t *s = scratch_of(L);
+  if (s->depth != 1) return lbuf_push(L);
+  s->b.len = 0;
+  return &s->b;
+}
+
 /* Runs under lua_pcall: argument 1 is the value; returns the JSON text. */
 static int encode_protected(lua_State *L) {
   enc_t e; /* ~16 KB, on the C stack: no allocation per call */
   e.L = L;
   e.depth = 0;
-  e.b = lbuf_push(L);
+  e.b = scratch_take(L);
   enc_value(&e, 1);
   lua_pushlstring(L, e.b->data ? e.b->data : "", e.b->len);
   return 1;
@@ -559,7 +610,7 @@ static void dec_value(dec_t *d) {
 static int decode_protected(lua_State *L) {
   dec_t d = {L, NULL, 0, 0, 0, NULL};
   d.s = lua_tolstring(L, 1, &d.len);
-  d.scratch = lbuf_push(L);
+  d.scratch = scratch_take(L);
   dec_value(&d);
   skip_ws(&d);
   if (d.pos < d.len) dec_fail(&d, "unexpected data after the JSON value");
@@ -571,9 +622,13 @@ static int decode_protected(lua_State *L) {
 /* Calls fn(arg 1) protected: value, or nil + message. */
 static int call_protected(lua_State *L, lua_CFunction fn) {
   lua_settop(L, 1);
+  scratch_t *s = scratch_of(L);
   lua_pushcfunction(L, fn);
   lua_insert(L, 1);
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK) return 1;
+  s->depth++;
+  int rc = lua_pcall(L, 1, 1, 0);
+  if (--s->depth == 0 && s->b.cap > SCRATCH_KEEP) buf_free(&s->b);
+  if (rc == LUA_OK) return 1;
   if (lua_type(L, -1) != LUA_TSTRING) {
     lua_pop(L, 1);
     lua_pushliteral(L, "json: error without message");
