@@ -23,8 +23,14 @@
 --   M.validate_rule(rule)        nil or a message starting with "carry_over"
 --   M.steps_before_validation(rule) / M.steps_last(rule) -> { {state, fn}, ... }
 --   fn(ctx, doc, rule, s) -> true, request_id | nil, err   (post_restore runs them)
+-- UpdateTable leaves the table UPDATING for a while, and the steps after it (Deletion
+-- Protection is another UpdateTable) need it ACTIVE: Copy Stream waits for ACTIVE again,
+-- polling as the restore wait does (ROTATOR_WAIT_FIRST, doubling up to ROTATOR_WAIT_MAX),
+-- at most M.ACTIVE_WITHIN seconds.
 local json = require "json"
+local task = require "engine.task"
 local rules = require "policy.rules"
+local config = require "workflow.config"
 local H = require "workflow.doc"
 
 local M = {}
@@ -122,6 +128,29 @@ end
 
 -------------------------------------------------------------------------- stream
 
+M.ACTIVE_WITHIN = 900
+
+-- Poll the copy until ACTIVE: true | nil, err. s.WaitedSeconds says how long it took.
+local function until_active(ctx, name, s)
+  if ctx.dry_run then return true end
+  local delay, waited = config.values.first_poll, 0
+  while true do
+    local t, err = describe(ctx, name)
+    if not t then return nil, err end
+    if t.TableStatus == nil or t.TableStatus == "ACTIVE" then
+      if waited > 0 then s.WaitedSeconds = waited end
+      return true
+    end
+    if waited >= M.ACTIVE_WITHIN then
+      return nil, ("%s is still %s %d s after UpdateTable; see it with DescribeTable, then redrive the message")
+        :format(name, tostring(t.TableStatus), waited)
+    end
+    task.sleep(delay)
+    waited = waited + delay
+    delay = math.min(delay * config.values.poll_factor, config.values.max_poll)
+  end
+end
+
 local function stream_of(t)
   local spec = t and t.StreamSpecification
   if spec and spec.StreamEnabled then return spec.StreamViewType or "NEW_AND_OLD_IMAGES" end
@@ -143,6 +172,7 @@ local function copy_stream(ctx, doc, _, s, memo)
   if have == false then return nil, t end
   if have == view then
     s.Skipped, s.StreamArn = "already streaming", t.LatestStreamArn
+    if t.TableStatus and t.TableStatus ~= "ACTIVE" then return until_active(ctx, doc.TargetTableName, s) end
     return true
   end
   if have then
@@ -159,6 +189,8 @@ local function copy_stream(ctx, doc, _, s, memo)
   end
   local td = res.TableDescription or {}
   s.StreamArn = td.LatestStreamArn
+  local ok, werr = until_active(ctx, doc.TargetTableName, s)
+  if not ok then return nil, werr end
   return true, rid
 end
 

@@ -5,6 +5,7 @@ local T = require "engine.testing"
 local json = require "json"
 local services = require "aws.services"
 local carry = require "after.carry_over"
+local config = require "workflow.config"
 
 local SRC = "arn:aws:dynamodb:us-east-1:123456789012:table/orders-production"
 local DST = "arn:aws:dynamodb:us-east-1:123456789012:table/orders-staging-1"
@@ -77,6 +78,38 @@ return {
     T.eq(ok, true, tostring(err))
     T.eq(s.Skipped, "already streaming")
     T.eq(count(calls, "dynamodb.UpdateTable"), 0)
+  end,
+
+  stream_update_waits_for_active_again = function()
+    local updated, polls = false, 0
+    local fn, calls = backend({
+      ["dynamodb.DescribeTable"] = function(p)
+        local t = { TableName = p.TableName, TableStatus = "ACTIVE" }
+        if p.TableName == "orders-production" then
+          t.StreamSpecification = { StreamEnabled = true, StreamViewType = "NEW_IMAGE" }
+        elseif updated then
+          polls = polls + 1
+          t.StreamSpecification = { StreamEnabled = true, StreamViewType = "NEW_IMAGE" }
+          if polls <= 2 then t.TableStatus = "UPDATING" end
+        end
+        return { Table = t }, "r"
+      end,
+      ["dynamodb.UpdateTable"] = function(p)
+        T.eq(p.StreamSpecification.StreamViewType, "NEW_IMAGE")
+        updated = true
+        return { TableDescription = { LatestStreamArn = DST .. "/stream/x" } }, "r"
+      end,
+    })
+    local saved = { config.values.first_poll, config.values.max_poll }
+    config.values.first_poll, config.values.max_poll = 0.01, 0.02
+    local ok, err, s = run(carry.steps_before_validation({ carry_over = { "stream" } }),
+      { svc = services.new({ backend = fn }) }, doc())
+    config.values.first_poll, config.values.max_poll = saved[1], saved[2]
+    T.eq(ok, true, tostring(err))
+    T.eq(count(calls, "dynamodb.UpdateTable"), 1)
+    T.eq(polls, 3)
+    T.eq(s.WaitedSeconds ~= nil and s.WaitedSeconds > 0, true)
+    T.eq(s.StreamArn, DST .. "/stream/x")
   end,
 
   stream_view_type_conflict_fails = function()
