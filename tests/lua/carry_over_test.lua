@@ -112,6 +112,32 @@ return {
     T.eq(s.StreamArn, DST .. "/stream/x")
   end,
 
+  dry_run_plans_the_changes_without_reading_the_copy = function()
+    local fn, calls = backend({
+      ["dynamodb.DescribeTable"] = function(p)
+        T.eq(p.TableName, "orders-production", "a plan reads the source only")
+        return { Table = { TableName = p.TableName, TableArn = SRC,
+          StreamSpecification = { StreamEnabled = true, StreamViewType = "KEYS_ONLY" } } }, "r"
+      end,
+      ["dynamodb.GetResourcePolicy"] = function(p)
+        T.eq(p.ResourceArn, SRC, "a plan reads the source's policy only")
+        return { Policy = json.encode({ Statement = { { Resource = SRC } } }), RevisionId = "1" }, "r"
+      end,
+    })
+    local lines = {}
+    local ctx = { dry_run = true, svc = services.new({ dry_run = true, backend = fn,
+      emit = function(line) lines[#lines + 1] = line end }) }
+    local rule = { carry_over = { "stream", "resource_policy" } }
+    local list, memo = carry.steps_before_validation(rule)
+    T.eq(run(list, ctx, doc()), true)
+    T.eq(run(carry.steps_last(rule, memo), ctx, doc()), true)
+    T.eq(#lines, 2)
+    T.eq(json.decode(lines[1]).call, "dynamodb.UpdateTable")
+    T.eq(json.decode(lines[2]).call, "dynamodb.PutResourcePolicy")
+    T.eq(json.decode(json.decode(lines[2]).input.Policy).Statement[1].Resource, DST)
+    T.eq(count(calls, "dynamodb.DescribeTable"), 1, "the source is described once for both steps")
+  end,
+
   stream_view_type_conflict_fails = function()
     local fn = backend({
       ["dynamodb.DescribeTable"] = function(p)
