@@ -5,7 +5,7 @@ contributor_insights.py) and a resource policy; `rotator run` restores it with
 carry_over = all four; the copy has each, the history shows each step; a daemon killed
 after the last call (PutResourcePolicy forwarded, answer held) and restarted re-runs the
 steps without doubling anything; a redelivered notification changes nothing."""
-import json, os, signal, subprocess, sys, tempfile
+import json, os, signal, subprocess, sys, tempfile, zlib
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
 from bed import stop_process, wait_until
@@ -112,6 +112,17 @@ def steps_of(shown):
     return {s.get("State"): s for s in doc.get("Steps") or []}
 
 
+def updating(status, headers, body):
+    """A DescribeTable answer as AWS gives it right after UpdateTable: UPDATING."""
+    doc = json.loads(body or b"{}")
+    if isinstance(doc.get("Table"), dict) and doc["Table"].get("TableStatus") == "ACTIVE":
+        doc["Table"]["TableStatus"] = "UPDATING"
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        headers = [(k, str(zlib.crc32(body) & 0xFFFFFFFF)) if k.lower() == "x-amz-crc32" else (k, v)
+                   for k, v in headers]
+    return status, headers, body
+
+
 def start(env, policies_dir, queue, path):
     out = open(path, "a")
     return subprocess.Popen([ROTATOR, "--policies", policies_dir, "run", "--queue-url", queue],
@@ -164,9 +175,17 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     # Crash after the last call of the first pass: PutResourcePolicy reaches moto, its
     # answer is held, the daemon is SIGKILLed before it can journal the step.
     proxy.slow(MUTATIONS["resource_policy"], seconds=30, forward_first=True)
+    # The stream's UpdateTable answer is held a moment, long enough to make the copy's next
+    # two DescribeTable answers UPDATING, as AWS's are right after the update.
+    proxy.slow(MUTATIONS["stream"], seconds=2, forward_first=True, body="StreamSpecification")
     proc, out = start(env, pdir, pipe.queue.url, log_path)
     try:
         pipe.publish(backup_arn=backup, job_id=JOB, start_time="2026-11-25T03:00:00Z")
+        try:
+            proxy.wait_for(MUTATIONS["stream"], 1, timeout=60)
+            proxy.rewrite("dynamodb:DescribeTable", updating, count=2, body=f'"{COPY}"')
+        except TimeoutError:
+            pass
         try:
             proxy.wait_for(MUTATIONS["resource_policy"], 1, timeout=60)
             reached = True
@@ -181,6 +200,11 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         t.eq(first, {"stream": 1, "insights": 2, "targets": 3, "policies": 2, "resource_policy": 1},
              "the first pass made each change once")
         t.ok(emu.get_parameter(PARAM) is None, "killed before the SSM switch")
+        polled = proxy.requests("dynamodb:DescribeTable", fault="rewrite")
+        next_change = proxy.requests(MUTATIONS["insights"])
+        t.ok(len(polled) == 2 and next_change and max(r.end for r in polled) <= next_change[0].start,
+             "after the stream's UpdateTable the copy was UPDATING twice, and waited for ACTIVE before the next step",
+             [(r.fault, r.status) for r in polled])
 
         proxy.clear_rules()
         proxy.clear_log()
