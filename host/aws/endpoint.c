@@ -10,8 +10,8 @@
 /* Where a <prefix>-fips.<region> host exists (from AWS's FIPS endpoint list):
  *  FIPS_US     commercial us-* regions and all of GovCloud
  *  FIPS_US_CA  as FIPS_US plus ca-* (DynamoDB, SSM, Backup, SNS)
- * No service has FIPS endpoints in aws-cn. In GovCloud, SQS and STS answer FIPS on
- * their regular host name. */
+ * No service has FIPS endpoints in aws-cn. In GovCloud, SQS, STS and Application Auto
+ * Scaling answer FIPS on their regular host name. */
 enum { FIPS_US = 1, FIPS_US_CA = 2 };
 
 static const aws_service_t SERVICES[] = {
@@ -21,6 +21,8 @@ static const aws_service_t SERVICES[] = {
     {"backup", "BACKUP", "backup", "backup", AWS_REST_JSON_1, NULL, NULL, FIPS_US_CA},
     {"sts", "STS", "sts", "sts", AWS_QUERY, NULL, "2011-06-15", FIPS_US},
     {"sns", "SNS", "sns", "sns", AWS_QUERY, NULL, "2010-03-31", FIPS_US_CA},
+    {"application-autoscaling", "APPLICATION_AUTO_SCALING", "application-autoscaling",
+     "application-autoscaling", AWS_JSON_1_1, "AnyScaleFrontendService", NULL, FIPS_US},
 };
 
 const aws_service_t *aws_service(const char *name) {
@@ -76,7 +78,8 @@ static int fips_host(const aws_service_t *svc, const char *region, const char *p
     return -1;
   }
   const char *fmt = "https://%s-fips.%s.amazonaws.com";
-  if (gov && (strcmp(svc->name, "sqs") == 0 || strcmp(svc->name, "sts") == 0))
+  if (gov && (strcmp(svc->name, "sqs") == 0 || strcmp(svc->name, "sts") == 0 ||
+              strcmp(svc->name, "application-autoscaling") == 0))
     fmt = "https://%s.%s.amazonaws.com";
   int n = snprintf(buf, len, fmt, svc->host_prefix, region);
   return n < 0 || (size_t)n >= len ? -1 : 0;

@@ -22,6 +22,7 @@ rule {
   -- retention = { keep = 2, max_age = "7d" },        -- delete older Rotator-made copies
   -- copy_ttl = true,                                  -- TTL from the source table
   -- pitr = true,                                     -- point-in-time recovery on the copy
+  -- carry_over = { "stream", "autoscaling", "contributor_insights", "resource_policy" },
   -- deletion_protection = false,
   -- tags = { team = "orders" },
   -- validation = { item_count = true, item_count_tolerance = 0.01, key_schema = true },

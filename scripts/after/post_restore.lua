@@ -6,9 +6,13 @@
 --   Copy TTL               rule.copy_ttl = true: DescribeTimeToLive on the source, then
 --                          UpdateTimeToLive on the copy (skipped when already equal)
 --   Point-in-time Recovery rule.pitr = true|false: UpdateContinuousBackups
+--   Copy Stream, Copy Contributor Insights, Copy Auto Scaling
+--                          rule.carry_over (carry_over.lua): what no restore carries over
 --   Validate Restore       rule.validation (validation.lua)
 --   Deletion Protection    rule.deletion_protection = true|false: UpdateTable (last, so a
 --                          copy that failed validation stays deletable by retention)
+--   Copy Resource Policy   rule.carry_over "resource_policy" (carry_over.lua), last: a
+--                          policy that narrows access cannot lock the steps before it out
 --   M.after_active(ctx, doc, rule, rec)   returns, or raises the step's failure (doc.fail)
 -- A failed step fails the workflow (SSM not switched; a redelivery re-applies them all:
 -- every step is idempotent); the workflow records the Error and publishes the one alert.
@@ -16,11 +20,14 @@ local log = require "log"
 local H = require "workflow.doc"
 local retention = require "after.retention"
 local validation = require "after.validation"
+local carry_over = require "after.carry_over"
 
 local M = {}
 
 -- Validator for the rule fields (called from rules.validate): nil or a message.
 function M.validate_rule(rule)
+  local msg = carry_over.validate_rule(rule)
+  if msg then return msg end
   if rule.tags ~= nil then
     for k, v in pairs(rule.tags) do
       if type(k) ~= "string" or type(v) ~= "string" then return "tags must map strings to strings" end
@@ -117,8 +124,12 @@ local function steps(rule)
   local list = { { "Tag Table", tag_table } }
   if rule.copy_ttl then list[#list + 1] = { "Copy TTL", copy_ttl } end
   if rule.pitr ~= nil then list[#list + 1] = { "Point-in-time Recovery", set_pitr } end
+  local carried, memo = carry_over.steps_before_validation(rule)
+  table.move(carried, 1, #carried, #list + 1, list)
   list[#list + 1] = { "Validate Restore", validation.step }
   if rule.deletion_protection ~= nil then list[#list + 1] = { "Deletion Protection", set_protection } end
+  local last = carry_over.steps_last(rule, memo)
+  table.move(last, 1, #last, #list + 1, list)
   return list
 end
 

@@ -102,7 +102,9 @@ M.IAM_POLICY = [==[
       "Action": [
         "dynamodb:DescribeTable",
         "dynamodb:DescribeTimeToLive",
-        "dynamodb:ListTagsOfResource"
+        "dynamodb:ListTagsOfResource",
+        "dynamodb:DescribeContributorInsights",
+        "dynamodb:GetResourcePolicy"
       ],
       "Resource": "arn:aws:dynamodb:*:*:table/*"
     },
@@ -119,6 +121,10 @@ M.IAM_POLICY = [==[
         "dynamodb:DescribeTimeToLive",
         "dynamodb:UpdateContinuousBackups",
         "dynamodb:UpdateTable",
+        "dynamodb:DescribeContributorInsights",
+        "dynamodb:UpdateContributorInsights",
+        "dynamodb:GetResourcePolicy",
+        "dynamodb:PutResourcePolicy",
         "dynamodb:BatchWriteItem",
         "dynamodb:PutItem",
         "dynamodb:GetItem",
@@ -161,6 +167,31 @@ M.IAM_POLICY = [==[
       "Condition": {
         "StringEquals": {
           "iam:PassedToService": "backup.amazonaws.com"
+        }
+      }
+    },
+    {
+      "Sid": "CopyAutoScaling",
+      "Effect": "Allow",
+      "Action": [
+        "application-autoscaling:DescribeScalableTargets",
+        "application-autoscaling:DescribeScalingPolicies",
+        "application-autoscaling:RegisterScalableTarget",
+        "application-autoscaling:PutScalingPolicy",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DeleteAlarms"
+      ],
+      "Resource": "*"
+    },
+    {
+      "Sid": "AutoScalingServiceLinkedRole",
+      "Effect": "Allow",
+      "Action": "iam:CreateServiceLinkedRole",
+      "Resource": "arn:aws:iam::*:role/aws-service-role/dynamodb.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_DynamoDBTable",
+      "Condition": {
+        "StringLike": {
+          "iam:AWSServiceName": "dynamodb.application-autoscaling.amazonaws.com"
         }
       }
     },

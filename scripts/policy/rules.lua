@@ -19,6 +19,8 @@
 --                   no ssm_parameter (the original tool's behaviour)
 --   iam_role_arn    role AWS Backup assumes for StartRestoreJob (backup-managed points)
 --   tags, copy_ttl, pitr, deletion_protection, validation   after ACTIVE (post_restore.lua)
+--   carry_over      { "stream", "autoscaling", "contributor_insights", "resource_policy" }:
+--                   what no restore carries over, copied from the source (carry_over.lua)
 --   retention       { keep = N, max_age = "7d" } old copies (retention.lua)
 --   alert_topic_arn SNS topic a failed workflow publishes to (alerts.lua)
 --   select          { tags = { env = "production" } }: reconcile considers only the
@@ -47,6 +49,7 @@ local KNOWN = {
   -- post-restore settings, validation, retention, alerts (post_restore.lua and friends)
   tags = "table", copy_ttl = "boolean", pitr = "boolean", deletion_protection = "boolean",
   validation = "table", retention = "table", alert_topic_arn = "string", select = "table",
+  carry_over = "table",
 }
 -- What the loader records on a rule (where it was declared) and the default rule's mark.
 local INTERNAL = { _where = "string", _file = "string", _default = "boolean", _line = "number", _lines = "table" }

@@ -41,6 +41,8 @@ import time
 import uuid
 from urllib.parse import parse_qs, unquote
 
+import bed_auth
+
 WORDING = ("legacy", "documented")
 
 ROUTES = [
@@ -165,54 +167,15 @@ class BackupPlane:
     # -- SigV4 and IAM -------------------------------------------------------------------
 
     def _authorize(self, environ, body: bytes, action: str, path_params: dict, params: dict):
-        from moto import settings
-        from moto.core.authorization import ActionAuthenticatorMixin
-        from moto.core.exceptions import _RESTError as RESTError
-        from moto.iam.access_control import IAMRequest
-        from moto.iam.models import get_account_id_from
-
-        auth = environ.get("HTTP_AUTHORIZATION", "")
-        key = re.search(r"Credential=([^/]+)/", auth).group(1)
-        region = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", auth).group(1)
-        account = environ.get("HTTP_X_MOTO_ACCOUNT_ID") or get_account_id_from(key)
-        checking = ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
-        ActionAuthenticatorMixin.request_count += 1
-        if not checking:
-            return account, region
-        headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        for k in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            if environ.get(k):
-                headers[k.replace("_", "-").title()] = environ[k]
-        path = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
-        resource = self._resource(account, region, action, path_params, params)
         try:
-            req = IAMRequest(account_id=account, method=environ["REQUEST_METHOD"], path=path,
-                             data={k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()},
-                             body=body, headers=headers, action=action)
-            req._body = body
-            req._data = body
-            req.check_signature()
-            try:
-                req.check_action_permitted(resource)
-            except RESTError:
-                raise ApiError(403, "AccessDeniedException",
-                               f"User: {req._access_key.arn} is not authorized to perform: backup:{action} "
-                               f"on resource: {resource} because no identity-based policy allows the "
-                               f"backup:{action} action")
+            account, region, req = bed_auth.check(
+                environ, body, "backup", action,
+                lambda account, region: self._resource(account, region, action, path_params, params))
             role = params.get("IamRoleArn")
             if role and action in ("StartRestoreJob", "StartBackupJob", "StartCopyJob"):
-                req._action = "iam:PassRole"
-                try:
-                    req.check_action_permitted(role)
-                except RESTError:
-                    raise ApiError(403, "AccessDeniedException",
-                                   f"User: {req._access_key.arn} is not authorized to perform: iam:PassRole "
-                                   f"on resource: {role} because no identity-based policy allows the "
-                                   f"iam:PassRole action")
-        except RESTError as e:
-            code = {"SignatureDoesNotMatch": "InvalidSignatureException",
-                    "InvalidClientTokenId": "UnrecognizedClientException"}.get(e.error_type, e.error_type)
-            raise ApiError(403, code, e.message)
+                bed_auth.permit(req, "iam:PassRole", role)
+        except bed_auth.Refused as e:
+            raise ApiError(403, e.code, e.message)
         return account, region
 
     def _resource(self, account, region, action, pp, params) -> str:

@@ -23,7 +23,8 @@ UnrecognizedClientException, AccessDeniedException ("com.amazon.coral.service#" 
 for DynamoDB and SQS), with AWS's messages.
 
 AWS Backup jobs and recovery points (which moto lacks) are served in this process by
-backup_plane.BackupPlane, in front of moto's app and backed by its backends.
+backup_plane.BackupPlane, in front of moto's app and backed by its backends; DynamoDB
+contributor insights (which moto lacks too) by contributor_insights.ContributorInsights.
 
 Signatures of body-less restJson requests (e.g. AWS Backup's GET /backup-vaults/): moto
 hashes its parsed parameters instead of the empty body when re-computing the signature,
@@ -258,8 +259,10 @@ def main() -> None:
     _patch_empty_body_signature()
 
     from backup_plane import BackupPlane
+    from contributor_insights import ContributorInsights
 
-    app = BackupPlane().wrap(DomainDispatcherApplication(create_backend_app))
+    app = DomainDispatcherApplication(create_backend_app)
+    app = BackupPlane().wrap(ContributorInsights().wrap(app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
     port = server.server_address[1]

@@ -11,6 +11,7 @@ S["endpoints per partition, FIPS and overrides"] = function()
   T.eq(aws.endpoint("dynamodb", "us-east-1"), "https://dynamodb.us-east-1.amazonaws.com")
   T.eq(aws.endpoint("ssm", "cn-north-1"), "https://ssm.cn-north-1.amazonaws.com.cn")
   T.eq(aws.endpoint("sts", "us-gov-west-1"), "https://sts.us-gov-west-1.amazonaws.com")
+  T.eq(aws.endpoint("application-autoscaling", "eu-west-1"), "https://application-autoscaling.eu-west-1.amazonaws.com")
 end
 
 S["query serialisation and XML decoding"] = function()
