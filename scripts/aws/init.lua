@@ -45,6 +45,9 @@ local REST = {
     StartRestoreJob = { "PUT", "/restore-jobs" },
     DescribeRestoreJob = { "GET", "/restore-jobs/{RestoreJobId}" },
     PutRestoreValidationResult = { "PUT", "/restore-jobs/{RestoreJobId}/validations" },
+    DescribeBackupJob = { "GET", "/backup-jobs/{BackupJobId}" },
+    DescribeCopyJob = { "GET", "/copy-jobs/{CopyJobId}" },
+    DescribeRecoveryPoint = { "GET", "/backup-vaults/{BackupVaultName}/recovery-points/{RecoveryPointArn}" },
   },
 }
 

@@ -16,6 +16,7 @@
 --   wait_for_active default true; false stops after starting the restore when there is
 --                   no ssm_parameter (the original tool's behaviour)
 --   iam_role_arn    role AWS Backup assumes for StartRestoreJob (backup-managed points)
+--   copy_source_tags  StartRestoreJob's CopySourceTagsToRestoredResource (backup-managed points)
 --   tags, copy_ttl, pitr, deletion_protection, validation   after ACTIVE (post_restore.lua)
 --   retention       { keep = N, max_age = "7d" } old copies (retention.lua)
 --   alert_topic_arn SNS topic a failed workflow publishes to (alerts.lua)
@@ -33,7 +34,7 @@ M.SUFFIX_LAYOUT = "-20060102-15-04-05"
 local KNOWN = {
   name = "string", source_pattern = "string", replacement = "string", ssm_parameter = "string",
   target_name = "function", restore = "table|function", after_active = "function",
-  wait_for_active = "boolean", iam_role_arn = "string", _where = "string", _file = "string",
+  wait_for_active = "boolean", iam_role_arn = "string", copy_source_tags = "boolean", _where = "string", _file = "string",
   _default = "boolean",
   -- post-restore settings, validation, retention, alerts (post_restore.lua and friends)
   tags = "table", copy_ttl = "boolean", pitr = "boolean", deletion_protection = "boolean",
