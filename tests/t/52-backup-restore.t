@@ -118,7 +118,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     pipe = emu.create_backup_pipeline(filter_policy={"EventType": ["BACKUP_JOB", "COPY_JOB"], "State": ["COMPLETED"]})
     emu.vault_notifications(pipe.topic_arn, wording="legacy")
     extra = {"ROTATOR_WAIT_FIRST": "0.2", "ROTATOR_WAIT_MAX": "0.5", "ROTATOR_HEARTBEAT": "5",
-             "ROTATOR_VISIBILITY_TIMEOUT": "60"}
+             "ROTATOR_VISIBILITY_TIMEOUT": "60", "ROTATOR_RECEIVE_WAIT": "2"}
     env = bed.env_for_rotator(emu, endpoint=proxy.endpoint, extra=extra)
     d = Daemon(tmp, "rotator", env, policies, pipe.queue.url)
     try:
