@@ -129,13 +129,18 @@ M.IAM_POLICY = [==[
     {
       "Sid": "RestoreBackupManagedRecoveryPoints",
       "Effect": "Allow",
-      "Action": "backup:StartRestoreJob",
+      "Action": [
+        "backup:StartRestoreJob",
+        "backup:DescribeRecoveryPoint"
+      ],
       "Resource": "arn:aws:backup:*:*:recovery-point:*"
     },
     {
-      "Sid": "TrackRestoreJobs",
+      "Sid": "TrackBackupCopyAndRestoreJobs",
       "Effect": "Allow",
       "Action": [
+        "backup:DescribeBackupJob",
+        "backup:DescribeCopyJob",
         "backup:DescribeRestoreJob",
         "backup:PutRestoreValidationResult"
       ],
