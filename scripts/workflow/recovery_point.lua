@@ -36,7 +36,8 @@ local function read(ctx, wf, action, params, what)
   if res then D.done(s, rid) return res, rid end
   if fallback_ok(rid) then
     s.Fallback = "notification text"
-    log.warn("recovery_point.prose_fallback", D.fields(doc, { call = "backup." .. action, error = tostring(rid),
+    -- an offline dry run never reads: expected, not a warning
+    log[D.code(rid) == "DryRunOffline" and "info" or "warn"]("recovery_point.prose_fallback", D.fields(doc, { call = "backup." .. action, error = tostring(rid),
       request_id = D.rid(rid), reason = "using the notification's text for " .. what }))
     return nil
   end

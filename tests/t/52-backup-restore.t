@@ -36,7 +36,7 @@ CHECK = """
 POLICY = """
 rule { name = "orders", source_pattern = "^orders-production$", replacement = "orders-staging",
   ssm_parameter = "/rotator/orders", iam_role_arn = "%(role)s", copy_source_tags = true,
-  tags = { env = "staging" }, %(check)s }
+  tags = { env = "staging" }, retention = { keep = 1 }, %(check)s }
 rule { name = "users", source_pattern = "^users-production$", replacement = "users-staging",
   ssm_parameter = "/rotator/users", iam_role_arn = "%(role)s",
   restore = { SSESpecificationOverride = { Enabled = true, SSEType = "KMS", KMSMasterKeyId = "%(kms)s" } } }
@@ -187,6 +187,8 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         t.ok(wait_until(lambda: ctable and emu.get_parameter("/rotator/orders") == copied[0]["CreatedResourceArn"], 30),
              "the copy's table became the SSM parameter's value", ctable)
         t.eq(items(emu, ctable) if ctable else None, items(emu, "orders-production"), "copy restored with the items")
+        t.ok(wait_until(lambda: emu.describe_table(target) is None, 30),
+             "retention deleted the older recovery point's copy (keep = 1)", target)
 
         # 4. FAILED and ABORTED restore jobs: the workflow fails with AWS's StatusMessage, one alert each.
         for status, table, message in (("FAILED", "fail-production", "Access denied to KMS key"),
