@@ -21,6 +21,7 @@ static const aws_service_t SERVICES[] = {
     {"backup", "BACKUP", "backup", "backup", AWS_REST_JSON_1, NULL, NULL, FIPS_US_CA},
     {"sts", "STS", "sts", "sts", AWS_QUERY, NULL, "2011-06-15", FIPS_US},
     {"sns", "SNS", "sns", "sns", AWS_QUERY, NULL, "2010-03-31", FIPS_US_CA},
+    {"events", "EVENTBRIDGE", "events", "events", AWS_JSON_1_1, "AWSEvents", NULL, FIPS_US},
 };
 
 const aws_service_t *aws_service(const char *name) {
