@@ -162,7 +162,7 @@ local function restore_backup_job(ctx, wf)
     doc.TargetTableName)
   started(ctx, wf, "Restore Started")
   log.info("restore.started", D.fields(doc, { request_id = rid, restore_job = res.RestoreJobId,
-    backup = point.Arn, token = params.IdempotencyToken }))
+    backup = point.Arn }))
 end
 
 function M.step(ctx, wf, admission)

@@ -151,8 +151,8 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         t.ok(proxy.requests("DescribeBackupJob") and proxy.requests("DescribeRecoveryPoint"),
              "the recovery point and table confirmed with DescribeBackupJob and DescribeRecoveryPoint")
         statuses = [line.split("status=")[1].split()[0] for line in d.events("restore_job.status")]
-        t.ok(statuses and statuses[-1] == "COMPLETED" and "RUNNING" in statuses,
-             "waited on DescribeRestoreJob until COMPLETED", statuses)
+        t.ok(len(statuses) >= 2 and statuses[-1] == "COMPLETED" and set(statuses[:-1]) <= {"PENDING", "RUNNING"},
+             "waited on DescribeRestoreJob (PENDING/RUNNING) until COMPLETED", statuses)
 
         # Redelivery of the same backup's notification: no second restore job.
         before = len(restore_jobs(emu))
@@ -162,15 +162,31 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         t.ok(wait_until(lambda: d.events("message.already_complete"), 30), "redelivery: journal says complete")
         t.eq(len(restore_jobs(emu)), before, "redelivery started no second restore job")
 
-        # 2. The documented wording; the rule asks for a KMS key.
+        # 2. The documented wording; the rule asks for a KMS key. DescribeBackupJob answers 503
+        #    however often it is retried: the prose is the fallback.
         proxy.clear_log()
+        proxy.error("DescribeBackupJob", status=503, count=50)
         emu.vault_notifications(pipe.topic_arn, wording="documented")
         emu.start_backup_job("users-production")
         users = table_of(wait_until(lambda: emu.get_parameter("/rotator/users"), 60))
+        proxy.clear_rules()
         t.eq(emu.item_count(users) if users else None, 7, "documented wording: restored, SSM updated")
+        fb = [line for line in d.events("recovery_point.prose_fallback") if "users-production" in line]
+        t.ok(fb and "DescribeBackupJob" in fb[0] and len(proxy.requests("DescribeBackupJob")) > 1,
+             "DescribeBackupJob failing transiently (after retries): restored from the prose, logged", fb)
         meta = [json.loads(r.request_body)["Metadata"] for r in proxy.requests("StartRestoreJob")]
         t.eq(meta, [{"targetTableName": users, "encryptionType": "KMS", "kmsMasterKeyArn": KMS_KEY}],
              "Metadata carries the rule's encryption (encryptionType KMS, kmsMasterKeyArn)")
+
+        # A notification naming a backup job AWS does not know: nothing restored, the workflow fails.
+        before = len(restore_jobs(emu))
+        pipe.publish(table_arn="arn:aws:dynamodb:us-east-1:123456789012:table/users-production",
+                     backup_arn="arn:aws:backup:us-east-1:123456789012:recovery-point:0b8c3a7e-unknown",
+                     job_id="0B8C3A7E-0000-4000-8000-000000000000", start_time="2026-11-25T04:00:00Z")
+        failed = wait_until(lambda: [line for line in d.events("workflow.failed") if "0B8C3A7E" in line], 30)
+        t.ok(failed and "ResourceNotFoundException" in failed[0] and "DescribeBackupJob" in failed[0],
+             "an unknown backup job fails the workflow with AWS's answer", failed)
+        t.eq(len(restore_jobs(emu)), before, "and starts no restore job")
 
         # 3. A copy job into another vault: its destination recovery point is restored.
         b = emu.admin_client("backup")
