@@ -5,7 +5,9 @@
 # State Change" events to the queue; `rotator run` restores the recovery point of a
 # completed backup job and the destination recovery point of a completed copy job. The
 # daemon is SIGKILLed while the restore job is RUNNING and restarted on the same state
-# directory: it attaches to the journaled restore job and starts no second one.
+# directory: it attaches to the journaled restore job and starts no second one. Killed
+# again with the journal lost (a fresh state directory), the redelivered event calls
+# StartRestoreJob again with the same IdempotencyToken and gets the same job back.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export ROTATOR_ROOT="$root" ROTATOR="${ROTATOR:-$root/rotator}"
@@ -107,6 +109,35 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
              "every event handled and deleted", queue.depth())
         t.eq([line for line in lines("notification.skipped") if "not COMPLETED" in line], [],
              "the rule's pattern delivers only COMPLETED jobs' events (nothing left to skip)")
+
+        # The journal lost as well (a new host, a fresh state directory): the redelivered
+        # event starts the workflow again, and the same IdempotencyToken gets the same job.
+        stop_process(proc)
+        second = emu.start_backup_job("payments-production")
+        emu.backup_timing(pending=0.2, running=600)
+        proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
+        first_job = wait_until(lambda: [j for j in b.list_restore_jobs()["RestoreJobs"]
+                                        if j["RecoveryPointArn"] == second["recovery_point_arn"]
+                                        and j["Status"] == "RUNNING"], 60)
+        proc.kill()
+        proc.wait()
+        logf.write("### SIGKILL, new state directory\n")
+        logf.flush()
+        mark = len(open(log_path).read())
+        cmd = [ROTATOR, "--policies", policies, "--state-dir", os.path.join(tmp, "state2"), "run",
+               "--queue-url", queue.url]
+        proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
+        again = wait_until(lambda: lines("restore.started", mark), 60)
+        emu.backup_timing(pending=0.2, running=0.5)
+        t.ok(first_job and again and first_job[0]["RestoreJobId"] in again[0],
+             "without a journal: StartRestoreJob again, the same token, the same restore job", again)
+        done = wait_until(lambda: [j for j in b.list_restore_jobs()["RestoreJobs"]
+                                   if j["RecoveryPointArn"] == second["recovery_point_arn"]
+                                   and j["Status"] == "COMPLETED"], 60)
+        t.ok(done and wait_until(lambda: emu.get_parameter("/rotator/payments") == done[0]["CreatedResourceArn"], 30),
+             "that job completes and the workflow finishes")
+        t.eq(len([j for j in b.list_restore_jobs()["RestoreJobs"]
+                  if j["RecoveryPointArn"] == second["recovery_point_arn"]]), 1, "one restore job for that backup")
     finally:
         rc = stop_process(proc)
         logf.close()
