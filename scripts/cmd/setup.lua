@@ -27,8 +27,10 @@ Creates or checks, with the credentials in the environment (an operator's, not R
 least-privilege identity): the SQS queue with a dead-letter queue (NAME-dlq, after
 --max-receive-count receives) and a queue policy letting the notification sources send,
 then the sources (one or both):
-  --topic-arn ARN  the AWS Backup vault's SNS topic: its sqs subscription with the filter
-                   policy {"EventType":["BACKUP_JOB"],"State":["COMPLETED"]}
+  --topic-arn ARN  the AWS Backup vault's SNS topic, checked first (sns:GetTopicAttributes:
+                   if it does not exist, setup says so and creates nothing), then its sqs
+                   subscription with the filter policy
+                   {"EventType":["BACKUP_JOB"],"State":["COMPLETED"]}
   --eventbridge    an EventBridge rule NAME on the default bus: {"source":["aws.backup"],
                    "detail-type":["Backup Job State Change"],"detail":{"state":["COMPLETED"]}},
                    its target the queue
@@ -37,8 +39,8 @@ then the sources (one or both):
 Re-running changes nothing. Prints one line per resource (created / updated / unchanged),
 the queue URL for `rotator run --queue-url`, then the IAM policy Rotator needs
 (--policy-only prints just that). Needs sqs:GetQueueUrl, CreateQueue, GetQueueAttributes,
-SetQueueAttributes; with --topic-arn sns:ListSubscriptionsByTopic, Subscribe and
-SetSubscriptionAttributes; with --eventbridge events:DescribeRule, PutRule,
+SetQueueAttributes; with --topic-arn sns:GetTopicAttributes, ListSubscriptionsByTopic,
+Subscribe and SetSubscriptionAttributes; with --eventbridge events:DescribeRule, PutRule,
 ListTargetsByRule and PutTargets.
 
 Examples:
@@ -314,6 +316,26 @@ local function ensure_subscription(topic, qarn, copy_jobs)
   say(created and "created" or "unchanged", "sns subscription " .. tostring(arn), "filter policy " .. want.FilterPolicy)
 end
 
+-- The topic must exist before anything is made for it: a queue subscribed to nothing
+-- would sit there unnoticed.
+local function ensure_topic(topic)
+  local res, err = aws.call("sns", "GetTopicAttributes", { TopicArn = topic })
+  if res then say("exists", "sns topic " .. topic) return end
+  local code = type(err) == "table" and err.code or ""
+  local region = topic:match("^arn:[%w-]+:sns:([%w-]+):") or "?"
+  if code == "NotFound" or code == "NotFoundException" then
+    error(setmetatable({ msg = ("sns topic %s does not exist (GetTopicAttributes: %s); nothing was created. "
+      .. "Check --topic-arn: the topic AWS Backup notifies (its account and region, %s, must be the ones "
+      .. "Rotator calls: AWS_REGION); AWS Backup's vault notifications name it (aws backup "
+      .. "get-backup-vault-notifications --backup-vault-name VAULT)"):format(topic, tostring(err), region) }, Fail), 0)
+  end
+  if code == "AuthorizationError" or code == "AccessDenied" or code == "AccessDeniedException" then
+    error(setmetatable({ msg = ("sns:GetTopicAttributes on %s was denied (%s); nothing was created. "
+      .. "Run setup with credentials allowed sns:GetTopicAttributes on the topic"):format(topic, tostring(err)) }, Fail), 0)
+  end
+  check("GetTopicAttributes " .. topic .. " (nothing was created)", nil, err)
+end
+
 ---------------------------------------------------------------- EventBridge
 -- The rule (created, or its pattern brought back to ours); returns its ARN.
 local function ensure_rule(name, copy_jobs)
@@ -347,6 +369,7 @@ end
 
 ---------------------------------------------------------------- the command
 local function setup(opts)
+  if opts.topic_arn then ensure_topic(opts.topic_arn) end
   local name = opts.queue_name or "rotator-backup-events"
   local max = tostring(math.tointeger(tonumber(opts.max_receive_count or "5")) or 5)
   local rule_arn = opts.eventbridge and ensure_rule(name, opts.copy_jobs) or nil

@@ -72,15 +72,22 @@ t.ok(2 <= pings <= 9, f"WATCHDOG=1 about every 200 ms while the loop is healthy 
 # Block the loop from the live daemon's REPL: the blocker runs on the loop thread.
 repl = subprocess.Popen([BIN, "--state-dir", state, "repl"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL, text=True)
-repl.stdin.write('require("host").test_block_loop(2.5)\n')
+marker = os.path.join(state, "blocking")
+# The chunk marks the moment the loop is blocked: counting starts from there, however long
+# the REPL took to connect (slow under sanitizers and on a loaded machine).
+repl.stdin.write(f'require("host").test_block_loop(3, {marker!r})\n')
 repl.stdin.flush()
-time.sleep(0.7)  # the REPL connects and its chunk starts (slower under sanitizers)
+deadline = time.monotonic() + 20
+while not os.path.exists(marker) and time.monotonic() < deadline:
+    time.sleep(0.02)
+t.ok(os.path.exists(marker), "the REPL's chunk started blocking the loop")
+messages_until(lambda m: False, timeout=0.1)  # pings sent before the block began
 got = messages_until(lambda m: False, timeout=1.0)
 blocked_pings = sum(1 for m in got if m.get("WATCHDOG") == "1")
 t.ok(blocked_pings == 0, f"no pings while the loop is blocked ({blocked_pings} in 1 s)", got)
 repl.stdin.close()
 repl.wait(10)
-got = messages_until(lambda m: False, timeout=2.5)
+got = messages_until(lambda m: False, timeout=3.5)
 t.ok(sum(1 for m in got if m.get("WATCHDOG") == "1") >= 2, "pings resume when the loop is free again", got)
 p.send_signal(signal.SIGTERM)
 t.ok(p.wait(10) == 0, "the watchdog daemon stops cleanly")

@@ -19,8 +19,10 @@
  *                                          sent, false without NOTIFY_SOCKET
  *   host.watchdog()                       start WATCHDOG=1 pings from a loop timer if
  *                                          WATCHDOG_USEC asks; -> ping interval (s) or nil
- *   host.test_block_loop(seconds)         TEST HOOK (only with ROTATOR_TEST_HOOKS=1): block
- *                                          the event loop, as a wedged callback would
+ *   host.test_block_loop(seconds [, mark]) TEST HOOK (only with ROTATOR_TEST_HOOKS=1): block
+ *                                          the event loop, as a wedged callback would;
+ *                                          creates the file MARK first (so a test knows
+ *                                          when the block began)
  *   host.config                           scripts_dir, policies_dir, state_dir, version,
  *                                          stop_timeout_ms (--stop-timeout) */
 #include <dirent.h>
@@ -221,6 +223,12 @@ static int h_test_block_loop(lua_State *L) {
   const char *on = getenv("ROTATOR_TEST_HOOKS");
   if (!on || strcmp(on, "1") != 0) return luaL_error(L, "host.test_block_loop is a test hook: set ROTATOR_TEST_HOOKS=1");
   if (secs < 0 || secs > 600) return luaL_argerror(L, 1, "0..600 seconds");
+  const char *mark = luaL_optstring(L, 2, NULL);
+  if (mark) {
+    int fd = open(mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return luaL_error(L, "host.test_block_loop: cannot create %s: %s", mark, strerror(errno));
+    if (close(fd) != 0) return luaL_error(L, "host.test_block_loop: closing %s: %s", mark, strerror(errno));
+  }
   struct timespec ts = {(time_t)secs, (long)((secs - (lua_Number)(time_t)secs) * 1e9)};
   while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
   return 0;
