@@ -23,6 +23,7 @@ static const aws_service_t SERVICES[] = {
     {"sns", "SNS", "sns", "sns", AWS_QUERY, NULL, "2010-03-31", FIPS_US_CA},
     {"application-autoscaling", "APPLICATION_AUTO_SCALING", "application-autoscaling",
      "application-autoscaling", AWS_JSON_1_1, "AnyScaleFrontendService", NULL, FIPS_US},
+    {"events", "EVENTBRIDGE", "events", "events", AWS_JSON_1_1, "AWSEvents", NULL, FIPS_US},
 };
 
 const aws_service_t *aws_service(const char *name) {

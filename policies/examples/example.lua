@@ -11,9 +11,11 @@ rule {
   -- AWS Backup-managed recovery points (arn:aws:backup:...:recovery-point:...) restore
   -- through backup:StartRestoreJob with this role.
   iam_role_arn = "arn:aws:iam::123456789012:role/rotator-backup-restore",
+  -- copy_source_tags = true,  -- the source's tags onto the copy (StartRestoreJob only)
 
   -- Optional hooks (see scripts/policy/rules.lua for the full list):
-  -- restore = { BillingModeOverride = "PAY_PER_REQUEST" },
+  -- restore = { BillingModeOverride = "PAY_PER_REQUEST" },  -- DynamoDB backups only; a
+  --   recovery point takes only SSESpecificationOverride (StartRestoreJob's encryption)
   -- target_name = function(ctx) return ctx.table_name:lower() .. "-copy" .. ctx.suffix end,
   -- after_active = function(ctx) --[[ ctx.table_arn, ctx.call(service, action, params) ]] end,
   -- wait_for_active = false,  -- with no ssm_parameter: stop after starting the restore

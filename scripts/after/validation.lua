@@ -9,6 +9,7 @@
 --                                backup_arn, workflow, dry_run, call(service, action, params)};
 --                                return true, or false/nil and a reason; an error fails too
 --   report_to_backup = true,     restore jobs (StartRestoreJob): PutRestoreValidationResult
+--                                (the default for restore jobs; false turns it off)
 -- }
 -- A failure fails the workflow: the SSM parameter keeps the previous copy. A dry run
 -- (no table yet) records the step as skipped.
@@ -127,7 +128,7 @@ function M.step(ctx, doc, rule, s)
   if not v then s.Skipped = "no validation configured" return true end
   if ctx.dry_run then s.Skipped = "dry run: no table to validate" return true end
   local why, rid = failures(ctx, doc, v, s)
-  if v.report_to_backup and doc.RestoreJobId then
+  if v.report_to_backup ~= false and doc.RestoreJobId then
     M.report(ctx, doc, why and "FAILED" or "SUCCESSFUL", why or "Rotator validation passed")
   end
   if why then

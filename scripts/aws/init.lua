@@ -53,6 +53,9 @@ local REST = {
     ListBackupJobs = { "GET", "/backup-jobs/", { NextToken = "nextToken", MaxResults = "maxResults",
       ByResourceArn = "resourceArn", ByState = "state", ByCreatedAfter = "createdAfter",
       ByCreatedBefore = "createdBefore", ByBackupVaultName = "backupVaultName", ByResourceType = "resourceType" } },
+    DescribeBackupJob = { "GET", "/backup-jobs/{BackupJobId}" },
+    DescribeCopyJob = { "GET", "/copy-jobs/{CopyJobId}" },
+    DescribeRecoveryPoint = { "GET", "/backup-vaults/{BackupVaultName}/recovery-points/{RecoveryPointArn}" },
   },
 }
 

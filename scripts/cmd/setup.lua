@@ -1,8 +1,12 @@
--- rotator setup --topic-arn ARN [--queue-name NAME] [--max-receive-count N]: creates (or
--- checks) what Rotator needs around it, with the operator's (admin) credentials:
+-- rotator setup [--topic-arn ARN] [--eventbridge] [--copy-jobs] [--queue-name NAME]
+-- [--max-receive-count N]: creates (or checks) what Rotator needs around it, with the
+-- operator's (admin) credentials:
 --   the dead-letter queue NAME-dlq; the queue NAME with RedrivePolicy to it and a Policy
---   letting the topic send; the topic's sqs subscription to the queue with the filter
---   policy {"EventType":["BACKUP_JOB"],"State":["COMPLETED"]}.
+--   letting the topic and/or the EventBridge rule send; the topic's sqs subscription to
+--   the queue with the filter policy {"EventType":["BACKUP_JOB"],"State":["COMPLETED"]};
+--   the EventBridge rule NAME on the default bus (source aws.backup, "Backup Job State
+--   Change", state COMPLETED) with the queue as its target. --copy-jobs adds copy jobs
+--   (COPY_JOB, "Copy Job State Change") to both.
 -- Each resource is read first and only what differs is changed, so a second run changes
 -- nothing ("unchanged" lines). Then it prints the IAM policy Rotator's own identity needs.
 local log = require "log"
@@ -15,23 +19,33 @@ local aws = require "aws"
 local M = {}
 
 local usage = [==[
-usage: rotator setup --topic-arn ARN [--queue-name rotator-backup-events]
-                     [--max-receive-count 5] [--policy-only]
+usage: rotator setup [--topic-arn ARN] [--eventbridge] [--copy-jobs]
+                     [--queue-name rotator-backup-events] [--max-receive-count 5]
+                     [--policy-only]
 
 Creates or checks, with the credentials in the environment (an operator's, not Rotator's
 least-privilege identity): the SQS queue with a dead-letter queue (NAME-dlq, after
---max-receive-count receives), the queue policy allowing the AWS Backup SNS topic to send,
-and the topic's subscription with the filter policy
-{"EventType":["BACKUP_JOB"],"State":["COMPLETED"]}. Re-running changes nothing. Prints one
-line per resource (created / updated / unchanged), the queue URL for `rotator run
---queue-url`, then the IAM policy Rotator needs (--policy-only prints just that).
-The topic is checked first (sns:GetTopicAttributes): if it does not exist, setup says so
-and creates nothing. Needs sns:GetTopicAttributes, sqs:GetQueueUrl, CreateQueue,
-GetQueueAttributes, SetQueueAttributes and sns:ListSubscriptionsByTopic, Subscribe and
-SetSubscriptionAttributes.
+--max-receive-count receives) and a queue policy letting the notification sources send,
+then the sources (one or both):
+  --topic-arn ARN  the AWS Backup vault's SNS topic, checked first (sns:GetTopicAttributes:
+                   if it does not exist, setup says so and creates nothing), then its sqs
+                   subscription with the filter policy
+                   {"EventType":["BACKUP_JOB"],"State":["COMPLETED"]}
+  --eventbridge    an EventBridge rule NAME on the default bus: {"source":["aws.backup"],
+                   "detail-type":["Backup Job State Change"],"detail":{"state":["COMPLETED"]}},
+                   its target the queue
+  --copy-jobs      copy jobs too (COPY_JOB; "Copy Job State Change"): their destination
+                   recovery points are restored
+Re-running changes nothing. Prints one line per resource (created / updated / unchanged),
+the queue URL for `rotator run --queue-url`, then the IAM policy Rotator needs
+(--policy-only prints just that). Needs sqs:GetQueueUrl, CreateQueue, GetQueueAttributes,
+SetQueueAttributes; with --topic-arn sns:GetTopicAttributes, ListSubscriptionsByTopic,
+Subscribe and SetSubscriptionAttributes; with --eventbridge events:DescribeRule, PutRule,
+ListTargetsByRule and PutTargets.
 
 Examples:
   rotator setup --topic-arn arn:aws:sns:us-east-1:123456789012:backup-notifications
+  rotator setup --eventbridge --copy-jobs
   rotator setup --policy-only > rotator-iam-policy.json
 ]==]
 
@@ -147,13 +161,18 @@ M.IAM_POLICY = [==[
     {
       "Sid": "RestoreBackupManagedRecoveryPoints",
       "Effect": "Allow",
-      "Action": "backup:StartRestoreJob",
+      "Action": [
+        "backup:StartRestoreJob",
+        "backup:DescribeRecoveryPoint"
+      ],
       "Resource": "arn:aws:backup:*:*:recovery-point:*"
     },
     {
-      "Sid": "TrackRestoreJobs",
+      "Sid": "TrackBackupCopyAndRestoreJobs",
       "Effect": "Allow",
       "Action": [
+        "backup:DescribeBackupJob",
+        "backup:DescribeCopyJob",
         "backup:DescribeRestoreJob",
         "backup:PutRestoreValidationResult"
       ],
@@ -205,7 +224,19 @@ M.IAM_POLICY = [==[
 }]==]
 
 local SPEC = { ["--topic-arn"] = "string", ["--queue-name"] = "string", ["--max-receive-count"] = "string",
-  ["--policy-only"] = "bool" }
+  ["--policy-only"] = "bool", ["--eventbridge"] = "bool", ["--copy-jobs"] = "bool" }
+
+-- What the EventBridge rule matches (M.event_pattern(copy_jobs)).
+function M.event_pattern(copy_jobs)
+  local types = { "Backup Job State Change" }
+  if copy_jobs then types[2] = "Copy Job State Change" end
+  return { source = { "aws.backup" }, ["detail-type"] = types, detail = { state = { "COMPLETED" } } }
+end
+
+function M.filter_policy(copy_jobs)
+  if not copy_jobs then return M.FILTER_POLICY end
+  return { EventType = { "BACKUP_JOB", "COPY_JOB" }, State = { "COMPLETED" } }
+end
 
 local Fail = {}
 local function check(what, res, err)
@@ -242,11 +273,17 @@ function M.diff(have, want)
   return n > 0 and d or nil
 end
 
-function M.queue_policy(queue_arn, topic_arn)
-  return assert(json.encode({ Version = "2012-10-17", Statement = { {
-    Sid = "AllowBackupTopic", Effect = "Allow", Principal = { Service = "sns.amazonaws.com" },
-    Action = "sqs:SendMessage", Resource = queue_arn,
-    Condition = { ArnEquals = { ["aws:SourceArn"] = topic_arn } } } } }))
+-- The queue policy: the topic (sns.amazonaws.com) and/or the rule (events.amazonaws.com)
+-- may send, each only from its own ARN.
+function M.queue_policy(queue_arn, topic_arn, rule_arn)
+  local st = {}
+  local function allow(sid, service, source)
+    st[#st + 1] = { Sid = sid, Effect = "Allow", Principal = { Service = service }, Action = "sqs:SendMessage",
+      Resource = queue_arn, Condition = { ArnEquals = { ["aws:SourceArn"] = source } } }
+  end
+  if topic_arn then allow("AllowBackupTopic", "sns.amazonaws.com", topic_arn) end
+  if rule_arn then allow("AllowBackupEventRule", "events.amazonaws.com", rule_arn) end
+  return assert(json.encode({ Version = "2012-10-17", Statement = st }))
 end
 
 ---------------------------------------------------------------- SQS
@@ -304,7 +341,7 @@ end
 -- The filter policy is set on creation, and re-asserted (same value: a no-op for SNS) on an
 -- existing subscription: aws.lua's XML decoder keeps one <entry> of a map, so
 -- GetSubscriptionAttributes cannot be compared reliably.
-local function ensure_subscription(topic, qarn)
+local function ensure_subscription(topic, qarn, copy_jobs)
   local arn = find_subscription(topic, qarn)
   local created = not arn
   if created then
@@ -312,7 +349,7 @@ local function ensure_subscription(topic, qarn)
       Endpoint = qarn, ReturnSubscriptionArn = true }))
     arn = res.SubscriptionArn
   end
-  local want = { FilterPolicyScope = "MessageAttributes", FilterPolicy = assert(json.encode(M.FILTER_POLICY)) }
+  local want = { FilterPolicyScope = "MessageAttributes", FilterPolicy = assert(json.encode(M.filter_policy(copy_jobs))) }
   for _, name in ipairs({ "FilterPolicyScope", "FilterPolicy" }) do
     check("SetSubscriptionAttributes " .. name, aws.call("sns", "SetSubscriptionAttributes",
       { SubscriptionArn = arn, AttributeName = name, AttributeValue = want[name] }))
@@ -340,17 +377,50 @@ local function ensure_topic(topic)
   check("GetTopicAttributes " .. topic .. " (nothing was created)", nil, err)
 end
 
+---------------------------------------------------------------- EventBridge
+-- The rule (created, or its pattern brought back to ours); returns its ARN.
+local function ensure_rule(name, copy_jobs)
+  local pattern = assert(json.encode(M.event_pattern(copy_jobs)))
+  local have, err = aws.call("events", "DescribeRule", { Name = name })
+  if not have and not (type(err) == "table" and err.code == "ResourceNotFoundException") then
+    check("DescribeRule " .. name, nil, err)
+  end
+  if have and canon(have.EventPattern) == canon(pattern) and have.State == "ENABLED" then
+    say("unchanged", "eventbridge rule " .. name, pattern)
+    return have.Arn
+  end
+  local res = check("PutRule " .. name, aws.call("events", "PutRule", { Name = name, EventPattern = pattern,
+    State = "ENABLED", Description = "AWS Backup job state changes for Rotator" }))
+  say(have and "updated" or "created", "eventbridge rule " .. name, pattern)
+  return res.RuleArn
+end
+
+local function ensure_target(rule, qarn)
+  local res = check("ListTargetsByRule " .. rule, aws.call("events", "ListTargetsByRule", { Rule = rule }))
+  for _, tgt in ipairs(res.Targets or {}) do
+    if tgt.Arn == qarn then say("unchanged", "eventbridge target " .. qarn) return end
+  end
+  local put = check("PutTargets " .. rule, aws.call("events", "PutTargets", { Rule = rule,
+    Targets = { { Id = "rotator-queue", Arn = qarn } } }))
+  if (put.FailedEntryCount or 0) > 0 then
+    check("PutTargets " .. rule, nil, json.encode(put.FailedEntries))
+  end
+  say("created", "eventbridge target " .. qarn)
+end
+
 ---------------------------------------------------------------- the command
 local function setup(opts)
-  ensure_topic(opts.topic_arn)
+  if opts.topic_arn then ensure_topic(opts.topic_arn) end
   local name = opts.queue_name or "rotator-backup-events"
   local max = tostring(math.tointeger(tonumber(opts.max_receive_count or "5")) or 5)
+  local rule_arn = opts.eventbridge and ensure_rule(name, opts.copy_jobs) or nil
   local _, dlq_arn = ensure_queue(name .. "-dlq", function() return {} end)
   local url, qarn = ensure_queue(name, function(arn)
-    return { Policy = M.queue_policy(arn, opts.topic_arn),
+    return { Policy = M.queue_policy(arn, opts.topic_arn, rule_arn),
       RedrivePolicy = assert(json.encode({ deadLetterTargetArn = dlq_arn, maxReceiveCount = max })) }
   end)
-  ensure_subscription(opts.topic_arn, qarn)
+  if opts.topic_arn then ensure_subscription(opts.topic_arn, qarn, opts.copy_jobs) end
+  if rule_arn then ensure_target(name, qarn) end
   io.stdout:write("\nqueue url: ", url, "\n")
 end
 
@@ -358,8 +428,14 @@ local function run(argv)
   local opts, pos = args.parse(argv, SPEC, "setup")
   if not opts then io.stderr:write("rotator setup: ", pos, "\n") return 2 end
   if opts.policy_only then io.stdout:write(M.IAM_POLICY, "\n") return 0 end
-  if not opts.topic_arn or not opts.topic_arn:match("^arn:[%w-]+:sns:") then
-    io.stderr:write("rotator setup: --topic-arn ARN (the AWS Backup SNS topic) is required\n", usage)
+  if opts.topic_arn and not opts.topic_arn:match("^arn:[%w-]+:sns:") then
+    io.stderr:write("rotator setup: --topic-arn must be an SNS topic ARN (the AWS Backup vault's topic), got ",
+      opts.topic_arn, "\n")
+    return 2
+  end
+  if not opts.topic_arn and not opts.eventbridge then
+    io.stderr:write("rotator setup: name a notification source: --topic-arn ARN (the vault's SNS topic) "
+      .. "and/or --eventbridge\n", usage)
     return 2
   end
   task.spawn(function()

@@ -18,6 +18,7 @@
 --   wait_for_active default true; false stops after starting the restore when there is
 --                   no ssm_parameter (the original tool's behaviour)
 --   iam_role_arn    role AWS Backup assumes for StartRestoreJob (backup-managed points)
+--   copy_source_tags  StartRestoreJob's CopySourceTagsToRestoredResource (backup-managed points)
 --   tags, copy_ttl, pitr, deletion_protection, validation   after ACTIVE (post_restore.lua)
 --   carry_over      { "stream", "autoscaling", "contributor_insights", "resource_policy" }:
 --                   what no restore carries over, copied from the source (carry_over.lua)
@@ -45,7 +46,7 @@ M.RE_FLAGS = "u"
 local KNOWN = {
   name = "string", source_pattern = "string", replacement = "string", ssm_parameter = "string",
   target_name = "function", restore = "table|function", after_active = "function",
-  wait_for_active = "boolean", iam_role_arn = "string",
+  wait_for_active = "boolean", iam_role_arn = "string", copy_source_tags = "boolean",
   -- post-restore settings, validation, retention, alerts (post_restore.lua and friends)
   tags = "table", copy_ttl = "boolean", pitr = "boolean", deletion_protection = "boolean",
   validation = "table", retention = "table", alert_topic_arn = "string", select = "table",

@@ -3,13 +3,19 @@
 --     whose Body is an SNS envelope (JSON) or, with raw delivery, the bare message text;
 --   * an SNS envelope ({"Type":"Notification","Message":...,"MessageAttributes":...});
 --   * a Lambda-style {"Records":[{"Sns":{...}}, ...]} document (every record is handled);
---   * an EventBridge "Backup Job State Change" event.
+--   * an EventBridge "Backup Job State Change" or "Copy Job State Change" event (the rule's
+--     target delivers the event document itself as the SQS body).
+-- Backup jobs and copy jobs both name a recovery point to restore: a copy job's is the
+-- destination recovery point (in the destination vault). A copy job's record carries
+-- job_type = "COPY_JOB" and copy_job_id; its backup_job_id (the workflow's key) is the
+-- copy job's id.
 -- M.parse(input) takes a string or a decoded table and returns a list of records, or
 -- nil and a reason when the input is not a notification at all. A record is either
 --   { skip = "reason", ... }   (not a DynamoDB table, not COMPLETED, ...)
 -- or
---   { backup_job_id, recovery_point_arn, resource_arn, table_name, start_time (RFC 3339
---     text as received), start_epoch, restore_via, message, message_id, notes = {...} }
+--   { backup_job_id, job_type ("BACKUP_JOB" | "COPY_JOB"), copy_job_id, recovery_point_arn,
+--     resource_arn, table_name, start_time (RFC 3339 text as received), start_epoch,
+--     restore_via, message, message_id, notes = {...} }
 -- Message attributes (EventType, State, StartTime, Id) win over the body text.
 local json = require "json"
 local clock = require "clock"
@@ -44,6 +50,7 @@ local LABELS = {
   recovery_point_arn = { "[Rr]ecovery [Pp]oint ARN%s*:%s*(%S+)", "oint ARN", 10 },
   resource_arn = { "Resource ARN%s*:%s*(%S+)", "Resource ARN", 0 },
   backup_job_id = { "Backup ?Job I[Dd]%s*:%s*(%S+)", "Job I", 7 },
+  copy_job_id = { "Copy ?Job I[Dd]%s*:%s*(%S+)", "Job I", 5 },
 }
 
 local function after(text, label)
@@ -61,12 +68,13 @@ function M.parse_body(text)
     recovery_point_arn = after(text, LABELS.recovery_point_arn),
     resource_arn = after(text, LABELS.resource_arn),
     backup_job_id = after(text, LABELS.backup_job_id),
+    copy_job_id = after(text, LABELS.copy_job_id),
   }
   if text:find("completed successfully", 1, true) then facts.state = "COMPLETED"
   elseif text:find("failed", 1, true) then facts.state = "FAILED"
   elseif text:find("expired", 1, true) then facts.state = "EXPIRED"
   elseif text:find("aborted", 1, true) then facts.state = "ABORTED" end
-  if not (facts.resource_arn or facts.recovery_point_arn or facts.backup_job_id) then return nil end
+  if not (facts.resource_arn or facts.recovery_point_arn or facts.backup_job_id or facts.copy_job_id) then return nil end
   return facts
 end
 
@@ -98,21 +106,23 @@ local function record_from(message, attrs, meta)
     message = message,
     message_id = meta.message_id,
     notification_time = meta.timestamp,
-    backup_job_id = nonempty(attrs.Id) or facts.backup_job_id,
+    backup_job_id = nonempty(attrs.Id) or facts.backup_job_id or facts.copy_job_id,
     recovery_point_arn = facts.recovery_point_arn,
     resource_arn = facts.resource_arn,
     state = nonempty(attrs.State) or facts.state,
-    event_type = nonempty(attrs.EventType),
+    event_type = nonempty(attrs.EventType) or (facts.copy_job_id and not facts.backup_job_id and "COPY_JOB") or nil,
     start_time = nonempty(attrs.StartTime),
     notes = {},
   }
+  if rec.event_type == "COPY_JOB" then rec.copy_job_id = rec.backup_job_id end
   return rec
 end
 
 local function finish(rec)
-  if rec.event_type and rec.event_type ~= "BACKUP_JOB" then
-    return { skip = "event type " .. rec.event_type .. " is not BACKUP_JOB", backup_job_id = rec.backup_job_id }
+  if rec.event_type and rec.event_type ~= "BACKUP_JOB" and rec.event_type ~= "COPY_JOB" then
+    return { skip = "event type " .. rec.event_type .. " is not BACKUP_JOB or COPY_JOB", backup_job_id = rec.backup_job_id }
   end
+  rec.job_type = rec.event_type or "BACKUP_JOB"
   rec.table_name = M.table_name(rec.resource_arn)
   if not rec.table_name then
     return { skip = "not a DynamoDB table", resource_arn = rec.resource_arn, backup_job_id = rec.backup_job_id }
@@ -126,7 +136,8 @@ local function finish(rec)
       backup_job_id = rec.backup_job_id }
   end
   if not rec.backup_job_id then
-    return { skip = "no backup job id in the notification", table_name = rec.table_name }
+    return { skip = ("no %s id in the notification"):format(rec.job_type == "COPY_JOB" and "copy job" or "backup job"),
+      table_name = rec.table_name }
   end
   if not rec.start_time then
     rec.start_time = rec.notification_time
@@ -150,7 +161,19 @@ local function from_sns(env)
 end
 
 local function from_eventbridge(ev)
-  local d = ev.detail or {}
+  local d = type(ev.detail) == "table" and ev.detail or {}
+  local kind = ev["detail-type"]
+  if kind == "Copy Job State Change" then
+    return finish({
+      message = json.encode(ev), message_id = ev.id, notification_time = ev.time,
+      event_type = "COPY_JOB", backup_job_id = d.copyJobId, copy_job_id = d.copyJobId,
+      recovery_point_arn = d.destinationRecoveryPointArn, resource_arn = d.resourceArn,
+      state = d.state, start_time = nonempty(d.creationDate), notes = {},
+    })
+  elseif kind ~= nil and kind ~= "Backup Job State Change" then
+    return { skip = ("EventBridge event %q is not a backup or copy job state change"):format(tostring(kind)),
+      backup_job_id = d.backupJobId or d.restoreJobId }
+  end
   local rec = {
     message = json.encode(ev),
     message_id = ev.id,
@@ -208,7 +231,8 @@ function parse_value(v)
     if not r then return nil, err end
     return { r }
   end
-  if v["detail-type"] == "Backup Job State Change" or (v.source == "aws.backup" and v.detail) then
+  if v["detail-type"] == "Backup Job State Change" or v["detail-type"] == "Copy Job State Change"
+    or (v.source == "aws.backup" and (v.detail or v["detail-type"])) then
     return { from_eventbridge(v) }
   end
   return nil, "JSON document is not an SQS message, SNS envelope, Records list or EventBridge event"

@@ -1,5 +1,8 @@
 -- Restore Backup: RestoreTableFromBackup (DynamoDB backups) or StartRestoreJob (AWS
--- Backup-managed recovery points, IdempotencyToken = backup job id). A crash between the
+-- Backup-managed recovery points: the point and its table confirmed first by
+-- recovery_point.lua; Metadata targetTableName and the rule's encryption; IdempotencyToken
+-- from the workflow id and attempt, so a redelivery or a restart gets the same job back;
+-- CopySourceTagsToRestoredResource with rule.copy_source_tags). A crash between the
 -- call and its record is harmless: the resumed step calls again, gets
 -- TableAlreadyExistsException, and finds the table restored from this job's recovery
 -- point (DescribeTable RestoreSummary) -> ours. LimitExceededException puts the workflow
@@ -12,6 +15,7 @@ local N = require "workflow.notification"
 local config = require "workflow.config"
 local D = require "workflow.doc"
 local S = require "workflow.step"
+local recovery_point = require "workflow.recovery_point"
 
 local M = {}
 
@@ -89,29 +93,77 @@ local function restore_dynamodb(ctx, wf)
   log.info("restore.started", D.fields(doc, { request_id = rid, backup = doc.RecoveryPointArn }))
 end
 
+-- StartRestoreJob's DynamoDB Metadata from the rule: targetTableName, and the encryption
+-- of rule.restore.SSESpecificationOverride (KMS + key ARN, or AWS's default key). The
+-- other RestoreTableFromBackup overrides have no StartRestoreJob equivalent: refused.
+local function restore_metadata(wf, target)
+  local rec, rule = wf.doc.Record, wf.rule
+  local overrides, err = rules.restore_overrides(rule, { table_name = rec.table_name, target = target,
+    backup_job_id = rec.backup_job_id })
+  if not overrides then D.fail(err) end
+  local meta = { targetTableName = target }
+  for k, v in pairs(overrides) do
+    if k ~= "SSESpecificationOverride" then
+      D.fail(("rule %s: restore override %s has no StartRestoreJob equivalent (recovery point %s is AWS "
+        .. "Backup-managed); remove it, or set the table up in after_active"):format(rules.label(rule), k,
+        rec.recovery_point_arn))
+    end
+    if type(v) ~= "table" then D.fail(("rule %s: SSESpecificationOverride must be a table"):format(rules.label(rule))) end
+    if v.Enabled == false or (v.SSEType ~= nil and v.SSEType ~= "KMS") then
+      meta.encryptionType = "Default"
+    else
+      local key = v.KMSMasterKeyId
+      if type(key) ~= "string" or not key:match("^arn:") then
+        D.fail(("rule %s: SSESpecificationOverride.KMSMasterKeyId must be a KMS key ARN for StartRestoreJob "
+          .. "(kmsMasterKeyArn), got %s"):format(rules.label(rule), tostring(key)))
+      end
+      meta.encryptionType, meta.kmsMasterKeyArn = "KMS", key
+    end
+  end
+  return meta
+end
+
+-- Same workflow, same attempt -> same token -> the same restore job (redelivery, restart,
+-- a crash between the call and its journal record). A retry after a failed attempt is a
+-- new attempt and gets a new job.
+function M.idempotency_token(doc)
+  return ("rotator-%s-%d"):format(doc.WorkflowId, doc.Attempt or 1)
+end
+
 local function restore_backup_job(ctx, wf)
   local doc, rule, rec = wf.doc, wf.rule, wf.doc.Record
   if not rule.iam_role_arn then
     D.fail(("recovery point %s is AWS Backup-managed: rule %s needs iam_role_arn for StartRestoreJob")
       :format(rec.recovery_point_arn, rules.label(rule)))
   end
+  local point = recovery_point.resolve(ctx, wf)
+  local params = {
+    RecoveryPointArn = point.Arn, IamRoleArn = rule.iam_role_arn,
+    IdempotencyToken = M.idempotency_token(doc), ResourceType = "DynamoDB",
+    Metadata = restore_metadata(wf, doc.TargetTableName),
+    CopySourceTagsToRestoredResource = rule.copy_source_tags or nil,
+  }
   local s = D.step(doc, "Restore Backup")
-  local res, rid = S.call(ctx, wf, s, "backup", "StartRestoreJob", {
-    RecoveryPointArn = rec.recovery_point_arn, IamRoleArn = rule.iam_role_arn,
-    IdempotencyToken = rec.backup_job_id, ResourceType = "DynamoDB",
-    Metadata = { targetTableName = doc.TargetTableName },
-  })
-  if not res then return refused(ctx, wf, "StartRestoreJob", rid) end
+  local res, rid = S.call(ctx, wf, s, "backup", "StartRestoreJob", params)
+  if not res then
+    if D.code(rid) == "AccessDeniedException" then
+      D.fail(("StartRestoreJob failed: %s (grant the action named there to Rotator's identity; "
+        .. "StartRestoreJob needs backup:StartRestoreJob on the recovery point and iam:PassRole on %s)")
+        :format(tostring(rid), rule.iam_role_arn), D.rid(rid))
+    end
+    return refused(ctx, wf, "StartRestoreJob", rid)
+  end
   D.done(s, rid)
   doc.StartRestoreJobOutput = res
   doc.RestoreJobId = res.RestoreJobId
-  local _, region, account = N.arn_parts(rec.resource_arn)
-  local partition = N.arn_parts(rec.recovery_point_arn)
+  doc.RestoreJobCompleted = nil
+  local _, region, account = N.arn_parts(point.SourceArn)
+  local partition = N.arn_parts(point.Arn)
   doc.TableArn = ("arn:%s:dynamodb:%s:%s:table/%s"):format(partition or "aws", region or "", account or "",
     doc.TargetTableName)
   started(ctx, wf, "Restore Started")
   log.info("restore.started", D.fields(doc, { request_id = rid, restore_job = res.RestoreJobId,
-    backup = rec.recovery_point_arn }))
+    backup = point.Arn }))
 end
 
 function M.step(ctx, wf, admission)

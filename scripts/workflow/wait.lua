@@ -29,11 +29,16 @@ local function check_restore_job(ctx, wf, s)
   end
   D.done(s, rid)
   doc.DescribeRestoreJobOutput = res
+  s.RestoreJobStatus = res.Status
+  log.info("restore_job.status", D.fields(doc, { restore_job = doc.RestoreJobId, status = res.Status,
+    percent_done = res.PercentDone, request_id = rid }))
   if res.Status == "COMPLETED" then
     if res.CreatedResourceArn then doc.TableArn = res.CreatedResourceArn end
     doc.RestoreJobCompleted = true
-  elseif res.Status ~= "PENDING" and res.Status ~= "RUNNING" then
-    D.fail(("restore job %s is %s: %s"):format(doc.RestoreJobId, tostring(res.Status), tostring(res.StatusMessage)), rid)
+  elseif res.Status ~= "PENDING" and res.Status ~= "RUNNING" and res.Status ~= "CREATED" then
+    D.fail(("restore job %s is %s: %s (AWS Backup's StatusMessage; see the job in the AWS Backup console, "
+      .. "fix the cause, then redrive the message)"):format(doc.RestoreJobId, tostring(res.Status),
+      tostring(res.StatusMessage or "no status message")), rid)
   end
   next_poll(ctx, wf, "Check Restore Status")
 end

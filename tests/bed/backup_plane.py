@@ -180,6 +180,8 @@ class BackupPlane:
 
     def _resource(self, account, region, action, pp, params) -> str:
         vault = lambda name: f"arn:aws:backup:{region}:{account}:backup-vault:{name}"  # noqa: E731
+        if "rp" in pp:      # DescribeRecoveryPoint: AWS authorizes it on the recovery point
+            return pp["rp"]
         if "vault" in pp:
             return vault(pp["vault"])
         if action in ("StartRestoreJob", "StartCopyJob"):

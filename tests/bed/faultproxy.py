@@ -78,12 +78,15 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 
 DYNAMODB_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 
-# restJson calls we name (AWS Backup restore jobs); others are "METHOD /path".
+# restJson calls we name (AWS Backup jobs and recovery points); others are "METHOD /path".
 REST_ACTIONS = [
     ("PUT", re.compile(r"^/restore-jobs/?$"), "StartRestoreJob"),
     ("GET", re.compile(r"^/restore-jobs/[^/]+/?$"), "DescribeRestoreJob"),
     ("PUT", re.compile(r"^/restore-jobs/[^/]+/validations/?$"), "PutRestoreValidationResult"),
     ("GET", re.compile(r"^/restore-jobs/?$"), "ListRestoreJobs"),
+    ("GET", re.compile(r"^/backup-jobs/[^/]+/?$"), "DescribeBackupJob"),
+    ("GET", re.compile(r"^/copy-jobs/[^/]+/?$"), "DescribeCopyJob"),
+    ("GET", re.compile(r"^/backup-vaults/[^/]+/recovery-points/[^/]+/?$"), "DescribeRecoveryPoint"),
 ]
 
 

@@ -41,10 +41,15 @@ with bed.Emulator() as emu:
     t.eq(code(lambda: a.describe_restore_job(RestoreJobId="nope"))[0], "ResourceNotFoundException",
          "unknown restore job: ResourceNotFoundException")
 
-    # Signature and IAM: the Rotator user's policy has no backup:* yet -> AccessDenied.
-    c, m = code(lambda: emu.rotator_client("backup", retries=0).describe_backup_job(BackupJobId=job["job_id"]))
+    # Signature and IAM: the Rotator user's policy grants no backup:ListBackupJobs -> AccessDenied.
+    c, m = code(lambda: emu.rotator_client("backup", retries=0).list_backup_jobs())
     t.eq(c, "AccessDeniedException", "IAM policy checked for backup:*")
-    t.ok("backup:DescribeBackupJob" in (m or ""), "message names the action", m)
+    t.ok("backup:ListBackupJobs" in (m or ""), "message names the action", m)
+    t.eq(emu.rotator_client("backup", retries=0).describe_backup_job(BackupJobId=job["job_id"])["State"],
+         "COMPLETED", "the documented policy grants DescribeBackupJob")
+    t.eq(emu.rotator_client("backup", retries=0).describe_recovery_point(
+        BackupVaultName="Default", RecoveryPointArn=rp)["RecoveryPointArn"], rp,
+        "the documented policy grants DescribeRecoveryPoint (authorized on the recovery point)")
     bad = emu.client("backup", keys=bed.Keys(emu.admin_keys[0], "wrong" * 8), retries=0)
     t.eq(code(lambda: bad.list_backup_jobs())[0], "InvalidSignatureException", "signature checked")
 

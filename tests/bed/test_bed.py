@@ -40,7 +40,8 @@ REQUIRED = [
     "dynamodb:UpdateItem", "dynamodb:DeleteItem", "ssm:PutParameter", "ssm:GetParameter",
     "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "backup:StartRestoreJob",
-    "backup:DescribeRestoreJob", "backup:PutRestoreValidationResult", "iam:PassRole",
+    "backup:DescribeRestoreJob", "backup:PutRestoreValidationResult", "backup:DescribeBackupJob",
+    "backup:DescribeCopyJob", "backup:DescribeRecoveryPoint", "iam:PassRole",
     "sns:Publish",
 ]
 

@@ -142,6 +142,38 @@ return {
     T.eq(recs[1].table_name, "t-production")
   end,
 
+  copy_job_sns_both_wordings = function()
+    local rp = "arn:aws:backup:us-east-1:1:recovery-point:dest-1"
+    local res = "arn:aws:dynamodb:us-east-1:1:table/t-production"
+    for _, body in ipairs({
+      "An AWS Backup copy job was completed successfully. Recovery point ARN: " .. rp
+        .. ". Backed up Resource ARN : " .. res .. ". Copy Job Id : c-1",
+      "An AWS Backup copy job was completed successfully. Recovery point ARN: " .. rp
+        .. ". Resource ARN : " .. res .. ". CopyJob ID : c-1",
+    }) do
+      local with_attrs = assert(N.parse(envelope(body, { EventType = "COPY_JOB", State = "COMPLETED", Id = "c-1",
+        StartTime = "2026-11-25T03:00:00Z" })))[1]
+      T.eq({ with_attrs.job_type, with_attrs.copy_job_id, with_attrs.backup_job_id, with_attrs.recovery_point_arn,
+        with_attrs.table_name, with_attrs.restore_via }, { "COPY_JOB", "c-1", "c-1", rp, "t-production", N.RESTORE_BACKUP })
+      local prose = assert(N.parse(envelope(body, { StartTime = "2026-11-25T03:00:00Z" })))[1]
+      T.eq({ prose.job_type, prose.copy_job_id }, { "COPY_JOB", "c-1" }, "the prose alone says copy job")
+    end
+  end,
+
+  eventbridge_copy_and_other_events = function()
+    local ev = { ["detail-type"] = "Copy Job State Change", source = "aws.backup", id = "e2",
+      time = "2026-11-25T03:41:17Z", resources = { "arn:aws:backup:us-east-1:1:recovery-point:src" },
+      detail = { copyJobId = "c-2", resourceArn = "arn:aws:dynamodb:us-east-1:1:table/t-production",
+        destinationRecoveryPointArn = "arn:aws:backup:us-east-1:2:recovery-point:dest", state = "COMPLETED",
+        creationDate = "2026-11-25T03:00:31.207Z" } }
+    local r = assert(N.parse(json.encode(ev)))[1]
+    T.eq({ r.job_type, r.copy_job_id, r.recovery_point_arn, r.table_name },
+      { "COPY_JOB", "c-2", "arn:aws:backup:us-east-1:2:recovery-point:dest", "t-production" })
+    ev["detail-type"] = "Restore Job State Change"
+    r = assert(N.parse(json.encode(ev)))[1]
+    assert(r.skip and r.skip:find("not a backup or copy job state change", 1, true), r.skip)
+  end,
+
   malformed_is_an_error_not_a_crash = function()
     local recs, err = N.parse('{"Type":"Notification","Message": "An AWS Backup job')
     T.eq(recs, nil)

@@ -243,34 +243,12 @@ return {
     lines = { lines[1], lines[#lines] }
     local first = json.decode(lines[1])
     T.eq(first.call, "backup.StartRestoreJob")
-    T.eq(first.input.IdempotencyToken, "job-9")
+    T.eq(first.input.IdempotencyToken, "rotator-job-9-1")
     T.eq(first.input.Metadata.targetTableName, "orders-staging-20261125-03-00-00")
     T.eq(first.input.IamRoleArn, rule.iam_role_arn)
     local second = json.decode(lines[2])
     T.eq(second.call, "ssm.PutParameter")
     T.eq(second.input.Value, ACCOUNT .. "orders-staging-20261125-03-00-00")
-  end,
-
-  backup_restore_job_is_polled = function()
-    local job_polls = 1
-    local aws = fake({ creating_polls = 0, hook = function(key, p, st)
-      if key == "backup.StartRestoreJob" then
-        st.tables[p.Metadata.targetTableName] = { TableName = p.Metadata.targetTableName,
-          TableArn = ACCOUNT .. p.Metadata.targetTableName, TableStatus = "ACTIVE" }
-        return { RestoreJobId = "rj-1" }, "rid-s"
-      elseif key == "backup.DescribeRestoreJob" then
-        job_polls = job_polls - 1
-        if job_polls >= 0 then return { Status = "RUNNING" }, "rid-d" end
-        return { Status = "COMPLETED", CreatedResourceArn = ACCOUNT .. "orders-staging-20261125-03-00-00" }, "rid-d"
-      end
-    end })
-    local rec = record({ recovery_point_arn = "arn:aws:backup:us-east-1:123456789012:recovery-point:abc",
-      restore_via = N.RESTORE_BACKUP })
-    local rule = { source_pattern = "-production$", replacement = "-staging", ssm_parameter = "/rotator/t", iam_role_arn = "r" }
-    local doc = workflow.run(rec, rule, aws.ctx)
-    T.eq(doc.Status, "Complete", doc.Error)
-    T.eq(aws.count("backup.DescribeRestoreJob"), 2)
-    T.eq(aws.params["/rotator/t"], ACCOUNT .. "orders-staging-20261125-03-00-00")
   end,
 
   concurrency_limit_queues_restores = function()
