@@ -41,10 +41,12 @@ with bed.Emulator() as emu:
     t.eq(code(lambda: a.describe_restore_job(RestoreJobId="nope"))[0], "ResourceNotFoundException",
          "unknown restore job: ResourceNotFoundException")
 
-    # Signature and IAM: the Rotator user's policy grants no backup:ListBackupJobs -> AccessDenied.
-    c, m = code(lambda: emu.rotator_client("backup", retries=0).list_backup_jobs())
+    # Signature and IAM: the Rotator user's policy grants no backup:ListRecoveryPointsByBackupVault
+    # (it lists by resource, never a whole vault) -> AccessDenied.
+    c, m = code(lambda: emu.rotator_client("backup", retries=0).list_recovery_points_by_backup_vault(
+        BackupVaultName="Default"))
     t.eq(c, "AccessDeniedException", "IAM policy checked for backup:*")
-    t.ok("backup:ListBackupJobs" in (m or ""), "message names the action", m)
+    t.ok("backup:ListRecoveryPointsByBackupVault" in (m or ""), "message names the action", m)
     t.eq(emu.rotator_client("backup", retries=0).describe_backup_job(BackupJobId=job["job_id"])["State"],
          "COMPLETED", "the documented policy grants DescribeBackupJob")
     t.eq(emu.rotator_client("backup", retries=0).describe_recovery_point(
