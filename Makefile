@@ -20,7 +20,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HEADERS   := $(sort $(shell find host -name '*.h')) tests/tap.h
 
-.PHONY: all deps test asan valgrind bench demo install clean fuzz FORCE
+.PHONY: all deps test asan valgrind bench demo install clean fuzz fuzz-lib FORCE
 
 # Each fuzz harness also builds with the normal compiler and flags into a corpus replayer
 # (tests/fuzz/replay_main.c): the suite runs every committed corpus once.
@@ -105,8 +105,11 @@ clean:
 FUZZ_SECONDS ?= 60
 FUZZ_SAN = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 FUZZ_HARNESSES = $(patsubst tests/fuzz/%.c,build/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/bin/%: tests/fuzz/%.c FORCE
+# One sub-make builds the instrumented library; every harness links against it (with -j,
+# one sub-make per harness would build the same objects side by side).
+fuzz-lib: FORCE
 	@$(MAKE) --no-print-directory build/fuzz/librotator.a BUILD=build/fuzz CC=clang OPT='-O1 -g' SAN='$(FUZZ_SAN)'
+build/fuzz/bin/%: tests/fuzz/%.c fuzz-lib
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
 	  -Ihost -Ibuild/fuzz $(PKG_CFLAGS) -o $@ $< build/fuzz/librotator.a $(ALL_LIBS)
