@@ -1,6 +1,6 @@
 # Rotator build. `make` builds ./rotator; `make test` installs what is missing, builds and
 # runs every test under prove; `make asan` runs the same suite on an ASan+UBSan build.
-PKGS    := lua5.4 libcurl libpcre2-8 openssl libedit sqlite3 libsystemd
+PKGS    := lua5.4 libcurl libpcre2-8 openssl libedit sqlite3 libsystemd libmicrohttpd
 BUILD   ?= build
 OUT     ?= rotator
 PREFIX  ?= /usr/local
@@ -20,7 +20,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HEADERS   := $(sort $(shell find host -name '*.h')) tests/tap.h
 
-.PHONY: all deps test asan valgrind bench demo install clean fuzz fuzz-lib fuzz-merge FORCE
+.PHONY: all deps test asan valgrind bench demo install deb clean fuzz fuzz-lib fuzz-merge FORCE
 
 # Each fuzz harness also builds with the normal compiler and flags into a corpus replayer
 # (tests/fuzz/replay_main.c): the suite runs every committed corpus once.
@@ -86,14 +86,63 @@ demo: deps
 	@ROTATOR=$(CURDIR)/$(OUT) ./tests/demo/run
 
 # Policies are read from /etc/rotator/policies (PREFIX=/usr) or PREFIX/etc/rotator/policies,
-# created empty: a fresh install acts on nothing. The examples go to the doc folder.
+# created empty: a fresh install acts on nothing. The examples go to the doc folder; the
+# systemd unit (vendor/systemd/rotator.service) gets the installed paths; the manual page
+# is the binary's --help.
 POLICY_DIR = $(if $(filter /usr,$(PREFIX)),/etc/rotator/policies,$(PREFIX)/etc/rotator/policies)
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 install: $(OUT)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rotator/scripts \
-	  $(DESTDIR)$(PREFIX)/share/doc/rotator/examples $(DESTDIR)$(POLICY_DIR)
+	  $(DESTDIR)$(PREFIX)/share/doc/rotator/examples $(DESTDIR)$(POLICY_DIR) $(DESTDIR)$(SYSTEMD_UNIT_DIR) \
+	  $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(OUT) $(DESTDIR)$(PREFIX)/bin/rotator
 	cp -R scripts/. $(DESTDIR)$(PREFIX)/share/rotator/scripts/
 	cp -R policies/examples/. $(DESTDIR)$(PREFIX)/share/doc/rotator/examples/
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@POLICYDIR@|$(POLICY_DIR)|g' vendor/systemd/rotator.service \
+	  > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/rotator.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/rotator.service
+	$(abspath $(OUT)) --scripts $(CURDIR)/scripts --help > $(DESTDIR)$(PREFIX)/share/man/man1/rotator.1.tmp
+	{ printf '.TH ROTATOR 1 "" "rotator $$(cat VERSION)" "User Commands"\n.SH NAME\nrotator \\- %s\n.SH DESCRIPTION\n.nf\n' \
+	    'restores DynamoDB backups into fresh copies when AWS Backup finishes a job'; \
+	  sed -e 's/\\/\\e/g' -e "s/^[.']/\\\\\&&/" $(DESTDIR)$(PREFIX)/share/man/man1/rotator.1.tmp; \
+	  printf '.fi\n.SH FILES\n.nf\n/etc/rotator/policies  operator policies\n/etc/default/rotator   service settings\n/var/lib/rotator       journal and control socket\n.fi\n.SH SEE ALSO\n\\fBsystemctl\\fR(1), \\fBjournalctl\\fR(1)\n'; } \
+	  > $(DESTDIR)$(PREFIX)/share/man/man1/rotator.1
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man1/rotator.1.tmp
+
+# `make deb`: rotator_<VERSION>_<arch>.deb from the binary $(OUT), the files `make install
+# PREFIX=/usr` puts down (the unit under /lib/systemd/system, as Debian 12 ships units),
+# /etc/default/rotator as a conffile and the maintainer scripts in vendor/debian/.
+# Depends comes from dpkg-shlibdeps; the changelog is dated by the last commit.
+DEB_VERSION = $(shell cat VERSION)
+DEB_ARCH    = $(shell dpkg --print-architecture)
+DEB_DIR     = $(BUILD)/deb
+DEB_FILE    = $(BUILD)/rotator_$(DEB_VERSION)_$(DEB_ARCH).deb
+deb: $(OUT)
+	rm -rf $(DEB_DIR)/root $(DEB_DIR)/src
+	$(MAKE) --no-print-directory -o $(OUT) install PREFIX=/usr DESTDIR=$(abspath $(DEB_DIR))/root \
+	  SYSTEMD_UNIT_DIR=/lib/systemd/system OUT=$(OUT)
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note $(DEB_DIR)/root/usr/bin/rotator
+	find $(DEB_DIR)/root -type d -exec chmod 0755 {} +
+	find $(DEB_DIR)/root -type f -exec chmod go-w,a+r {} +
+	install -d $(DEB_DIR)/root/DEBIAN $(DEB_DIR)/root/etc/default $(DEB_DIR)/src/debian
+	install -m 0644 vendor/debian/default $(DEB_DIR)/root/etc/default/rotator
+	install -m 0644 vendor/debian/copyright $(DEB_DIR)/root/usr/share/doc/rotator/copyright
+	d=$$(date -R -u -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s)); \
+	  sed -e 's|@VERSION@|$(DEB_VERSION)|' -e "s|@DATE@|$$d|" vendor/debian/changelog \
+	  | gzip -9n > $(DEB_DIR)/root/usr/share/doc/rotator/changelog.gz
+	gzip -9n $(DEB_DIR)/root/usr/share/man/man1/rotator.1
+	install -m 0755 vendor/debian/postinst vendor/debian/prerm vendor/debian/postrm $(DEB_DIR)/root/DEBIAN/
+	install -m 0644 vendor/debian/conffiles $(DEB_DIR)/root/DEBIAN/conffiles
+	printf 'Source: rotator\n\nPackage: rotator\nArchitecture: any\n' > $(DEB_DIR)/src/debian/control
+	deps=$$(cd $(DEB_DIR)/src && dpkg-shlibdeps -O $(abspath $(DEB_DIR))/root/usr/bin/rotator | sed -n 's/^shlibs:Depends=//p'); \
+	  test -n "$$deps" || { echo "make deb: dpkg-shlibdeps found no dependencies" >&2; exit 1; }; \
+	  size=$$(du -sk --exclude=DEBIAN $(DEB_DIR)/root | cut -f1); \
+	  sed -e 's|@VERSION@|$(DEB_VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' -e "s|@SIZE@|$$size|" \
+	    -e "s|@DEPENDS@|$$deps|" vendor/debian/control > $(DEB_DIR)/root/DEBIAN/control
+	cd $(DEB_DIR)/root && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -printf '%P\0' \
+	  | sort -z | xargs -0 md5sum > DEBIAN/md5sums
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_DIR)/root $(DEB_FILE)
+	@echo "make deb: $(DEB_FILE)"
 
 clean:
 	rm -rf $(BUILD) $(OUT)

@@ -5,6 +5,7 @@
 -- The C host calls cli.main(name, args): a command returns an exit status, or nothing
 -- when it has scheduled work on the loop (it then calls host.exit itself).
 local host = require "host"
+local log = require "log"
 require "workflow" -- registers the rule-field validators of the steps after ACTIVE
 local reload = require "daemon.reload"
 local console = require "console.console"
@@ -54,7 +55,42 @@ local function exists(name)
   return false
 end
 
-function M.main(name, args)
+-- Under --log-format json, what a command writes to stderr (usage and startup errors,
+-- policy errors) becomes JSON log lines too: each line one event cli.error (cli.warning
+-- for a line that starts with "warning:"), so a log shipper never meets free text.
+-- Installed when this module loads, so a state built by a reload has it as well.
+local command -- the command's name, once M.main knows it
+local function json_stderr()
+  local real, pending = io.stderr, ""
+  local function emit(line)
+    if line == "" then return end
+    if line:match("^warning:") then log.warn("cli.warning", { command = command, msg = line })
+    else log.error("cli.error", { command = command, msg = line }) end
+  end
+  local proxy = {}
+  function proxy.write(self, ...)
+    for i = 1, select("#", ...) do pending = pending .. tostring((select(i, ...))) end
+    local nl = pending:find("\n", 1, true)
+    while nl do
+      emit(pending:sub(1, nl - 1))
+      pending = pending:sub(nl + 1)
+      nl = pending:find("\n", 1, true)
+    end
+    return self
+  end
+  function proxy.flush(self)
+    emit(pending)
+    pending = ""
+    return self
+  end
+  return setmetatable(proxy, { __index = function(_, k)
+    return function(_, ...) return real[k](real, ...) end
+  end })
+end
+
+if log.format() == "json" and io.type(io.stderr) == "file" then io.stderr = json_stderr() end
+
+local function run(name, args)
   if not exists(name) then
     io.stderr:write(("rotator: unknown command '%s'. Run `rotator --help` for the list.\n"):format(name))
     return 2
@@ -65,6 +101,13 @@ function M.main(name, args)
     return 0
   end
   return cmd.run(args)
+end
+
+function M.main(name, args)
+  command = name
+  local code = run(name, args)
+  if io.type(io.stderr) ~= "file" then io.stderr:flush() end
+  return code
 end
 
 -- Hot reload entry points called by the host (host/lua/reload.c). The state that adopts

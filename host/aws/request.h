@@ -9,6 +9,7 @@
 
 #include "aws/endpoint.h"
 #include "aws/sigv4.h"
+#include "core/log.h"
 #include "net/http.h"
 
 typedef struct {
@@ -23,11 +24,15 @@ typedef struct {
   const char *content_type; /* NULL: the protocol's */
   long timeout_ms;          /* per attempt; 0: http default */
   int max_attempts;         /* 0: AWS_MAX_ATTEMPTS, then 3 */
+  const log_field_t *log_ctx; /* fields every aws.* log line of the call carries (workflow, */
+  size_t log_nctx;          /* message_id), copied; at most AWS_LOG_CTX_MAX */
 } aws_call_t;
+
+#define AWS_LOG_CTX_MAX 8
 
 typedef struct {
   char code[128];
-  char message[512];
+  char message[2048];       /* room for the credential chain's account of each provider */
   char request_id[128];
   int status;               /* 0 for transport errors */
   int retryable;

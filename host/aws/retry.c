@@ -2,12 +2,14 @@
 #include "aws/retry.h"
 
 #include <openssl/rand.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "util/timefmt.h"
 
 struct aws_op {
@@ -15,14 +17,67 @@ struct aws_op {
   aws_request_t q;
   const aws_op_ops_t *ops;
   void *owner;
-  char name[96];           /* "service.Action" for logs */
   int max_attempts, attempt, skew_retried, retried;
   int token_retried;       /* retried once after an expired/invalid session token */
   int signed_with_token;   /* the last attempt carried a session token */
   int last_cost;
   uint64_t http_id, t_attempt;
   loop_timer_t backoff;    /* also starts the first attempt from the loop */
+  log_field_t ctx[AWS_LOG_CTX_MAX]; /* the caller's log context (keys and values owned) */
+  size_t nctx;
 };
+
+/* ---- the log context: every aws.* line of the op carries the caller's fields ---- */
+
+static void ctx_clear(aws_op_t *op) {
+  for (size_t i = 0; i < op->nctx; i++) {
+    free((char *)op->ctx[i].key);
+    free((char *)op->ctx[i].val);
+  }
+  op->nctx = 0;
+}
+
+static int ctx_copy(aws_op_t *op, const aws_call_t *call, char *err, size_t errlen) {
+  if (call->log_nctx > AWS_LOG_CTX_MAX) {
+    snprintf(err, errlen, "%zu log context fields given; the limit is %d", call->log_nctx, AWS_LOG_CTX_MAX);
+    return -1;
+  }
+  for (size_t i = 0; i < call->log_nctx; i++) {
+    const log_field_t *f = &call->log_ctx[i];
+    char *k = strdup(f->key ? f->key : ""), *v = f->val ? strdup(f->val) : NULL;
+    if (!k || (f->val && !v)) {
+      free(k);
+      free(v);
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    op->ctx[op->nctx++] = (log_field_t){k, v, f->type};
+  }
+  return 0;
+}
+
+/* Logs the n fields of f followed by the op's context; f has room for
+ * n + AWS_LOG_CTX_MAX fields (declare it with OP_FIELDS). */
+#define OP_FIELDS(n) ((n) + AWS_LOG_CTX_MAX)
+static void op_log(const aws_op_t *op, log_level_t lvl, const char *event, log_field_t *f, size_t n) {
+  memcpy(f + n, op->ctx, op->nctx * sizeof *f);
+  log_fields(lvl, event, f, n + op->nctx);
+}
+
+static void op_msg(const aws_op_t *op, log_level_t lvl, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void op_msg(const aws_op_t *op, log_level_t lvl, const char *event, const char *fmt, ...) {
+  if (lvl < log_get_level()) return;
+  char *msg = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vasprintf(&msg, fmt, ap);
+  va_end(ap);
+  if (n < 0) msg = NULL;
+  log_field_t f[OP_FIELDS(1)] = {{"msg", msg ? msg : "(out of memory formatting the message)", LOG_T_STR}};
+  op_log(op, lvl, event, f, 1);
+  free(msg);
+}
 
 static int env_flag(const char *name) {
   const char *v = getenv(name);
@@ -56,9 +111,10 @@ static void trace_request(const aws_op_t *op) {
   char attempt[16], blen[24];
   snprintf(attempt, sizeof attempt, "%d", op->attempt);
   snprintf(blen, sizeof blen, "%zu", op->q.body_len);
-  log_kv_t kv[] = {{"service", op->q.svc->name}, {"action", op->q.action}, {"method", op->q.method},
-                   {"url", op->q.url}, {"attempt", attempt}, {"body_bytes", blen}};
-  log_event(LOG_INFO, "aws.request", kv, 6);
+  log_field_t f[OP_FIELDS(6)] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
+                     {"method", op->q.method, LOG_T_STR},     {"url", op->q.url, LOG_T_STR},
+                     {"attempt", attempt, LOG_T_NUM},         {"body_bytes", blen, LOG_T_NUM}};
+  op_log(op, LOG_INFO, "aws.request", f, 6);
 }
 
 static void trace_response(const aws_op_t *op, const http_response_t *resp, const aws_error_t *e,
@@ -69,11 +125,12 @@ static void trace_response(const aws_op_t *op, const http_response_t *resp, cons
   snprintf(status, sizeof status, "%d", resp->status);
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now_ms() - op->t_attempt));
   snprintf(blen, sizeof blen, "%zu", resp->body_len);
-  log_kv_t kv[] = {{"service", op->q.svc->name}, {"action", op->q.action}, {"status", status},
-                   {"request_id", reqid ? reqid : ""}, {"duration_ms", ms},
-                   {"attempt", attempt}, {"body_bytes", blen},
-                   {"error", e ? e->code : ""}, {"message", e ? e->message : ""}};
-  log_event(e ? LOG_WARN : LOG_INFO, "aws.response", kv, e ? 9 : 7);
+  log_field_t f[OP_FIELDS(9)] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
+                     {"status", status, LOG_T_NUM},           {"request_id", reqid ? reqid : "", LOG_T_STR},
+                     {"duration_ms", ms, LOG_T_NUM},          {"attempt", attempt, LOG_T_NUM},
+                     {"body_bytes", blen, LOG_T_NUM},         {"error", e ? e->code : "", LOG_T_STR},
+                     {"message", e ? e->message : "", LOG_T_STR}};
+  op_log(op, e ? LOG_WARN : LOG_INFO, "aws.response", f, e ? 9 : 7);
 }
 
 /* ---- finishing ---- */
@@ -81,6 +138,7 @@ static void trace_response(const aws_op_t *op, const http_response_t *resp, cons
 static void op_free(aws_op_t *op) {
   loop_timer_stop(op->x->loop, &op->backoff);
   aws_request_clear(&op->q);
+  ctx_clear(op);
   free(op);
 }
 
@@ -90,6 +148,7 @@ static void finish(aws_op_t *op, const aws_result_t *r) {
   loop_timer_stop(op->x->loop, &op->backoff);
   op->ops->done(op->owner, r);
   aws_request_clear(&op->q);
+  ctx_clear(op);
   free(op);
 }
 
@@ -123,7 +182,7 @@ static int handle_skew(aws_op_t *op, const http_response_t *resp, const aws_erro
   if (off_now < 60 && off_now > -60) return 0; /* already corrected: not our clock */
   op->x->skew_s = diff;
   op->skew_retried = 1;
-  log_msg(LOG_WARN, "aws.clock_skew", "server clock differs by %ld s; correcting signing time", diff);
+  op_msg(op, LOG_WARN, "aws.clock_skew", "server clock differs by %ld s; correcting signing time", diff);
   return 1;
 }
 
@@ -160,7 +219,8 @@ static int token_rejected(aws_op_t *op, const aws_error_t *e) {
     if (strcmp(e->code, codes[i]) != 0) continue;
     op->ops->creds_rejected(op->owner);
     op->token_retried = 1;
-    log_msg(LOG_WARN, "aws.token_rejected", "%s: %s; resolving credentials again", op->name, e->code);
+    op_msg(op, LOG_WARN, "aws.token_rejected", "%s.%s: %s; resolving credentials again", op->q.svc->name,
+           op->q.action, e->code);
     return 1;
   }
   return 0;
@@ -188,6 +248,16 @@ static void succeeded(aws_op_t *op, const http_response_t *resp) {
   finish(op, &r);
 }
 
+static void retry_line(const aws_op_t *op, const aws_error_t *e, int delay) {
+  char next[16], ms[16];
+  snprintf(next, sizeof next, "%d", op->attempt + 1);
+  snprintf(ms, sizeof ms, "%d", delay);
+  log_field_t f[OP_FIELDS(5)] = {{"service", op->q.svc->name, LOG_T_STR}, {"action", op->q.action, LOG_T_STR},
+                     {"error", e->code, LOG_T_STR},           {"attempt", next, LOG_T_NUM},
+                     {"delay_ms", ms, LOG_T_NUM}};
+  op_log(op, LOG_INFO, "aws.retry", f, 5);
+}
+
 static void on_http(void *ud, const http_response_t *resp) {
   aws_op_t *op = ud;
   op->http_id = 0;
@@ -198,10 +268,13 @@ static void on_http(void *ud, const http_response_t *resp) {
   aws_error_t e;
   aws_parse_error(op->q.svc->protocol, resp, &e);
   trace_response(op, resp, &e, e.request_id);
+  const char *labels[] = {op->q.svc->name, op->q.action};
+  if (e.throttling) metrics_count("rotator_aws_throttles_total", labels, 1);
   int delay = retry_delay(op, resp, &e);
   if (delay >= 0 && loop_timer_start(op->x->loop, &op->backoff, (uint64_t)delay) == 0) {
+    metrics_count("rotator_aws_retries_total", labels, 1);
     if (op->x->trace)
-      log_msg(LOG_INFO, "aws.retry", "%s: %s; attempt %d in %d ms", op->name, e.code, op->attempt + 1, delay);
+      retry_line(op, &e, delay);
     return;
   }
   fail_resp(op, &e, resp);
@@ -239,10 +312,15 @@ aws_op_t *aws_op_new(aws_ctx_t *x, const aws_call_t *call, const aws_op_ops_t *o
     free(op);
     return NULL;
   }
+  if (ctx_copy(op, call, err, errlen) < 0) {
+    ctx_clear(op);
+    aws_request_clear(&op->q);
+    free(op);
+    return NULL;
+  }
   op->x = x;
   op->ops = ops;
   op->owner = owner;
-  snprintf(op->name, sizeof op->name, "%s.%.60s", op->q.svc->name, op->q.action);
   op->max_attempts = call->max_attempts > 0 ? call->max_attempts : env_attempts();
   loop_timer_init(&op->backoff, on_timer, op);
   if (call->region && *call->region && aws_op_set_region(op, call->region, err, errlen) < 0) {

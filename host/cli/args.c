@@ -2,13 +2,15 @@
  * usage error reads the same and names the command's --help. */
 #include "cli/args.h"
 
+#include "core/log.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int cli_usage_error(const char *cmd, const char *what, const char *arg) {
-  fprintf(stderr, "rotator %s: %s%s%s\nTry 'rotator %s --help'.\n", cmd, what,
+  log_report("rotator %s: %s%s%s\nTry 'rotator %s --help'.\n", cmd, what,
           arg ? ": " : "", arg ? arg : "", cmd);
   return 2;
 }
@@ -47,7 +49,7 @@ int cli_parse(int argc, char **argv, const struct option *opts, const char *help
               cli_opt_fn fn, void *ud, int *operands) {
   struct option *all = with_help(opts);
   if (!all) {
-    fprintf(stderr, "rotator %s: out of memory\n", argv[0]);
+    log_report("rotator %s: out of memory\n", argv[0]);
     return 2;
   }
   optind = 0; /* glibc: a full reset, in case a caller parsed before */

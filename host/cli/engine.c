@@ -6,7 +6,9 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "lua/state.h"
+#include "svc/metrics_http.h"
 
 static void push_args(lua_State *L, int argc, char **argv) {
   lua_createtable(L, argc, 0);
@@ -19,7 +21,7 @@ static void push_args(lua_State *L, int argc, char **argv) {
 static int call_main(host_t *h, int argc, char **argv) {
   lua_State *L = h->L;
   if (lstate_require(L, "cli") != 0) {
-    fprintf(stderr, "rotator: cannot load the engine from %s:\n%s\n"
+    log_report("rotator: cannot load the engine from %s:\n%s\n"
             "Check the scripts folder (--scripts or ROTATOR_SCRIPTS).\n",
             h->scripts_dir, lua_tostring(L, -1));
     return 2;
@@ -28,7 +30,7 @@ static int call_main(host_t *h, int argc, char **argv) {
   lua_pushstring(L, argv[0]);
   push_args(L, argc - 1, argv + 1);
   if (lstate_pcall(L, 2, 1) != LUA_OK) {
-    fprintf(stderr, "rotator %s: %s\n", argv[0], lua_tostring(L, -1));
+    log_report("rotator %s: %s\n", argv[0], lua_tostring(L, -1));
     return 1;
   }
   if (lua_isinteger(L, -1)) return (int)lua_tointeger(L, -1);
@@ -46,14 +48,16 @@ int cmd_engine(host_t *h, int argc, char **argv) {
   }
   h->L = lstate_new(h);
   if (!h->L) {
-    fprintf(stderr, "rotator: out of memory creating the Lua state\n");
+    log_report("rotator: out of memory creating the Lua state\n");
     return 1;
   }
   int code = call_main(h, argc, argv);
+  metrics_http_stop();
   host_reload_cleanup(h);
   lua_close(h->L);
   h->L = NULL;
   host_aws_close(h);
+  metrics_free_all();
   return code;
 }
 

@@ -1,6 +1,8 @@
 /* Locating the engine scripts and the default policies folder (see layout.h). */
 #include "cli/layout.h"
 
+#include "core/log.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,8 +55,8 @@ int layout_find(layout_t *l) {
 }
 
 void layout_report_missing(const layout_t *l) {
-  fputs("rotator: engine scripts not found; looked in:\n", stderr);
-  for (size_t i = 0; i < l->ntried; i++) fprintf(stderr, "  %s\n", l->tried[i]);
-  fputs("Install with `make install PREFIX=...` (scripts go to PREFIX/share/rotator/scripts), "
-        "or set --scripts DIR (ROTATOR_SCRIPTS).\n", stderr);
+  log_report("rotator: engine scripts not found; looked in:\n");
+  for (size_t i = 0; i < l->ntried; i++) log_report("  %s\n", l->tried[i]);
+  log_report("Install with `make install PREFIX=...` (scripts go to PREFIX/share/rotator/scripts), "
+             "or set --scripts DIR (ROTATOR_SCRIPTS).\n");
 }

@@ -49,6 +49,7 @@ static const global_opt_t GLOBALS[G_COUNT] = {
 
 typedef struct {
   const char *v[G_COUNT]; /* NULL: not given; a flag given is "1" */
+  const char *missing;    /* the option whose value is missing (parse_globals failed) */
 } globals_t;
 
 /* Match argv[*i] against the global options; consume its value. 1 = taken, 0 = not a
@@ -66,7 +67,7 @@ static int take_global(globals_t *g, int argc, char **argv, int *i) {
     if (argv[*i][n] == '=') { g->v[k] = argv[*i] + n + 1; return 1; }
     if (argv[*i][n] != '\0') continue;
     if (*i + 1 >= argc) {
-      fprintf(stderr, "rotator: %s needs a value (see rotator --help)\n", name);
+      g->missing = name; /* reported once the log format is known */
       return -1;
     }
     g->v[k] = argv[++*i];
@@ -93,11 +94,11 @@ static int apply_logging(const globals_t *g) {
   log_level_t lvl;
   const char *f = g->v[G_LOG_FORMAT], *l = g->v[G_LOG_LEVEL];
   if (f && log_parse_format(f, &fmt) < 0) {
-    fprintf(stderr, "rotator: unknown log format '%s': use text or json\n", f);
+    log_report("rotator: unknown log format '%s': use text or json\n", f);
     return -1;
   }
   if (l && log_parse_level(l, &lvl) < 0) {
-    fprintf(stderr, "rotator: unknown log level '%s': use debug, info, warn or error\n", l);
+    log_report("rotator: unknown log level '%s': use debug, info, warn or error\n", l);
     return -1;
   }
   if (f) log_set_format(fmt);
@@ -110,7 +111,7 @@ static int parse_stop_timeout(const char *s, uint64_t *ms) {
   errno = 0;
   double v = s ? strtod(s, &end) : 30.0;
   if (s && (errno || end == s || *end || v < 0 || v > 86400)) {
-    fprintf(stderr, "rotator: --stop-timeout '%s' is not a number of seconds (0-86400)\n", s);
+    log_report("rotator: --stop-timeout '%s' is not a number of seconds (0-86400)\n", s);
     return -1;
   }
   *ms = (uint64_t)(v * 1000.0);
@@ -156,7 +157,7 @@ static int make_host(const globals_t *g, host_t *h) {
   }
   loop_t *loop = loop_new();
   if (!loop) {
-    fprintf(stderr, "rotator: cannot create the event loop: %s\n", strerror(errno));
+    log_report("rotator: cannot create the event loop: %s\n", strerror(errno));
     return 1;
   }
   host_init(h, loop);
@@ -276,9 +277,9 @@ static int lua_commands(const globals_t *g, entries_t *l) {
   int rc = engine_commands(&h, add_entry, l, err, sizeof err);
   loop_free(h.loop);
   if (rc < 0)
-    fprintf(stderr, "rotator: cannot list the engine's commands from %s:\n%s\n"
+    log_report("rotator: cannot list the engine's commands from %s:\n%s\n"
             "Check the scripts folder (--scripts or ROTATOR_SCRIPTS).\n", h.scripts_dir, err);
-  if (l->full) fprintf(stderr, "rotator: too many commands to list (the limit is %zu)\n", l->n);
+  if (l->full) log_report("rotator: too many commands to list (the limit is %zu)\n", l->n);
   return rc < 0 || l->full ? -1 : 0;
 }
 
@@ -322,14 +323,17 @@ int main(int argc, char **argv) {
   globals_t g = {0};
   static char state_buf[PATH_MAX], sock[PATH_MAX];
   argc = parse_globals(&g, argc, argv);
-  if (argc < 0) return 2;
   settle_globals(&g);
   if (apply_logging(&g) < 0) return 2;
+  if (argc < 0) {
+    log_report("rotator: %s needs a value (see rotator --help)\n", g.missing);
+    return 2;
+  }
   if (!g.v[G_STATE_DIR]) g.v[G_STATE_DIR] = default_state_dir(state_buf, sizeof state_buf);
   export_globals(&g);
   int n = snprintf(sock, sizeof sock, "%s/rotator.sock", g.v[G_STATE_DIR]);
   if (n < 0 || (size_t)n >= sizeof sock) {
-    fprintf(stderr, "rotator: state directory path too long: %s\n", g.v[G_STATE_DIR]);
+    log_report("rotator: state directory path too long: %s\n", g.v[G_STATE_DIR]);
     return 2;
   }
   g_socket = sock;

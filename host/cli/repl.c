@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,16 +29,20 @@ static void on_sigint(int sig) {
   interrupted = 1;
 }
 
+/* MSG_NOSIGNAL: a daemon that refused us and closed must not kill the client by SIGPIPE
+ * before its refusal frame is read. */
 static int send_frame(int fd, int type, const char *p, size_t n) {
   buf_t b = {0};
   int rc = frame_put(&b, type, p, n);
   for (size_t off = 0; rc == 0 && off < b.len;) {
-    ssize_t w = write(fd, b.data + off, b.len - off);
+    ssize_t w = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) rc = -1;
     else off += (size_t)w;
   }
+  int err = errno;
   buf_free(&b);
+  errno = err;
   return rc;
 }
 
@@ -72,13 +77,29 @@ int ctl_connect(const char *path) {
   }
   memcpy(sa.sun_path, path, strlen(path) + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) return fd;
+  if (fd < 0) {
+    fprintf(stderr, "rotator: cannot create a socket to reach %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) return fd;
+  int e = errno;
+  close(fd);
+  if (e == EACCES || e == EPERM) {
+    /* The daemon may well be running: the socket (mode 0600) or its folder is another user's. */
+    struct stat st;
+    char owner[64] = "";
+    if (stat(path, &st) == 0) snprintf(owner, sizeof owner, " (the socket belongs to uid %u)", (unsigned)st.st_uid);
+    fprintf(stderr,
+            "rotator: permission denied on the control socket %s%s: run as the daemon's user "
+            "(e.g. sudo -u rotator rotator status), or give --socket a socket you may open\n",
+            path, owner);
+    return -1;
+  }
   fprintf(stderr,
           "rotator: cannot connect to %s: %s\n"
           "Is `rotator run` running with this state directory (--state-dir)? "
           "For a private session without a daemon, use `rotator repl --local`.\n",
-          path, strerror(errno));
-  if (fd >= 0) close(fd);
+          path, strerror(e));
   return -1;
 }
 
@@ -87,7 +108,8 @@ int ctl_exchange(int fd, int type, const char *chunk, size_t n) {
   buf_t in = {0};
   const char *p;
   size_t len;
-  int t = send_frame(fd, type, chunk, n) < 0 ? -1 : 0;
+  /* EPIPE: the daemon already answered and closed (a refusal); read what it said. */
+  int t = send_frame(fd, type, chunk, n) < 0 && errno != EPIPE ? -1 : 0;
   while (t >= 0) {
     t = recv_frame(fd, &in, &p, &len);
     if (t < 0) break;

@@ -23,7 +23,7 @@ typedef struct {
 typedef struct {
   chain_answer_t chain;
   int call_done, call_ok;
-  char account[64], arn[512], call_err[1024];
+  char account[64], arn[512], call_err[2304];
 } whoami_state;
 
 static const char HELP[] =

@@ -35,8 +35,8 @@ static void finish_stop(host_t *h, const char *how) {
   if (h->exit_requested) return; /* already finished, e.g. the stop hook released the last hold */
   char n[24];
   snprintf(n, sizeof n, "%u", h->inflight);
-  log_kv_t kv[] = {{"how", how}, {"abandoned", n}};
-  log_event(h->inflight ? LOG_WARN : LOG_INFO, "stop.done", kv, 2);
+  log_field_t f[] = {{"how", how, LOG_T_STR}, {"abandoned", n, LOG_T_NUM}};
+  log_fields(h->inflight ? LOG_WARN : LOG_INFO, "stop.done", f, 2);
   loop_timer_stop(h->loop, &h->stop_deadline);
   host_exit(h, 0);
 }
@@ -62,8 +62,8 @@ void host_begin_stop(host_t *h, const char *why) {
   char n[24], ms[24];
   snprintf(n, sizeof n, "%u", h->inflight);
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)h->stop_timeout_ms);
-  log_kv_t kv[] = {{"signal", why}, {"inflight", n}, {"deadline_ms", ms}};
-  log_event(LOG_INFO, "stop.begin", kv, 3);
+  log_field_t f[] = {{"signal", why, LOG_T_STR}, {"inflight", n, LOG_T_NUM}, {"deadline_ms", ms, LOG_T_NUM}};
+  log_fields(LOG_INFO, "stop.begin", f, 3);
   run_hook(h, HOST_HOOK_TERM, "stop hook");
   if (h->inflight == 0) { finish_stop(h, "idle"); return; }
   if (loop_timer_start(h->loop, &h->stop_deadline, h->stop_timeout_ms) < 0)

@@ -14,5 +14,6 @@ int luaopen_rotator_journal(lua_State *L); /* lua/lib/journal.c: the durable wor
 int luaopen_rotator_control(lua_State *L); /* lua/lib/control.c: the REPL/status socket */
 int luaopen_rotator_jsonstream(lua_State *L); /* lua/lib/jsonstream.c: JSON records from a file, streamed */
 int luaopen_rotator_aws_core(lua_State *L); /* lua/lib/aws.c: AWS calls (scripts/aws/init.lua wraps it) */
+int luaopen_rotator_metrics(lua_State *L); /* lua/lib/metrics.c: the metrics registry and listener */
 
 #endif

@@ -208,21 +208,24 @@ static void swap(loop_t *loop, loop_timer_t *t, void *ud) {
   lua_close(L1);
   char ms[32];
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now_ms() - h->reload_started_ms));
-  log_kv_t kv[] = {{"duration_ms", ms}};
-  log_event(LOG_INFO, "reload.ok", kv, 1);
+  log_field_t f[] = {{"duration_ms", ms, LOG_T_NUM}};
+  log_fields(LOG_INFO, "reload.ok", f, 1);
   notify_reload_end(1, ms);
   report(h->L, 1, ms);
 }
 
-/* Step 2's callback: done(snapshot) from the running state. */
+/* Step 2's callback: done(snapshot) from the running state, or done(nil, err) when its
+ * state could not be serialised. */
 static int quiesced(lua_State *L) {
   host_t *h = lua_touserdata(L, lua_upvalueindex(1));
   size_t len = 0;
-  const char *snap = luaL_optlstring(L, 1, "", &len);
+  const char *snap = lua_isnil(L, 1) ? NULL : luaL_optlstring(L, 1, "", &len);
   if (!h->reload_next || h->reload_snapshot) return 0; /* late or repeated call */
   const char *fail = NULL;
-  h->reload_snapshot = malloc(len + 1);
-  if (!h->reload_snapshot) {
+  if (!snap) {
+    lua_pushfstring(L, "the running state could not be serialised: %s", luaL_optstring(L, 2, "no reason given"));
+    fail = lua_tostring(L, -1);
+  } else if (!(h->reload_snapshot = malloc(len + 1))) {
     fail = "out of memory for the snapshot";
   } else {
     memcpy(h->reload_snapshot, snap, len);
@@ -233,6 +236,7 @@ static int quiesced(lua_State *L) {
   if (fail) { /* the running state has quiesced: it must take its work back, or it idles */
     log_failed("swap", fail);
     abort_reload(h);
+    report(h->L, 0, fail); /* status shows the failed reload */
   }
   return 0;
 }

@@ -91,6 +91,7 @@ static int open_all(lua_State *L) {
   preload(L, "control", luaopen_rotator_control);
   preload(L, "jsonstream", luaopen_rotator_jsonstream);
   preload(L, "aws_core", luaopen_rotator_aws_core);
+  preload(L, "metrics", luaopen_rotator_metrics);
   set_package_path(L, h->scripts_dir);
   return 0;
 }

@@ -86,8 +86,8 @@ int64_t notify_watchdog_start(loop_t *loop) {
   char iv[32], wd[32];
   snprintf(iv, sizeof iv, "%llu", (unsigned long long)N.interval_ms);
   snprintf(wd, sizeof wd, "%llu", (unsigned long long)(usec / 1000));
-  log_kv_t kv[] = {{"watchdog_ms", wd}, {"ping_every_ms", iv}};
-  log_event(LOG_INFO, "notify.watchdog", kv, 2);
+  log_field_t f[] = {{"watchdog_ms", wd, LOG_T_NUM}, {"ping_every_ms", iv, LOG_T_NUM}};
+  log_fields(LOG_INFO, "notify.watchdog", f, 2);
   return (int64_t)(N.interval_ms * 1000);
 }
 

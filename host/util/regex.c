@@ -154,8 +154,11 @@ static int build_code(rx_t *rx, rx_error_t *err) {
     return -1;
   }
   /* JIT is only a speed-up: without it (unsupported CPU, no executable memory,
-   * valgrind) pcre2_match interprets the same code. */
-  rx->jit = !UNDER_VALGRIND() && pcre2_jit_compile(rx->code, PCRE2_JIT_COMPLETE) == 0;
+   * valgrind) pcre2_match interprets the same code. UTF patterns are interpreted
+   * too: PCRE2 10.42's JIT with MATCH_INVALID_UTF never matches \D, \W or \S
+   * against a non-ASCII character ("é" =~ /\D/ fails), the interpreter does. */
+  rx->jit = !UNDER_VALGRIND() && !(rx->flags & RX_UTF) &&
+            pcre2_jit_compile(rx->code, PCRE2_JIT_COMPLETE) == 0;
   rx->md = pcre2_match_data_create_from_pattern(rx->code, NULL);
   if (!rx->md || read_info(rx) != 0) {
     set_error(err, rx->md ? "cannot read pattern info" : "out of memory");

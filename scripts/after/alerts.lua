@@ -6,6 +6,10 @@
 -- redelivered, failing again message does not page twice, and a dry run's planned alert
 -- never silences a real one.
 --   M.workflow_failed(ctx, doc, rule, { step =, msg =, request_id = }) -> published?
+--   M.match_failed(ctx, rule, rec, failure) -> published?  a rule's pattern could not be
+--     matched against a notification's table (rules.match's failure); no workflow started
+--   M.daemon_alert(svc, topic, body) -> published?   a daemon-level alert (daemon/health.lua:
+--                                 failing for longer than --alert-after, and recovered)
 local log = require "log"
 local json = require "json"
 local H = require "workflow.doc"
@@ -75,8 +79,32 @@ function M.workflow_failed(ctx, doc, rule, failure)
   end
   remember(m, id)
   doc.AlertPublished = { TopicArn = topic, MessageId = res.MessageId }
-  log.info("alert.published", H.fields(doc, { topic = topic, message_id = res.MessageId, request_id = rid,
+  log.info("alert.published", H.fields(doc, { topic = topic, sns_message_id = res.MessageId, request_id = rid,
     step = body.step }))
+  return true
+end
+
+function M.match_failed(ctx, rule, rec, failure)
+  local doc = { WorkflowId = rec.backup_job_id or rec.recovery_point_arn, Rule = rule.name or rule._where,
+    SourceTableName = rec.table_name, BackupJobId = rec.backup_job_id, RecoveryPointArn = rec.recovery_point_arn }
+  return M.workflow_failed(ctx, doc, rule, { step = "Match Rule",
+    msg = ("source_pattern %q: %s"):format(tostring(failure.pattern), tostring(failure.error)) })
+end
+
+local DAEMON_SUBJECTS = {
+  ["rotator.daemon.failing"] = "Rotator: the daemon is failing",
+  ["rotator.daemon.recovered"] = "Rotator: the daemon recovered",
+}
+
+function M.daemon_alert(svc, topic, body)
+  local subject = DAEMON_SUBJECTS[body.event] or "Rotator: daemon health"
+  local res, rid = svc:call("sns", "Publish", { TopicArn = topic, Subject = subject,
+    Message = assert(json.encode(body)) })
+  if not res then
+    log.error("alert.failed", { event = body.event, topic = topic, error = tostring(rid), request_id = H.rid(rid) })
+    return false
+  end
+  log.info("alert.published", { event = body.event, topic = topic, message_id = res.MessageId, request_id = rid })
   return true
 end
 

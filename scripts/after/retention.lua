@@ -36,6 +36,7 @@
 --   M.validate_rule(rule)               validator of rule.retention
 local log = require "log"
 local clock = require "clock"
+local task = require "engine.task"
 local rules = require "policy.rules"
 local H = require "workflow.doc"
 
@@ -271,8 +272,10 @@ end
 -- Returns { considered = rows newest first ({name, delete, reason, evidence...}),
 --   deletions = the rows to delete, oldest first } or nil, err (ListTables failed).
 local function read_failed(name, sit, label, err)
+  local c = task.context() -- plan() runs inside a workflow's task, or a command's
   log.warn("retention.read_failed", { table = name, source = sit.source, rule = label,
-    error = tostring(err), request_id = H.rid(err), reason = "table skipped" })
+    error = tostring(err), request_id = H.rid(err), reason = "table skipped",
+    workflow = c and c.workflow, message_id = c and c.message_id })
   return { name = name, delete = false, read_error = true, reason = ("kept: could not read it (%s); skipped"):format(tostring(err)) }
 end
 

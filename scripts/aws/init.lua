@@ -11,13 +11,15 @@
 --     hand a call_cb call in flight over across a hot reload: the running state releases
 --     it (its callback will not run), the adopting state adopts it with its own callback;
 --     false when the call is unknown (it finished and its result was dropped)
--- opts: timeout (seconds per attempt), max_attempts, region.
+-- opts: timeout (seconds per attempt), max_attempts, region, log (fields every aws.* log
+-- line of the call carries; default: the running task's context, task.context()).
 -- C never resumes coroutines: it calls M._dispatch(id, ok, result), which does.
 local core = require "aws_core"
 local json = require "json"
 local log = require "log"
 local task = require "engine.task"
 local clock = require "clock"
+local metrics = require "engine.metrics"
 
 local M = {}
 local waiting = {} -- call id -> {fn, service, action, proto, started}
@@ -107,7 +109,7 @@ function M.xml_decode(s)
       local a, b, close = s:find("^%s*<(/?)", pos)
       if not a then return t, n end
       if close == "/" then return t, n end
-      local _, e, name, attrs, selfclose = s:find("^%s*<([%w_:%-%.]+)([^>]-)(/?)>", pos)
+      local _, e, name, selfclose = s:find("^%s*<([%w_:%-%.]+)[^>]-(/?)>", pos)
       if not name then error("xml: malformed at byte " .. pos) end
       pos = e + 1
       local val
@@ -129,7 +131,6 @@ function M.xml_decode(s)
         if not ce then error("xml: missing </" .. name .. ">") end
         pos = ce + 1
       end
-      local _ = attrs
       n = n + 1
       if name == "member" then t[#t + 1] = val else t[name] = val end
     end
@@ -142,7 +143,7 @@ local function build(service, action, params, opts)
   local proto, version = core.protocol(service)
   if not proto then return nil, "unknown service '" .. tostring(service) .. "'" end
   local rq = { service = service, action = action, region = opts.region, timeout = opts.timeout,
-               max_attempts = opts.max_attempts }
+               max_attempts = opts.max_attempts, log = opts.log or task.context() }
   if proto == "awsJson1_0" or proto == "awsJson1_1" then
     local body, err = json.encode(params or json.object())
     if not body then return nil, err end
@@ -214,11 +215,22 @@ local function notify(w, v, extra)
   end
 end
 
+-- Every finished call counts (rotator_aws_calls_total and its latency).
+local function count(w, v, extra)
+  local labels = { service = w.service, action = w.action, outcome = v ~= nil and "ok" or "error" }
+  metrics.inc("rotator_aws_calls_total", labels)
+  metrics.observe("rotator_aws_call_duration_seconds", labels, clock.mono() - w.started)
+  if v == nil then
+    metrics.inc("rotator_aws_call_errors_total", { service = w.service, action = w.action, code = extra.code })
+  end
+end
+
 function M._dispatch(id, ok, res)
   local w = waiting[id]
   if not w then return end
   waiting[id] = nil
   local v, extra = complete(w, ok, res)
+  count(w, v, extra)
   notify(w, v, extra)
   w.fn(v, extra)
 end
@@ -275,6 +287,7 @@ function M.adopt(id, service, action, fn)
   elseif st == "done" then
     task.defer(function()
       local v, extra = complete(w, ok, res)
+      count(w, v, extra)
       notify(w, v, extra)
       fn(v, extra)
     end)
@@ -290,9 +303,19 @@ function M.cancel(id)
   return core.cancel(id)
 end
 
+-- Calls this state waits for: (calls, long_polls), the SQS long poll counted apart.
+function M.in_flight()
+  local calls, polls = 0, 0
+  for _, w in pairs(waiting) do
+    if w.service == "sqs" and w.action == "ReceiveMessage" then polls = polls + 1 else calls = calls + 1 end
+  end
+  return calls, polls
+end
+
 M.pending = core.pending
 M.clock_offset = core.clock_offset
 M.retry_tokens = core.retry_tokens
 M.endpoint = core.endpoint
+M.resolved = core.resolved -- region or nil, credentials description (no secret)
 
 return M

@@ -2,20 +2,33 @@
 local host = require "host"
 local args = require "engine.args"
 local policies = require "policy.loader"
+local rules = require "policy.rules"
 
-local usage = [[
-usage: rotator check [FILE...]
+local usage = [==[
+usage: rotator check [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
+                     [--default-rule first|last|off] [FILE...]
 
 Loads every engine script (syntax) and every policy (in its sandbox, with its rules
-validated), as a reload would. With FILEs, checks just those policy files.
-Prints one `file:line: message` per problem and exits 2 if there is any; exits 0 and
-prints a summary when all is well.
+validated), as a reload would. With FILEs, checks just those policy files. When they
+declare no rules, checks the default rule from SOURCE_PATTERN, REPLACEMENT_PATTERN and
+SSM_PARAMETER_NAME instead.
+Prints one `file:line: message` per problem (the line of the field at fault) and exits 2
+if there is any. Warnings (`file:line: warning: ...`: a pattern PCRE2 runs differently
+from Go's regexp, or one that can backtrack exponentially) do not fail the check; it
+exits 0 and prints a summary when there is no problem.
+
+The default rule of the original tool's settings (SOURCE_PATTERN, REPLACEMENT_PATTERN,
+SSM_PARAMETER_NAME, or the flags) is checked as `rotator run` would build it: set
+together with policy rules and without --default-rule (ROTATOR_DEFAULT_RULE), it is
+reported as a problem, since `run` and `replay` refuse to start then.
 
 Examples:
   rotator check
   rotator check policies/staging.lua
+  SOURCE_PATTERN='-Production$' REPLACEMENT_PATTERN=-qa rotator check
   rotator --policies /etc/rotator/policies check
-]]
+  SOURCE_PATTERN='-production$' REPLACEMENT_PATTERN=-qa rotator check --default-rule last
+]==]
 
 local function lua_files(dir, out)
   local names = host.list_dir(dir) or {}
@@ -37,7 +50,7 @@ local function check_scripts(errors)
 end
 
 local function run(argv)
-  local opts, files = args.parse(argv, {}, "check")
+  local opts, files = args.parse(argv, rules.FLAGS, "check")
   if not opts then io.stderr:write("rotator check: ", files, "\n") return 2 end
   local errors, nscripts = {}, 0
   if #files == 0 then
@@ -51,12 +64,29 @@ local function run(argv)
   end
   local set, perrs = policies.load(files)
   for _, e in ipairs(perrs or {}) do errors[#errors + 1] = e end
+  local list, rerr, place = nil, nil, nil
+  if set then
+    list, rerr, place = rules.effective(set, opts)
+    if not list then errors[#errors + 1] = "default rule: " .. rerr end
+    -- The default rule from SOURCE_PATTERN/REPLACEMENT_PATTERN, where it runs, is linted
+    -- as policy rules are.
+    for _, r in ipairs(list or {}) do
+      if r._default then policies.lint(r, set.warnings) end
+    end
+  end
   if #errors > 0 then
     for _, e in ipairs(errors) do io.stderr:write(e, "\n") end
     io.stderr:write(("check failed: %d problem(s); nothing was loaded\n"):format(#errors))
     return 2
   end
-  io.stdout:write(("ok: %d scripts, %d policy files, %d rules\n"):format(nscripts, #set.files, #set.rules))
+  for _, w in ipairs(set.warnings) do io.stderr:write(w, "\n") end
+  local extra = ""
+  if #list ~= #set.rules or place == "off" then
+    extra = place and (" + the default rule (--default-rule %s), %s"):format(place, rules.PLACEMENTS[place])
+      or " + the default rule from SOURCE_PATTERN/flags"
+  end
+  io.stdout:write(("ok: %d scripts, %d policy files, %d rules%s%s\n"):format(nscripts, #set.files, #set.rules, extra,
+    #set.warnings > 0 and (", " .. #set.warnings .. " warning(s)") or ""))
   return 0
 end
 

@@ -1,5 +1,6 @@
 -- rotator redrive: the dead-letter queue's notifications back through the workflow.
 local host = require "host"
+local log = require "log"
 local args = require "engine.args"
 local task = require "engine.task"
 local policies = require "policy.loader"
@@ -11,6 +12,7 @@ local redrive = require "daemon.redrive"
 local usage = [==[
 usage: rotator redrive [--dry-run] [--limit N] [--queue DLQ_URL] [--queue-url URL] [--to-source]
                        [--source-pattern RE --replacement-pattern T [--ssm-parameter-name N]]
+                       [--default-rule first|last|off]
 
 Reads the dead-letter queue of the configured queue (--queue-url or ROTATOR_QUEUE_URL, as
 `rotator run` takes it; the dead-letter queue is found from its RedrivePolicy, or given
@@ -46,7 +48,7 @@ Example:
 local SPEC = {
   ["--dry-run"] = "bool", ["--limit"] = "string", ["--queue"] = "string", ["--queue-url"] = "string",
   ["--to-source"] = "bool", ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
-  ["--ssm-parameter-name"] = "string",
+  ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
 }
 
 local function fail(msg)
@@ -75,7 +77,7 @@ local function run(argv)
     return fail("no queue: give --queue-url (or ROTATOR_QUEUE_URL) as for rotator run, or the dead-letter queue with --queue")
   end
   local list, rerr = load_rules(opts)
-  if not list then return fail(tostring(rerr) .. "\npolicies did not load; fix them (rotator check) first") end
+  if not list then return fail(tostring(rerr) .. "\nthe rules are not usable (policies or the default rule); fix them (rotator check) first") end
   local s
   if opts.dry_run then
     s = store.open(nil, { readonly = true }) -- only to tell why a job failed; may not exist
@@ -99,9 +101,15 @@ local function run(argv)
     end
     local counts = redrive.run(ctx, { dlq_url = dlq, source_url = source, dry_run = opts.dry_run,
       limit = limit, to_source = opts.to_source }, function(line) io.stdout:write(line, "\n") io.stdout:flush() end)
-    io.stderr:write(("rotator redrive: %s: %d messages: %d done, %d skipped, %d bad, %d failed%s\n"):format(
-      dlq, counts.messages, counts.done, counts.skipped, counts.bad, counts.failed,
-      opts.dry_run and (" (dry run: %d shown, none changed)"):format(counts.planned) or ""))
+    if log.format() == "json" then -- a summary, typed, at the level its counts call for
+      log[(counts.failed > 0 or counts.bad > 0) and "warn" or "info"]("redrive.summary", { queue = dlq,
+        messages = counts.messages, done = counts.done, skipped = counts.skipped, bad = counts.bad,
+        failed = counts.failed, dry_run = opts.dry_run or false, planned = opts.dry_run and counts.planned or nil })
+    else
+      io.stderr:write(("rotator redrive: %s: %d messages: %d done, %d skipped, %d bad, %d failed%s\n"):format(
+        dlq, counts.messages, counts.done, counts.skipped, counts.bad, counts.failed,
+        opts.dry_run and (" (dry run: %d shown, none changed)"):format(counts.planned) or ""))
+    end
     if s then s:close() end
     host.exit(counts.failed > 0 and 1 or counts.bad > 0 and 3 or 0)
   end)

@@ -14,7 +14,8 @@ local N = require "workflow.notification"
 
 local usage = [==[
 usage: rotator replay [--dry-run] [--source-pattern RE --replacement-pattern T
-                      [--ssm-parameter-name NAME]] FILE|- ...
+                      [--ssm-parameter-name NAME]] [--default-rule first|last|off]
+                      FILE|- ...
 
 Feeds notification files through the same intake and workflow as the daemon. `-` reads
 stdin. A file holds one notification or many, each an SQS message, an SNS envelope, a
@@ -37,12 +38,16 @@ It needs no network and no credentials: it plans from the notification and the p
 alone (waiting for ACTIVE and the SSM ordering check are skipped). Logs go to stderr.
 
 Without policy rules, the default rule comes from SOURCE_PATTERN, REPLACEMENT_PATTERN and
-SSM_PARAMETER_NAME (or the flags), as in the original tool.
+SSM_PARAMETER_NAME (or the flags), as in the original tool. When those are set and the
+policy files declare rules as well, nothing runs (exit 2) until --default-rule (or
+ROTATOR_DEFAULT_RULE) says where the default rule goes: first (evaluated before the
+policy rules), last (after them) or off (dropped).
 
 Exit status:
   0  every record done or skipped
   1  a workflow failed (whether or not a record was also bad)
-  2  nothing ran: bad usage, the policies did not load, or a file could not be read
+  2  nothing ran: bad usage, the policies did not load or conflict with the default
+     rule settings, or a file could not be read
   3  some records were bad; every other one was done or skipped
 
 Examples:
@@ -52,7 +57,7 @@ Examples:
 
 local SPEC = {
   ["--dry-run"] = "bool", ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
-  ["--ssm-parameter-name"] = "string",
+  ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string",
 }
 
 -- Exit statuses, worst wins: 2 > 1 > 3 > 0.
@@ -146,7 +151,7 @@ local function run(argv)
   if not opts then io.stderr:write("rotator replay: ", files, "\n") return 2 end
   if #files == 0 then io.stderr:write(usage) return 2 end
   local list, err = load_rules(opts)
-  if not list then io.stderr:write(err, "\n", "rotator replay: policies did not load\n") return 2 end
+  if not list then io.stderr:write(err, "\n", "rotator replay: the rules are not usable (policies or the default rule); nothing ran (rotator check)\n") return 2 end
   if #list == 0 then log.warn("replay.no_rules", { reason = "no policy rules and no SOURCE_PATTERN: every record is skipped" }) end
   local ctx = {
     svc = services.new({ dry_run = opts.dry_run, offline = opts.dry_run }),
@@ -162,8 +167,14 @@ local function run(argv)
         io.stderr:write(("rotator replay: cannot read %s; %s\n"):format(rerr, NEXT_STEP[code] or NEXT_STEP.EIO))
         status = worse(status, 2)
       else
-        io.stderr:write(("rotator replay: %s: %d done, %d skipped, %d bad, %d failed\n"):format(
-          path == "-" and "stdin" or path, counts.done, counts.skipped, counts.bad, counts.failed))
+        local name = path == "-" and "stdin" or path
+        if log.format() == "json" then -- a summary, typed, at the level its counts call for
+          log[(counts.failed > 0 or counts.bad > 0) and "warn" or "info"]("replay.summary", { file = name,
+            done = counts.done, skipped = counts.skipped, bad = counts.bad, failed = counts.failed })
+        else
+          io.stderr:write(("rotator replay: %s: %d done, %d skipped, %d bad, %d failed\n"):format(
+            name, counts.done, counts.skipped, counts.bad, counts.failed))
+        end
         if counts.failed > 0 then status = worse(status, 1) end
         if counts.bad > 0 then status = worse(status, 3) end
       end

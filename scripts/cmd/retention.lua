@@ -31,7 +31,7 @@ Examples:
 ]==]
 
 local SPEC = { ["--explain"] = "string", ["--source-pattern"] = "string", ["--replacement-pattern"] = "string",
-  ["--ssm-parameter-name"] = "string" }
+  ["--ssm-parameter-name"] = "string", ["--default-rule"] = "string" }
 
 local function load_rules(opts)
   local files, lerr = policies.list(host.config.policies_dir)
@@ -47,7 +47,7 @@ local function run(argv)
   if not opts.explain or #pos > 0 then io.stderr:write(usage) return 2 end
   local list, err = load_rules(opts)
   if not list then
-    io.stderr:write(tostring(err), "\nrotator retention: policies did not load; fix them (rotator check)\n")
+    io.stderr:write(tostring(err), "\nrotator retention: the rules are not usable (policies or the default rule); fix them (rotator check)\n")
     return 2
   end
   task.spawn(function()

@@ -25,8 +25,10 @@ and the topic's subscription with the filter policy
 {"EventType":["BACKUP_JOB"],"State":["COMPLETED"]}. Re-running changes nothing. Prints one
 line per resource (created / updated / unchanged), the queue URL for `rotator run
 --queue-url`, then the IAM policy Rotator needs (--policy-only prints just that).
-Needs sqs:GetQueueUrl, CreateQueue, GetQueueAttributes, SetQueueAttributes and
-sns:ListSubscriptionsByTopic, Subscribe and SetSubscriptionAttributes.
+The topic is checked first (sns:GetTopicAttributes): if it does not exist, setup says so
+and creates nothing. Needs sns:GetTopicAttributes, sqs:GetQueueUrl, CreateQueue,
+GetQueueAttributes, SetQueueAttributes and sns:ListSubscriptionsByTopic, Subscribe and
+SetSubscriptionAttributes.
 
 Examples:
   rotator setup --topic-arn arn:aws:sns:us-east-1:123456789012:backup-notifications
@@ -277,8 +279,29 @@ local function ensure_subscription(topic, qarn)
   say(created and "created" or "unchanged", "sns subscription " .. tostring(arn), "filter policy " .. want.FilterPolicy)
 end
 
+-- The topic must exist before anything is made for it: a queue subscribed to nothing
+-- would sit there unnoticed.
+local function ensure_topic(topic)
+  local res, err = aws.call("sns", "GetTopicAttributes", { TopicArn = topic })
+  if res then say("exists", "sns topic " .. topic) return end
+  local code = type(err) == "table" and err.code or ""
+  local region = topic:match("^arn:[%w-]+:sns:([%w-]+):") or "?"
+  if code == "NotFound" or code == "NotFoundException" then
+    error(setmetatable({ msg = ("sns topic %s does not exist (GetTopicAttributes: %s); nothing was created. "
+      .. "Check --topic-arn: the topic AWS Backup notifies (its account and region, %s, must be the ones "
+      .. "Rotator calls: AWS_REGION); AWS Backup's vault notifications name it (aws backup "
+      .. "get-backup-vault-notifications --backup-vault-name VAULT)"):format(topic, tostring(err), region) }, Fail), 0)
+  end
+  if code == "AuthorizationError" or code == "AccessDenied" or code == "AccessDeniedException" then
+    error(setmetatable({ msg = ("sns:GetTopicAttributes on %s was denied (%s); nothing was created. "
+      .. "Run setup with credentials allowed sns:GetTopicAttributes on the topic"):format(topic, tostring(err)) }, Fail), 0)
+  end
+  check("GetTopicAttributes " .. topic .. " (nothing was created)", nil, err)
+end
+
 ---------------------------------------------------------------- the command
 local function setup(opts)
+  ensure_topic(opts.topic_arn)
   local name = opts.queue_name or "rotator-backup-events"
   local max = tostring(math.tointeger(tonumber(opts.max_receive_count or "5")) or 5)
   local _, dlq_arn = ensure_queue(name .. "-dlq", function() return {} end)

@@ -15,6 +15,9 @@ local intake = require "daemon.intake"
 local store = require "daemon.store"
 local reload_state = require "daemon.reload"
 local rd = require "daemon.redrive"
+local health = require "daemon.health"
+local probe = require "daemon.probe"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -126,15 +129,34 @@ end
 
 local function workflow_counts()
   local s = open_store()
-  if not s or not s.counts then return {} end
-  return s:counts()
+  local journal
+  if s and s.counts then
+    local w, t = s:counts()
+    journal = { workflows = w, transitions = t }
+  end
+  return probe.workflows(journal)
 end
 
-local function last_errors()
-  local s = open_store()
-  if not s then return json.array({}) end
-  local rows = s:list({ limit = 200 }) or {}
+-- The start-up checks: "checking", "waiting for the queue" (a transient problem, retried:
+-- attempts, error, retry_in), "ready" or "failed".
+local function startup()
+  local st = daemon.startup or {}
+  local out = {}
+  for k, v in pairs(st) do out[k] = v end
+  if type(st.since) == "number" then out.since = clock.rfc3339(st.since) end
+  return out
+end
+
+local function workflow_errors()
   local out = json.array({})
+  local st = daemon.startup or {}
+  if st.error and st.state ~= "ready" then
+    out[#out + 1] = { source = "startup", error = st.error, attempts = st.attempts,
+      since = type(st.since) == "number" and clock.rfc3339(st.since) or nil }
+  end
+  local s = open_store()
+  if not s then return out end
+  local rows = s:list({ limit = 200 }) or {}
   for _, r in ipairs(rows) do
     if r.state == "Error" or r.state == "Failed" then
       local d = type(r.doc) == "table" and r.doc or {}
@@ -143,6 +165,11 @@ local function last_errors()
     end
   end
   return out
+end
+
+-- Daemon-level problems (daemon/health.lua) first, then the last failed workflows.
+local function last_errors()
+  return json.array(probe.last_errors(workflow_errors()))
 end
 
 local function queue_stats()
@@ -170,10 +197,19 @@ repl.helper("retention", "retention(rule_or_source) every table retention consid
 repl.status_source("policies", policy_files)
 repl.status_source("last_reload", function() return reload_state.last or "none since start" end)
 repl.status_source("workflows", workflow_counts)
+repl.status_source("startup", startup)
 repl.status_source("last_errors", last_errors)
 repl.status_source("queue", queue_stats)
+repl.status_source("health", health.state)
+repl.status_source("inflight", probe.inflight)
+repl.status_source("metrics", function()
+  probe.collect()
+  return metrics.snapshot()
+end)
+repl.status_source("metrics_listen", function() return metrics.address() or "off" end)
 
 function M.start()
+  probe.install() -- this state answers /metrics and /readyz from now on
   local path = socket_path()
   local ok, err = host.mkdir(host.config.state_dir)
   if ok then ok, err = repl.listen(path) end

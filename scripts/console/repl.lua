@@ -172,9 +172,22 @@ local function status_text(st)
   local out = {}
   for _, k in ipairs(keys) do
     local v = st[k]
+    if k == "metrics" then v = "(every figure: rotator status --json | jq .metrics, or GET /metrics)" end
     out[#out + 1] = ("%-16s %s"):format(k, type(v) == "table" and pretty.format(v):gsub("\n", "\n" .. (" "):rep(17)) or tostring(v))
   end
   return table.concat(out, "\n")
+end
+
+-- `status --check`: the health word first (the client's exit status comes from it), then
+-- one line per daemon-level problem.
+local function check_text(st)
+  local lines = { tostring(st.health or "ok") }
+  for _, e in ipairs(type(st.last_errors) == "table" and st.last_errors or {}) do
+    if e.problem then
+      lines[#lines + 1] = ("%s %s since %s: %s"):format(e.problem, e.severity, e.since, tostring(e.error))
+    end
+  end
+  return table.concat(lines, "\n")
 end
 
 local function handle(conn, kind, payload)
@@ -189,7 +202,8 @@ local function handle(conn, kind, payload)
   elseif kind == "cancel" then cancel(conn, s)
   elseif kind == "status" then
     local st = M.status()
-    control.send(conn, "result", payload == "json" and json.encode(st) or status_text(st))
+    local text = payload == "json" and json.encode(st) or payload == "check" and check_text(st) or status_text(st)
+    control.send(conn, "result", text)
   end
 end
 

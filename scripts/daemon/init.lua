@@ -4,8 +4,12 @@
 -- the rule list the intake reads for each new record; running workflows keep the rule
 -- they started with (found again by label in the new set).
 --
--- Start: unfinished workflows in the journal (state directory) resume from their last
--- recorded step before the intake takes new work.
+-- Start: with a queue, the start-up checks (daemon/preflight.lua) come first: the region,
+-- the credentials and the queue (GetQueueAttributes). A permanent problem ends the process
+-- (exit 1) with one message naming the setting or resource and the next step; a transient
+-- one is retried with backoff, logged (startup.waiting) and shown in status (`startup`).
+-- Then unfinished workflows in the journal (state directory) resume from their last
+-- recorded step before the intake takes new work, and the service manager hears READY=1.
 -- Hot reload (daemon/reload.lua, host/lua/reload.c): quiesce stops receiving, lets our AWS calls
 -- finish, parks every workflow at a step boundary and hands their documents, the SQS
 -- claims and the ReceiveMessage still in flight over; adopt re-arms them in the new state.
@@ -17,25 +21,49 @@ local host = require "host"
 local clock = require "clock"
 local timer = require "timer"
 local rules = require "policy.rules"
+local policies = require "policy.loader"
 local services = require "aws.services"
 local workflow = require "workflow"
 local intake = require "daemon.intake"
 local store = require "daemon.store"
+local preflight = require "daemon.preflight"
+local task = require "engine.task"
+local health = require "daemon.health"
 
-local M = { policies = nil, rules = {}, started = false,
+local M = { policies = nil, rules = {}, started = false, startup = { state = "starting" },
   quiesce_timeout = tonumber(os.getenv("ROTATOR_QUIESCE_TIMEOUT") or "") or 60 }
+
+-- What `rotator check` warns of, once per load, in the log.
+local function log_warnings(set, list)
+  local warnings = set and set.warnings or {}
+  if list[1] and list[1]._default then warnings = policies.lint(list[1]) end
+  for _, w in ipairs(warnings) do
+    local at, msg = w:match("^(.-): warning: (.*)$")
+    log.warn("policy.warning", { at = at or "?", warning = msg or w })
+  end
+end
 
 -- Returns true, or nil and a message when the default rule (env/flags) is invalid.
 function M.set_policies(set, flags)
   local list, err = rules.effective(set, flags or (M.opts and M.opts.flags))
   if not list then return nil, err end
   M.policies, M.rules = set, list
+  log_warnings(set, list)
   return true
 end
 
 -- Signal hooks belong to the running state: a reloaded state registers its own.
+-- A reload before the start-up checks passed would hand a queue nobody checked to the new
+-- state (and systemd does not reload a unit that is still activating): refused, logged.
 local function register_hooks()
-  host.on_signal("HUP", function() host.reload() end)
+  host.on_signal("HUP", function()
+    if M.startup.state ~= "ready" then
+      log.warn("reload.refused", { reason = "still starting (" .. tostring(M.startup.state)
+        .. "); send SIGHUP again once daemon.ready is logged", queue = M.startup.queue })
+      return
+    end
+    host.reload()
+  end)
   host.on_signal("TERM", M.stop)
 end
 
@@ -89,12 +117,12 @@ end
 
 local function ready(opts, ctx)
   log.info("daemon.ready", {
-    pid = tostring(host.pid and host.pid() or ""),
+    pid = host.pid and host.pid() or nil,
     policies = #M.policies.files,
     rules = #M.rules,
-    default_rule = tostring(#M.policies.rules == 0 and #M.rules > 0),
+    default_rule = #M.policies.rules == 0 and #M.rules > 0,
     queue = opts.queue_url or "none",
-    dry_run = tostring(opts.dry_run or false),
+    dry_run = opts.dry_run or false,
     journal = ctx.store and ctx.store:path() or "none (dry run)",
   })
   if #M.rules == 0 then
@@ -120,26 +148,75 @@ function M.start(opts, handover)
   M.started, M.opts = true, opts
   local ctx = context(opts, store)
   M.ctx = ctx
-  ready(opts, ctx)
+  if handover then health.adopt(handover.health) end
+  health.configure({ svc = ctx.svc, topics = M.alert_topics(opts), alert_after = opts.alert_after })
   if handover then
+    M.startup = { state = "ready", queue = opts.queue_url, since = clock.now() }
+    ready(opts, ctx)
     local n = rearm_all(handover.workflows or {}, ctx, true)
     log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}),
       receive = handover.receive and tostring(handover.receive) or "none" })
-  else
-    local ok, rerr = resume_journal(ctx)
-    if not ok then return nil, rerr end
-    -- The service manager (Type=notify) hears READY once, at the first start: after a
-    -- reload the host reports the end of the reload itself.
-    host.notify("ready", string.format("serving: %d rules, %s", #M.rules,
-      opts.queue_url and ("queue " .. opts.queue_url) or "no queue configured"))
-    host.watchdog()
+    if opts.queue_url then intake.adopt(ctx, handover.claims, handover.receive) end
+    return true
   end
+  host.watchdog()
+  if not opts.queue_url then return M.serve(ctx, opts) end
+  M.startup = { state = "checking", queue = opts.queue_url, since = clock.now(), attempts = 0 }
+  task.spawn(function()
+    local report = preflight.wait(ctx.svc, opts.queue_url, function(r, attempt, delay)
+      M.startup = { state = "waiting for the queue", queue = opts.queue_url, since = M.startup.since,
+        attempts = attempt, error = r.message, retry_in = delay }
+      log.warn("startup.waiting", { check = r.failed, queue = opts.queue_url, attempt = attempt, retry_in = delay,
+        error = r.message })
+      host.notify("status", ("waiting for the queue (attempt %d, retry in %ds): %s"):format(attempt, delay, r.message))
+    end, function() return not M.started or host.stopping() end)
+    if not M.started or host.stopping() then return end
+    if not report.ok then
+      M.startup = { state = "failed", queue = opts.queue_url, error = report.message }
+      log.error("startup.failed", { check = report.failed, queue = opts.queue_url, error = report.message,
+        exit = 1 })
+      host.exit(1)
+      return
+    end
+    log.info("startup.checked", { queue = opts.queue_url, attempts = M.startup.attempts + 1,
+      region = report.checks[1].detail, credentials = report.checks[2].detail })
+    local ok, serr = M.serve(ctx, opts)
+    if not ok then
+      io.stderr:write("rotator run: ", tostring(serr), "\n")
+      host.exit(2)
+    end
+  end)
+  return true
+end
+
+-- The checks passed (or there is no queue to check): resume the journal, tell the service
+-- manager, take work.
+function M.serve(ctx, opts)
+  ready(opts, ctx)
+  local ok, rerr = resume_journal(ctx)
+  if not ok then return nil, rerr end
+  M.startup = { state = "ready", queue = opts.queue_url, since = clock.now() }
+  -- The service manager (Type=notify) hears READY once, at the first start: after a
+  -- reload the host reports the end of the reload itself.
+  host.notify("ready", string.format("serving: %d rules, %s", #M.rules,
+    opts.queue_url and ("queue " .. opts.queue_url) or "no queue configured"))
   if not opts.queue_url then
     log.warn("intake.idle", { reason = "no queue configured (--queue-url or ROTATOR_QUEUE_URL)" })
     return true
   end
-  intake.adopt(ctx, handover and handover.claims, handover and handover.receive)
+  intake.adopt(ctx)
   return true
+end
+
+-- Daemon-level alerts go to --alert-topic, else to every topic the rules alert to.
+function M.alert_topics(opts)
+  if opts.alert_topic and opts.alert_topic ~= "" then return { opts.alert_topic } end
+  local out, seen = {}, {}
+  for _, r in ipairs(M.rules) do
+    local t = r.alert_topic_arn
+    if t and not seen[t] then seen[t], out[#out + 1] = true, t end
+  end
+  return out
 end
 
 function M.stop()
@@ -172,7 +249,8 @@ function M.quiesce(done)
     end
     if M.ctx and M.ctx.store and M.ctx.store.timer then M.ctx.store.timer:cancel() M.ctx.store.timer = nil end
     local claims, receive = intake.snapshot()
-    M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive }
+    M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive,
+      health = health.snapshot() }
     log.info("reload.quiesced", { workflows = #M.handover.workflows, claims = #M.handover.claims,
       receive = receive and tostring(receive) or "none", ms = math.floor((clock.mono() - started) * 1000 + 0.5) })
     done(M.handover)

@@ -27,16 +27,22 @@ local N = require "workflow.notification"
 local rules = require "policy.rules"
 local workflow = require "workflow"
 local aws = require "aws"
+local preflight = require "daemon.preflight"
+local alerts = require "after.alerts"
+local metrics = require "engine.metrics"
+local health = require "daemon.health"
 
 local M = {
   visibility = tonumber(os.getenv("ROTATOR_VISIBILITY_TIMEOUT") or "") or 300,
   heartbeat = tonumber(os.getenv("ROTATOR_HEARTBEAT") or "") or 120,
   max_messages_inflight = 100,
-  stats = { received = 0, deleted = 0, left = 0, unparsable = 0 },
+  stats = { received = 0, deleted = 0, left = 0, unparsable = 0, match_failed = 0 },
   claims = {},   -- message id -> { msg, last_beat (wall), beat (timer), parked }
   planned = {},  -- dry run: message id -> true once its plan was printed
   received = {}, -- messages received during a reload's quiesce, handed over unstarted
   recv = nil,    -- the ReceiveMessage in flight (see "receiving")
+  last_receive = nil, -- wall time of the last successful ReceiveMessage
+  started_at = nil,   -- wall time the poll loop first started
   gen = 0,       -- the poll loop's generation: a loop of an older one ends
   wait = 20,     -- the long poll's wait in seconds (receive_wait)
 }
@@ -49,6 +55,22 @@ local function skipped(rec, where, reason)
   log.info("notification.skipped", { reason = reason, message_id = where, table = rec.table_name,
     backup_job = rec.backup_job_id })
   return true
+end
+
+-- A rule's pattern could not be matched against the table (PCRE2's match or depth
+-- limit): the record is not run, and it fails, so its message is left for the
+-- dead-letter queue; counted, logged with the rule, the pattern and the table, alerted.
+local function match_failed(rec, failure, ctx, where)
+  M.stats.match_failed = M.stats.match_failed + 1
+  local rule = failure.rule
+  log.error("notification.match_failed", { message_id = where, table = rec.table_name,
+    backup_job = rec.backup_job_id, rule = rules.label(rule), rule_at = rule._where,
+    pattern = failure.pattern, error = failure.error,
+    result = "not restored; message left for the dead-letter queue",
+    next = "simplify the pattern (rotator check warns on exponential backtracking), then redrive" })
+  local ok, err = pcall(alerts.match_failed, ctx, rule, rec, failure)
+  if not ok then log.error("alert.crashed", { message_id = where, table = rec.table_name, error = tostring(err) }) end
+  return false
 end
 
 -- A job the journal already knows: Complete -> done; Error -> retry (redelivery) or not.
@@ -76,11 +98,13 @@ local function handle_record(rec, ctx, where, opts)
   for _, note in ipairs(rec.notes or {}) do
     log.warn("notification.note", { note = note, message_id = where, backup_job = rec.backup_job_id })
   end
-  local rule = rules.match(ctx.rules(), rec.table_name)
+  local rule, failure = rules.match(ctx.rules(), rec.table_name)
+  if failure then return match_failed(rec, failure, ctx, where) end
   if not rule then return skipped(rec, where, "no rule matches table " .. rec.table_name) end
   rec.backup_job_id = rec.backup_job_id or rec.recovery_point_arn
   local wf = workflow.find(ctx, rec.backup_job_id)
   if wf then
+    if wf.log then wf.log.message_id = where end -- its lines now name the message that holds it
     log.info("message.attached", { message_id = where, workflow = wf.id, target = wf.doc.TargetTableName,
       reason = "workflow already running here; no second run" })
   else
@@ -104,6 +128,7 @@ function M.handle_records(recs, ctx, where, opts)
     local f = task.future()
     futures[i] = f
     task.spawn(function()
+      task.set_context({ message_id = where })
       local ok, a, b = xpcall(handle_record, debug.traceback, rec, ctx, where, opts)
       if not ok then
         log.error("record.crashed", { message_id = where, backup_job = rec.backup_job_id, error = a })
@@ -136,11 +161,12 @@ local function heartbeat(ctx, claim)
   if quiescing or claim.parked then return end
   claim.last_beat = clock.now()
   task.spawn(function()
+    task.set_context({ message_id = claim.msg.MessageId, workflow = claim.workflow })
     local res, err = sqs(ctx, "ChangeMessageVisibility",
       { ReceiptHandle = claim.msg.ReceiptHandle, VisibilityTimeout = M.visibility })
     if not res then
       log.warn("message.heartbeat_failed", { message_id = claim.msg.MessageId, error = tostring(err),
-        request_id = type(err) == "table" and err.request_id or nil })
+        workflow = claim.workflow, request_id = type(err) == "table" and err.request_id or nil })
     end
   end)
 end
@@ -161,24 +187,37 @@ local function stop_beats(claim)
   claim.beat = nil
 end
 
-local function delete(ctx, msg)
+local function delete(ctx, msg, wfs)
   local res, err = sqs(ctx, "DeleteMessage", { ReceiptHandle = msg.ReceiptHandle })
   if res then
     M.stats.deleted = M.stats.deleted + 1
-    log.info("message.deleted", { message_id = msg.MessageId, request_id = err })
+    metrics.inc("rotator_sqs_messages_deleted_total")
+    log.info("message.deleted", { message_id = msg.MessageId, workflow = wfs, request_id = err })
   else
-    log.error("message.delete_failed", { message_id = msg.MessageId, error = tostring(err),
+    log.error("message.delete_failed", { message_id = msg.MessageId, workflow = wfs, error = tostring(err),
       request_id = type(err) == "table" and err.request_id or nil })
   end
+end
+
+-- The workflow ids (backup job ids) of a message's records, comma-separated, or nil.
+local function workflow_ids(recs)
+  local ids = {}
+  for _, rec in ipairs(recs) do
+    local wid = not rec.skip and (rec.backup_job_id or rec.recovery_point_arn)
+    if wid then ids[#ids + 1] = wid end
+  end
+  return #ids > 0 and table.concat(ids, ",") or nil
 end
 
 -- opts: { last_beat = wall time of the last heartbeat (re-armed claims), retry = bool }
 local function handle_message(msg, ctx, opts)
   local hold <close> = host.hold()
   local id = msg.MessageId
+  task.set_context({ message_id = id }) -- the lines and AWS calls of its records carry it
   local recs, why = N.parse(msg)
   if not recs then
     M.stats.unparsable = M.stats.unparsable + 1
+    metrics.inc("rotator_sqs_messages_unparsable_total")
     log.warn("message.unparsable", { message_id = id, reason = why, result = "left for the redrive policy" })
     return
   end
@@ -186,7 +225,9 @@ local function handle_message(msg, ctx, opts)
     log.info("message.already_planned", { message_id = id, reason = "a dry run plans each message once" })
     return
   end
-  local claim = { msg = msg, last_beat = opts.last_beat or clock.now() }
+  local wfs = workflow_ids(recs)
+  task.set_context({ workflow = wfs })
+  local claim = { msg = msg, last_beat = opts.last_beat or clock.now(), workflow = wfs }
   M.claims[id] = claim
   start_beats(ctx, claim)
   local ok = M.handle_records(recs, ctx, id, { retry = opts.retry })
@@ -198,10 +239,12 @@ local function handle_message(msg, ctx, opts)
   M.claims[id] = nil
   if not ok then
     M.stats.left = M.stats.left + 1
-    log.warn("message.left", { message_id = id, reason = "a workflow failed; the queue will redeliver it" })
+    metrics.inc("rotator_sqs_messages_left_total")
+    log.warn("message.left", { message_id = id, workflow = wfs,
+      reason = "a workflow failed (or its rule could not be matched); the queue will redeliver it" })
     return
   end
-  delete(ctx, msg)
+  delete(ctx, msg, wfs)
 end
 
 local function spawn_message(msg, ctx, opts)
@@ -257,6 +300,7 @@ end
 local function take(ctx, res)
   for _, msg in ipairs(res.Messages or {}) do
     M.stats.received = M.stats.received + 1
+    metrics.inc("rotator_sqs_messages_received_total")
     log.info("message.received", { message_id = msg.MessageId,
       receive_count = type(msg.Attributes) == "table" and msg.Attributes.ApproximateReceiveCount or nil })
     if quiescing then
@@ -268,6 +312,35 @@ local function take(ctx, res)
 end
 
 local function stopping() return M.stopping or host.stopping() or quiescing ~= nil end
+
+-- The daemon's health follows the receives: a failed one is a problem (degraded; failing
+-- from the FAILING_AFTER-th in a row), a successful one clears it. A credentials error
+-- is a problem of its own.
+M.FAILING_AFTER = 3
+local CREDENTIAL_CODES = { CredentialsError = true, ExpiredToken = true, ExpiredTokenException = true,
+  InvalidClientTokenId = true, UnrecognizedClientException = true, InvalidSignatureException = true,
+  SignatureDoesNotMatch = true, AuthFailure = true }
+local MISSING_QUEUE = { ["AWS.SimpleQueueService.NonExistentQueue"] = true, QueueDoesNotExist = true }
+
+local function received_ok()
+  M.last_receive = clock.now()
+  metrics.set("rotator_sqs_last_receive_timestamp_seconds", nil, M.last_receive)
+  health.clear("receive")
+  health.clear("credentials")
+end
+
+local function receive_failed(err)
+  local code = type(err) == "table" and err.code or "ClientError"
+  local prev = health.problems_by_name.receive -- its count survives a reload, unlike this module
+  local n = (prev and prev.count or 0) + 1
+  metrics.inc("rotator_sqs_receive_errors_total", { code = code })
+  health.set("receive", n >= M.FAILING_AFTER and "failing" or "degraded",
+    ("ReceiveMessage failed %d time(s) in a row: %s"):format(n, tostring(err)),
+    MISSING_QUEUE[code] and "the queue does not exist: check --queue-url, or create it" or nil)
+  if CREDENTIAL_CODES[code] then
+    health.set("credentials", "failing", tostring(err), "check the credential chain: rotator whoami")
+  end
+end
 
 local function poll_loop(ctx, gen)
   local backoff = 1
@@ -290,10 +363,15 @@ local function poll_loop(ctx, gen)
       end
       if r.res then
         backoff = 1
+        received_ok()
       elseif not stopping() then
         local err = r.err
+        receive_failed(err)
+        local what, permanent, hint
+        if type(err) == "table" then what, permanent, hint = preflight.classify(err, ctx.queue_url) end
         log.error("intake.receive_failed", { error = tostring(err), retry_in = backoff,
-          request_id = type(err) == "table" and err.request_id or nil })
+          request_id = type(err) == "table" and err.request_id or nil,
+          problem = what, heals = permanent ~= nil and tostring(not permanent) or nil, next_step = permanent and hint or nil })
         task.sleep(backoff)
         backoff = math.min(backoff * 2, 60)
       end
@@ -316,10 +394,29 @@ local function receive_wait()
   return want
 end
 
+-- Ready: the last receive succeeded within `bound` seconds (default: the long poll's
+-- wait + 30 s), or the poll loop started that recently and no receive failed yet (a
+-- failing receive makes the daemon's health failing, which probe.lua refuses first).
+-- Returns ok, reason.
+function M.ready(bound)
+  bound = bound or (M.wait + 30)
+  local now = clock.now()
+  if M.last_receive and now - M.last_receive <= bound then return true end
+  local p = health.problems_by_name.receive
+  if p then return false, "receive failing: " .. tostring(p.error) end
+  if not M.last_receive and M.started_at and now - M.started_at <= bound then return true end
+  return false, M.last_receive and ("no successful receive for %d s"):format(math.floor(now - M.last_receive))
+    or "no successful receive yet"
+end
+
+-- Messages this state holds (claims), for status.
+M.claims_count = inflight
+
 function M.start(ctx)
   M.wait = receive_wait()
   M.stopping = false
   M.gen = M.gen + 1
+  M.started_at = M.started_at or clock.now()
   log.info("intake.started", { queue = ctx.queue_url, visibility = M.visibility, heartbeat = M.heartbeat,
     wait = M.wait })
   task.spawn(poll_loop, ctx, M.gen)
@@ -369,6 +466,7 @@ function M.snapshot()
     if r.done then
       for _, msg in ipairs(r.res and r.res.Messages or {}) do
         M.stats.received = M.stats.received + 1
+        metrics.inc("rotator_sqs_messages_received_total")
         log.info("message.received", { message_id = msg.MessageId, handed_over = true,
           receive_count = type(msg.Attributes) == "table" and msg.Attributes.ApproximateReceiveCount or nil })
         out[#out + 1] = { msg = msg, last_beat = clock.now(), fresh = true }

@@ -69,10 +69,11 @@ local function describe(ctx, msg, recs, print)
     if rec.skip then
       print(("  skip: %s (table %s)"):format(rec.skip, tostring(rec.table_name)))
     else
-      local rule = rules.match(ctx.rules(), rec.table_name)
+      local rule, failure = rules.match(ctx.rules(), rec.table_name)
+      local now = rule and rules.label(rule) or "none (would be skipped)"
+      if failure then now = "cannot tell (" .. failure.message .. ")" end
       print(("  table %s, backup %s, rule now: %s; journal: %s"):format(rec.table_name,
-        tostring(rec.recovery_point_arn), rule and rules.label(rule) or "none (would be skipped)",
-        journal_says(ctx, rec) or "not open"))
+        tostring(rec.recovery_point_arn), now, journal_says(ctx, rec) or "not open"))
     end
   end
 end

@@ -11,6 +11,7 @@ local json = require "json"
 local clock = require "clock"
 local policies = require "policy.loader"
 local daemon = require "daemon"
+local metrics = require "engine.metrics"
 
 local M = { last = nil }
 local pending
@@ -25,6 +26,8 @@ function M.prepare()
 end
 
 function M.quiesce(done)
+  -- An unserialisable state reaches the host as nil, err: the reload is aborted and
+  -- the running state takes its work back.
   daemon.quiesce(function(state) done(json.encode(state)) end)
 end
 
@@ -38,6 +41,7 @@ end
 
 -- The host reports the outcome to the running state (after the swap, the new one).
 function M.report(ok, info)
+  metrics.inc("rotator_reloads_total", { result = ok and "ok" or "failed" })
   M.last = { ok = ok, at = clock.rfc3339(clock.now()),
     [ok and "duration_ms" or "error"] = ok and tonumber(info) or info }
 end

@@ -31,6 +31,9 @@ local json = require "json"
 local host = require "host"
 local log = require "log"
 local timer = require "timer"
+local clock = require "clock"
+local metrics = require "engine.metrics"
+local health = require "daemon.health"
 
 local M = {}
 
@@ -121,11 +124,17 @@ function Store:record(doc, step)
   end
   local text, jerr = json.encode(snapshot(doc))
   if not text then return nil, "store: workflow " .. id .. " cannot be journaled: " .. jerr end
+  local t0 = clock.mono()
   local seq, err = self.j:append(id, step, text, meta_of(doc, step))
+  metrics.observe("rotator_journal_append_duration_seconds", nil, clock.mono() - t0)
   if not seq then
+    metrics.inc("rotator_journal_append_errors_total")
+    health.set("journal", "failing", "journal append failed: " .. tostring(err),
+      "check the state directory's disk (space, permissions): " .. tostring(self:path()))
     log.error("journal.append_failed", { workflow = id, step = step, error = err })
     return nil, err
   end
+  health.clear("journal")
   return seq
 end
 
@@ -192,6 +201,19 @@ end
 Store.__close = Store.close
 
 function Store:path() return self.j:path() end
+
+-- Bytes on disk: the database and its write-ahead log.
+function Store:size()
+  local total = 0
+  for _, p in ipairs({ self:path(), self:path() .. "-wal" }) do
+    local f = io.open(p, "rb")
+    if f then
+      total = total + (f:seek("end") or 0)
+      f:close()
+    end
+  end
+  return total
+end
 
 -- Open the store in state_dir (default: M.default_state_dir()). opts: keep_finished,
 -- retain (seconds, or false to keep latest documents forever), compact_every (seconds),

@@ -29,4 +29,12 @@ function M.parse(argv, spec, cmd)
   return opts, pos
 end
 
+-- A duration flag's value: "90", "90s", "5m", "2h" or "1d" -> seconds, or nil, message.
+local UNITS = { [""] = 1, s = 1, m = 60, h = 3600, d = 86400 }
+function M.duration(v, flag)
+  local n, unit = tostring(v):match("^(%d+%.?%d*)([smhd]?)$")
+  if not n then return nil, ("%s %q is not a duration (e.g. 30s, 5m, 1h)"):format(flag, tostring(v)) end
+  return tonumber(n) * UNITS[unit]
+end
+
 return M

@@ -8,6 +8,11 @@
 --                           cleanup function; M.wait returns wake's arguments
 --   M.cancel(co) -> bool    abandon co's pending wait: its cleanup runs, its waker goes
 --                           stale, and co is never resumed again by that wait
+-- Each task may carry a log context: the fields (workflow, message_id) that every log
+-- line of its work carries, AWS calls included (aws.lua passes it to the C client):
+--   M.context() -> table|nil     the running task's context
+--   M.set_context(fields) -> t   merge fields into it (a task spawned later starts with a
+--                                copy of its parent's); returns the task's context table
 -- A waker is good for one wake-up of the one wait that made it. Anything else (a late
 -- timer, a second wake, a resume from code that does not own the wait) is dropped with a
 -- debug line: a stale wake-up never resumes a coroutine, whichever module it comes from.
@@ -18,6 +23,7 @@ local M = {}
 
 local pending = setmetatable({}, { __mode = "k" }) -- coroutine -> its one pending wait
 local gens = setmetatable({}, { __mode = "k" })    -- coroutine -> generation of its last wait
+local contexts = setmetatable({}, { __mode = "k" }) -- coroutine -> its log context
 
 local function report(co, ok, err)
   if not ok then
@@ -34,8 +40,27 @@ end
 -- Run fn(...) in a new coroutine now; returns the coroutine.
 function M.spawn(fn, ...)
   local co = coroutine.create(fn)
+  local parent = contexts[coroutine.running()]
+  if parent then
+    local c = {}
+    for k, v in pairs(parent) do c[k] = v end
+    contexts[co] = c
+  end
   resume(co, ...)
   return co
+end
+
+function M.context()
+  return contexts[coroutine.running()]
+end
+
+function M.set_context(fields)
+  local co, main = coroutine.running()
+  if main then error("task.set_context: not inside a task", 2) end
+  local c = contexts[co] or {}
+  contexts[co] = c
+  for k, v in pairs(fields) do c[k] = v end
+  return c
 end
 
 -- Call fn from the loop on its next turn.

@@ -16,6 +16,7 @@ local timer = require "timer"
 local re = require "re"
 local json = require "json"
 local clock = require "clock"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -64,7 +65,9 @@ end
 ---------------------------------------------------------------- bounded calls
 -- Run fn(...) under the policy budget: true, results... or false, "file:line: message".
 function M.call(fn, ...)
-  return host.bounded({ limit = M.HOOK_INSTRUCTION_LIMIT, what = "policy" }, fn, ...)
+  local res = table.pack(host.bounded({ limit = M.HOOK_INSTRUCTION_LIMIT, what = "policy" }, fn, ...))
+  if not res[1] then metrics.inc("rotator_policy_hook_failures_total") end
+  return table.unpack(res, 1, res.n)
 end
 
 -- coroutine for policies: a coroutine counts against the bound of the code that

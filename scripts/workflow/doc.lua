@@ -9,6 +9,7 @@
 --                              the driver turns it into Error, once, with one alert
 -- A dry run's document says so (DryRun = true): it is never re-armed as a real one.
 local clock = require "clock"
+local task = require "engine.task"
 
 local M = {}
 
@@ -70,7 +71,9 @@ function M.code(err)
 end
 
 function M.fields(doc, extra)
-  local f = { workflow = doc.WorkflowId, source = doc.SourceTableName, target = doc.TargetTableName }
+  local c = task.context()
+  local f = { workflow = doc.WorkflowId, source = doc.SourceTableName, target = doc.TargetTableName,
+              message_id = c and c.message_id }
   for k, v in pairs(extra or {}) do f[k] = v end
   return f
 end

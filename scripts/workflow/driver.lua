@@ -21,6 +21,7 @@ local ssm = require "workflow.ssm"
 local post_restore = require "after.post_restore"
 local retention = require "after.retention"
 local alerts = require "after.alerts"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -134,11 +135,17 @@ local function finish(ctx, reg, wf, ok, e)
       doc.Status, doc.Error = "Error", "journal: cannot record the outcome: " .. tostring(err)
     end
   end
+  if not ctx.dry_run then
+    local outcome = doc.Status == "Complete" and "complete" or "error"
+    metrics.inc("rotator_workflows_finished_total", { outcome = outcome, rule = tostring(doc.Rule) })
+    metrics.observe("rotator_workflow_duration_seconds", { rule = tostring(doc.Rule), outcome = outcome }, doc.Seconds)
+  end
 end
 
 local function drive(ctx, wf)
   local reg = registry.of(ctx)
   wf.co = coroutine.running()
+  wf.log = task.set_context({ workflow = wf.id }) -- this task's lines and AWS calls carry it
   local ok, e = xpcall(machine, function(x)
     if D.is_failure(x) then return x end
     return { msg = debug.traceback(tostring(x), 2) }

@@ -58,6 +58,7 @@ local function started(ctx, wf, what)
   if ctx.dry_run and doc.Phase == "Wait for Restore" then doc.Phase = "Restore Complete" end
   doc.NextPollAt = clock.now() + config.values.first_poll
   doc.PollInterval = config.values.first_poll
+  doc.RestoreStartedAt = doc.RestoreStartedAt or clock.now()
   doc.RetryAt = nil
   S.record(ctx, wf, what)
 end

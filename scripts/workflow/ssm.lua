@@ -7,6 +7,8 @@ local log = require "log"
 local rules = require "policy.rules"
 local D = require "workflow.doc"
 local S = require "workflow.step"
+local clock = require "clock"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -39,6 +41,7 @@ local function put(ctx, wf, s)
   end
   D.done(s, prid)
   doc.UpdateSSMParameterOutput = res
+  if not ctx.dry_run then metrics.set("rotator_ssm_last_update_timestamp_seconds", { parameter = name }, clock.now()) end
   log.info("ssm.updated", D.fields(doc, { parameter = name, value = doc.TableArn, request_id = prid }))
 end
 

@@ -7,6 +7,7 @@ local clock = require "clock"
 local config = require "workflow.config"
 local D = require "workflow.doc"
 local S = require "workflow.step"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -57,6 +58,9 @@ local function check_table(ctx, wf, s)
     doc.TableArn = res.Table.TableArn or doc.TableArn
     doc.Phase = "Restore Complete"
     S.record(ctx, wf, "Restore Complete")
+    if doc.RestoreStartedAt and not ctx.dry_run then
+      metrics.observe("rotator_restore_duration_seconds", { rule = tostring(doc.Rule) }, clock.now() - doc.RestoreStartedAt)
+    end
     log.info("restore.complete", D.fields(doc, { table_arn = doc.TableArn, request_id = rid }))
   elseif status == "CREATING" or status == "UPDATING" then
     next_poll(ctx, wf, "Check Restore Status")

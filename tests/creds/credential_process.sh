@@ -6,4 +6,6 @@ case "$1" in
   badjson) echo "this is not json" ;;
   version2) printf '{"Version": 2, "AccessKeyId": "A", "SecretAccessKey": "PROCSECRET"}\n' ;;
   slow) sleep 30 ;;
+  huge) printf '{"Version": 1, "AccessKeyId": "AKIDPROC", "SecretAccessKey": "PROCSECRET", "Pad": "'
+        head -c 70000 /dev/zero | tr '\0' 'p'; printf '"}\n' ;;
 esac

@@ -80,6 +80,7 @@ check("nothing configured", base_env(), error=["no AWS credentials found", "AWS_
 cred = write("credentials", "[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = SECRETBASE\n"
                             "[dev]\naws_access_key_id = AKIDDEV\naws_secret_access_key = SECRETBASE\n")
 procdir = os.path.join(ROOT, "tests/creds")
+LONGNAME = "p" * 200  # a profile name past any small fixed buffer; its first 127 bytes name another
 cfg = write("config", f"""[default]
 region = us-west-2
 [profile dev]
@@ -112,6 +113,12 @@ source_profile = loop2
 [profile loop2]
 role_arn = arn:aws:iam::1:role/y
 source_profile = loop1
+[profile {LONGNAME}]
+aws_access_key_id = AKIDLONGNAME
+aws_secret_access_key = LONGNAMESECRET
+[profile {LONGNAME[:127]}]
+aws_access_key_id = AKIDCUTNAME
+aws_secret_access_key = CUTNAMESECRET
 [profile wi]
 role_arn = arn:aws:iam::111111111111:role/wi
 web_identity_token_file = {tmp}/webtoken
@@ -128,11 +135,16 @@ credential_process = {procdir}/credential_process.sh badjson
 credential_process = {procdir}/credential_process.sh version2
 [profile proc_slow]
 credential_process = {procdir}/credential_process.sh slow
+[profile proc_huge]
+credential_process = {procdir}/credential_process.sh huge
 """)
 write("webtoken", "web-identity-secret-token\n")
 files = {"AWS_CONFIG_FILE": cfg, "AWS_SHARED_CREDENTIALS_FILE": cred}
 
 check("profile dev", base_env(AWS_PROFILE="dev", **files), source="profile:dev", akid="AKIDDEV")
+check("a 200-character --profile is used whole", base_env(**files), "--profile", LONGNAME, akid="AKIDLONGNAME")
+check("a config file path over the limit", base_env(AWS_PROFILE="dev", AWS_CONFIG_FILE="/tmp/" + "c" * 5000),
+      error=["AWS_CONFIG_FILE", "byte limit"])
 check("missing profile", base_env(AWS_PROFILE="nope", **files), error=['"nope" not found', cfg, cred])
 check("source_profile loop", base_env(AWS_PROFILE="loop1", **files), error=["loop1 -> loop2 -> loop1"])
 write("locked", "[default]\naws_access_key_id = A\naws_secret_access_key = B\n", 0)
@@ -195,6 +207,8 @@ with Servers() as s:
     check("credential_process bad JSON", base_env(AWS_PROFILE="proc_badjson", **sts),
           error=['"proc_badjson"', "Version"])
     check("credential_process wrong version", base_env(AWS_PROFILE="proc_version", **sts), error=["Version\": 1"])
+    check("credential_process output over the limit", base_env(AWS_PROFILE="proc_huge", **sts),
+          error=['"proc_huge"', "printed more than the 65536-byte limit"])
     t0 = time.monotonic()
     check("credential_process timeout", base_env(AWS_PROFILE="proc_slow", **sts), "--process-timeout-ms", "300",
           error=["did not finish in time"])

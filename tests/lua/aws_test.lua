@@ -26,6 +26,14 @@ S["query serialisation and XML decoding"] = function()
   T.eq(doc.AssumeRoleResponse.ResponseMetadata.RequestId, "r-1")
 end
 
+S["a call's log context is bounded, and says so"] = function()
+  local fields = {}
+  for i = 1, 9 do fields["f" .. i] = i end
+  local ok, err = pcall(aws.call_cb, "dynamodb", "ListTables", {}, { log = fields }, function() end)
+  T.eq(ok, false)
+  T.eq(tostring(err):match("more than 8 log context fields") ~= nil, true, tostring(err))
+end
+
 S["aws.call outside a task raises"] = function()
   local co = coroutine.running()
   T.eq(type(co), "thread")

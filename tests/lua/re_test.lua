@@ -213,4 +213,19 @@ T["quote escapes metacharacters like Go QuoteMeta"] = function()
   assert(not re.test("axb", "^" .. re.quote("a.b") .. "$"))
 end
 
+function T.utf_negated_escapes_match_non_ascii()
+  -- PCRE2 10.42's JIT misses these under MATCH_INVALID_UTF; UTF patterns are interpreted
+  for _, pat in ipairs({ "\\D", "\\W", "\\S", "[^a]" }) do
+    assert(re.test("\u{e9}", pat, "u"), pat .. " should match U+00E9")
+  end
+  assert(not re.test("\u{e9}", "\\w", "u"), "\\w is ASCII-only, as in Go")
+end
+
+function T.offsets_are_go_submatch_indexes()
+  local rx = re.compile("^(.*)-prod(uction)?(x)?$", "u")
+  local o = rx:offsets("orders-production")
+  assert(table.concat(o, ",") == "0,17,0,6,11,17,-1,-1", table.concat(o, ","))
+  assert(rx:offsets("orders") == nil)
+end
+
 return T

@@ -99,11 +99,41 @@ return {
     list = assert(rules.effective({ rules = {} }, { replacement_pattern = "-qa" }, getenv))
     T.eq(list[1].replacement, "-qa")
     T.eq(#assert(rules.effective({ rules = {} }, {}, function() end)), 0)
-    local policy_rules = { { source_pattern = "a", replacement = "b" } }
-    T.eq(rules.effective({ rules = policy_rules }, {}, getenv), policy_rules)
+    local policy_rules = { { source_pattern = "a", replacement = "b", _file = "p/a.lua" } }
+    T.eq(rules.effective({ rules = policy_rules }, {}, function() end), policy_rules)
     local none, err = rules.effective({ rules = {} }, {}, function(k) return k == "SOURCE_PATTERN" and "(" or nil end)
     T.eq(none, nil)
     assert(err:find("SOURCE_PATTERN"), err)
+  end,
+
+  default_rule_beside_policy_rules_needs_a_placement = function()
+    local env = { SOURCE_PATTERN = "-production$", REPLACEMENT_PATTERN = "-qa" }
+    local getenv = function(k) return env[k] end
+    local p = { source_pattern = "-production$", replacement = "-staging", _file = "p/a.lua" }
+    local q = { source_pattern = "-dev$", replacement = "-test", _file = "p/b.lua" }
+    local set = { rules = { p, q } }
+    local none, err = rules.effective(set, {}, getenv)
+    T.eq(none, nil)
+    for _, want in ipairs({ "SOURCE_PATTERN", "REPLACEMENT_PATTERN", "p/a.lua (1 rule)", "p/b.lua (1 rule)", "--default-rule" }) do
+      assert(err:find(want, 1, true), want .. " missing from: " .. err)
+    end
+    -- a flag alone conflicts too, and is named as the flag
+    none, err = rules.effective(set, { ssm_parameter_name = "/x" }, function() end)
+    T.eq(none, nil)
+    assert(err:find("--ssm-parameter-name", 1, true), err)
+    local list, _, place = rules.effective(set, { default_rule = "first" }, getenv)
+    T.eq(#list, 3) T.eq(list[1]._default, true) T.eq(list[2], p) T.eq(place, "first")
+    T.eq(rules.target_name(rules.match(list, "Orders-production"), rec("Orders-production")), "Orders-qa-20261125-03-00-00")
+    list = rules.effective(set, { default_rule = "last" }, getenv)
+    T.eq(#list, 3) T.eq(list[3]._default, true)
+    T.eq(rules.target_name(rules.match(list, "Orders-production"), rec("Orders-production")), "Orders-staging-20261125-03-00-00")
+    list, _, place = rules.effective(set, {}, function(k) return k == "ROTATOR_DEFAULT_RULE" and "off" or env[k] end)
+    T.eq(list, set.rules) T.eq(place, "off")
+    none, err = rules.effective(set, { default_rule = "middle" }, getenv)
+    T.eq(none, nil) assert(err:find("first, last or off", 1, true), err)
+    -- a placement without SOURCE_PATTERN: the other two settings cannot form a rule
+    none, err = rules.effective(set, { default_rule = "first" }, function(k) return k == "REPLACEMENT_PATTERN" and "-qa" or nil end)
+    T.eq(none, nil) assert(err:find("REPLACEMENT_PATTERN set without SOURCE_PATTERN", 1, true), err)
   end,
 
   example_policies_load = function()

@@ -109,4 +109,20 @@ return {
     task.sleep(0.05)
     T.eq(fired, false, "the timer fired into a stale waker")
   end,
+
+  a_task_starts_with_a_copy_of_its_parents_log_context = function()
+    local seen = {}
+    local parent = task.spawn(function()
+      task.set_context({ message_id = "m-1" })
+      task.spawn(function()
+        task.set_context({ workflow = "wf-1" })
+        seen.child = task.context()
+      end)
+      seen.parent = task.context()
+    end)
+    T.eq(coroutine.status(parent), "dead")
+    T.eq(seen.child, { message_id = "m-1", workflow = "wf-1" })
+    T.eq(seen.parent, { message_id = "m-1" }, "the child's fields stay its own")
+    T.eq(task.context(), nil, "the test's own task has none")
+  end,
 }

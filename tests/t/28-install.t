@@ -10,14 +10,12 @@ ROOT = os.environ.get("ROTATOR_ROOT") or os.path.dirname(os.path.dirname(os.path
 BIN = os.environ.get("ROTATOR") or os.path.join(ROOT, "rotator")
 sys.path.insert(0, os.path.join(ROOT, "tests", "bed"))
 from tap import Tap  # noqa: E402
+from make_target import make  # noqa: E402
 
 t = Tap()
 tmp = tempfile.mkdtemp(prefix="rotator-install-")
 prefix = os.path.join(tmp, "prefix")
-# -o: install the binary under test as it is (never rebuild it: under `make asan` that
-# would relink the sanitizer build with other flags).
-r = subprocess.run(["make", "-s", "-C", ROOT, "-o", BIN, "install", "PREFIX=" + prefix, "OUT=" + BIN],
-                   capture_output=True, text=True)
+r = make(ROOT, BIN, "install", "PREFIX=" + prefix)
 t.ok(r.returncode == 0, "make install PREFIX=<tmp> succeeds", r.stderr[-500:])
 inst = os.path.join(prefix, "bin", "rotator")
 live = os.path.join(prefix, "etc", "rotator", "policies")

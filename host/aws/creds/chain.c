@@ -2,10 +2,12 @@
  * AssumeRole hops for profiles), caches the result and shares one refresh among every
  * caller waiting. All callbacks run from the loop: creds_get() only queues and arms a
  * zero-delay timer. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "aws/creds/internal.h"
 #include "aws/retry.h"
@@ -32,7 +34,7 @@ struct creds_provider {
   loop_t *loop;
   http_client_t *http;
   creds_options_t opt;
-  char profile_opt[128];
+  char *profile_opt;       /* the profile given in the options (owned), or NULL */
   loop_timer_t defer;
   /* credentials */
   waiters_t waiting;
@@ -44,8 +46,9 @@ struct creds_provider {
   creds_fetch_t *fetch;
   creds_proc_t *proc;
   char label[CREDS_SOURCE_MAX];
-  char top[128];          /* the profile asked for, for error messages */
+  char *top;              /* the profile asked for, for error messages (owned), or NULL */
   char sts_region[CREDS_REGION_MAX];
+  char tried[CREDS_ERR_MAX]; /* the providers skipped before the container/instance one */
   /* region */
   waiters_t rwaiting;
   int region_resolving;
@@ -72,13 +75,19 @@ static int fresh(const creds_provider_t *p) {
   return p->have_cached && (p->cached.expiration == 0 || now_s() + p->opt.refresh_margin_s < p->cached.expiration);
 }
 
-static void profile_input(const creds_provider_t *p, plan_input_t *in, char *cfg, size_t clen, char *cr, size_t crlen) {
+/* The profile and the two files' paths. 0, or -1 with err when a path does not fit. */
+static int profile_input(const creds_provider_t *p, plan_input_t *in, char *cfg, size_t clen, char *cr, size_t crlen,
+                         char *err, size_t errlen) {
   const char *env = getenv("AWS_PROFILE");
-  in->profile = p->profile_opt[0] ? p->profile_opt : (env && *env ? env : "default");
-  in->profile_explicit = p->profile_opt[0] || (env && *env);
-  if (creds_file_paths(cfg, clen, cr, crlen) != 0) cfg[0] = cr[0] = 0;
+  int given = p->profile_opt && p->profile_opt[0];
+  in->profile = given ? p->profile_opt : (env && *env ? env : "default");
+  in->profile_explicit = given || (env && *env);
   in->config_path = cfg;
   in->credentials_path = cr;
+  if (creds_file_paths(cfg, clen, cr, crlen) == 0) return 0;
+  snprintf(err, errlen, "AWS_CONFIG_FILE or AWS_SHARED_CREDENTIALS_FILE (after ~ expansion) is longer than the "
+           "%zu-byte limit for a path", (clen < crlen ? clen : crlen) - 1);
+  return -1;
 }
 
 /* ---- completion ----------------------------------------------------------------------- */
@@ -163,7 +172,7 @@ static void on_source(void *ud, const creds_t *c, const char *err) {
   p->proc = NULL;
   if (!c) {
     char e[CREDS_ERR_MAX];
-    if (p->top[0]) snprintf(e, sizeof e, "AWS profile \"%s\": %s", p->top, err);
+    if (p->top && p->top[0]) snprintf(e, sizeof e, "AWS profile \"%s\": %s", p->top, err);
     else snprintf(e, sizeof e, "%s", err);
     complete_err(p, e);
     return;
@@ -188,7 +197,8 @@ static void run_plan(creds_provider_t *p, const char *top) {
   fetch_env_t e = fetch_env(p);
   creds_plan_t *pl = &p->plan;
   label_plan(p, top);
-  snprintf(p->top, sizeof p->top, "%s", top);
+  free(p->top);
+  p->top = strdup(top); /* NULL when out of memory: messages then name no profile */
   p->hop = 0;
   switch (pl->kind) {
     case PLAN_STATIC:
@@ -233,10 +243,24 @@ static void on_env_web_identity(void *ud, const creds_t *c, const char *err) {
   creds_wipe(&out);
 }
 
+static const char NEXT_STEP[] =
+    ". Next: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or set AWS_PROFILE to a profile of those "
+    "files, or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, or run where a container or EC2 instance role "
+    "is attached (rotator whoami shows what resolves)";
+
+/* The container or instance provider, the chain's last link: its failure is told with
+ * every provider skipped before it, so the operator sees the whole chain. */
 static void on_plain(void *ud, const creds_t *c, const char *err) {
   creds_provider_t *p = ud;
   p->fetch = NULL;
-  complete(p, c, err);
+  if (c || !p->tried[0]) {
+    complete(p, c, err);
+    return;
+  }
+  char e[CREDS_ERR_MAX];
+  int n = snprintf(e, sizeof e, "%s%s%s", p->tried, err, NEXT_STEP);
+  if (n < 0 || (size_t)n >= sizeof e) snprintf(e, sizeof e, "no AWS credentials found; the last provider said: %s", err);
+  complete_err(p, e);
 }
 
 static int start_env_web_identity(creds_provider_t *p) {
@@ -256,23 +280,43 @@ static int start_env_web_identity(creds_provider_t *p) {
   return 1;
 }
 
+static const char *file_state(const char *path) { return access(path, F_OK) == 0 ? "has no such profile" : "does not exist"; }
+
+/* "no AWS credentials found; the chain tried: 1) ... 2) ...": every provider before the
+ * container and instance ones, and why each gave nothing. Returns -1 if it does not fit. */
+static int describe_skipped(const plan_input_t *in, char *out, size_t len) {
+  int n = snprintf(out, len,
+                   "no AWS credentials found; the chain tried: 1) environment: AWS_ACCESS_KEY_ID is not set; "
+                   "2) web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are not set; "
+                   "3) profile \"%s\" (%sstatic keys, role_arn, credential_process or web_identity_token_file): "
+                   "%s %s, %s %s; ",
+                   in->profile, in->profile_explicit ? "" : "AWS_PROFILE is not set; ", in->config_path,
+                   file_state(in->config_path), in->credentials_path, file_state(in->credentials_path));
+  return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 static void no_credentials(creds_provider_t *p, const plan_input_t *in) {
   char err[CREDS_ERR_MAX];
-  snprintf(err, sizeof err,
-           "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE to a profile "
-           "in %s or %s, or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, or run where container or EC2 instance "
-           "credentials exist (EC2 metadata is %s)",
-           in->config_path, in->credentials_path,
-           creds_imds_disabled() ? "disabled by AWS_EC2_METADATA_DISABLED" : "unavailable");
+  int n = snprintf(err, sizeof err,
+                   "%s4) ECS container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and "
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI are not set; 5) EC2 instance metadata (IMDS): %s%s",
+                   p->tried, creds_imds_disabled() ? "disabled by AWS_EC2_METADATA_DISABLED=true" : "unavailable",
+                   NEXT_STEP);
+  if (n < 0 || (size_t)n >= sizeof err)
+    snprintf(err, sizeof err, "no AWS credentials found (the account of the chain exceeds %d bytes; see "
+             "rotator whoami)", CREDS_ERR_MAX);
+  (void)in;
   complete_err(p, err);
 }
 
 static void resolve_start(creds_provider_t *p) {
-  char err[CREDS_ERR_MAX], cfg[1024], cr[1024];
+  char err[CREDS_ERR_MAX], cfg[PATH_MAX], cr[PATH_MAX];
   creds_t c;
   plan_input_t in;
   p->resolving = 1;
-  p->top[0] = 0;
+  free(p->top);
+  p->top = NULL;
+  p->tried[0] = 0;
   const char *akid = getenv("AWS_ACCESS_KEY_ID");
   if (akid && *akid) {
     if (env_creds(&c, err, sizeof err) != 0) complete_err(p, err);
@@ -280,7 +324,10 @@ static void resolve_start(creds_provider_t *p) {
     creds_wipe(&c);
     return;
   }
-  profile_input(p, &in, cfg, sizeof cfg, cr, sizeof cr);
+  if (profile_input(p, &in, cfg, sizeof cfg, cr, sizeof cr, err, sizeof err) != 0) {
+    complete_err(p, err);
+    return;
+  }
   char *pr = creds_file_region(&in);
   if (region_from_settings(pr, p->sts_region, sizeof p->sts_region) != 0) p->sts_region[0] = 0;
   free(pr);
@@ -289,10 +336,22 @@ static void resolve_start(creds_provider_t *p) {
   if (rc == PLAN_ERR) { complete_err(p, err); return; }
   if (rc == PLAN_OK) { run_plan(p, in.profile); return; }
   fetch_env_t e = fetch_env(p);
-  if (creds_ecs_configured()) p->fetch = creds_fetch_ecs(&e, on_plain, p, err, sizeof err);
-  else if (!creds_imds_disabled()) p->fetch = creds_fetch_imds(&e, on_plain, p, err, sizeof err);
-  else { no_credentials(p, &in); return; }
-  if (!p->fetch) complete_err(p, err);
+  if (describe_skipped(&in, p->tried, sizeof p->tried) != 0) p->tried[0] = 0;
+  size_t t = strlen(p->tried);
+  if (creds_ecs_configured()) {
+    if (t) snprintf(p->tried + t, sizeof p->tried - t, "4) ECS container credentials: ");
+    p->fetch = creds_fetch_ecs(&e, on_plain, p, err, sizeof err);
+  } else if (!creds_imds_disabled()) {
+    if (t)
+      snprintf(p->tried + t, sizeof p->tried - t,
+               "4) ECS container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and "
+               "AWS_CONTAINER_CREDENTIALS_FULL_URI are not set; 5) EC2 instance metadata (IMDS): ");
+    p->fetch = creds_fetch_imds(&e, on_plain, p, err, sizeof err);
+  } else {
+    no_credentials(p, &in);
+    return;
+  }
+  if (!p->fetch) on_plain(p, NULL, err);
 }
 
 /* ---- region --------------------------------------------------------------------------- */
@@ -315,11 +374,15 @@ static void on_imds_region(void *ud, const creds_t *c, const char *err) {
 }
 
 static void region_start(creds_provider_t *p) {
-  char cfg[1024], cr[1024], err[CREDS_ERR_MAX];
+  char cfg[PATH_MAX], cr[PATH_MAX], err[CREDS_ERR_MAX];
   plan_input_t in;
   p->region_resolving = 1;
-  profile_input(p, &in, cfg, sizeof cfg, cr, sizeof cr);
-  char *pr = getenv("AWS_REGION") || getenv("AWS_DEFAULT_REGION") ? NULL : creds_file_region(&in);
+  int env_region = getenv("AWS_REGION") || getenv("AWS_DEFAULT_REGION");
+  if (profile_input(p, &in, cfg, sizeof cfg, cr, sizeof cr, err, sizeof err) != 0 && !env_region) {
+    region_complete(p, NULL, err);
+    return;
+  }
+  char *pr = env_region ? NULL : creds_file_region(&in);
   char region[CREDS_REGION_MAX];
   int rc = region_from_settings(pr, region, sizeof region);
   free(pr);
@@ -351,7 +414,10 @@ creds_provider_t *creds_new(loop_t *loop, http_client_t *http, const creds_optio
   p->loop = loop;
   p->http = http;
   if (opt) p->opt = *opt;
-  if (opt && opt->profile) snprintf(p->profile_opt, sizeof p->profile_opt, "%s", opt->profile);
+  if (opt && opt->profile && !(p->profile_opt = strdup(opt->profile))) {
+    free(p);
+    return NULL;
+  }
   p->opt.profile = NULL;
   if (!p->opt.refresh_margin_s) p->opt.refresh_margin_s = DEFAULT_MARGIN_S;
   if (!p->opt.imds_timeout_ms) p->opt.imds_timeout_ms = DEFAULT_IMDS_MS;
@@ -375,6 +441,8 @@ void creds_free(creds_provider_t *p) {
   free(p->waiting.v);
   free(p->rwaiting.v);
   creds_wipe(&p->cached);
+  free(p->profile_opt);
+  free(p->top);
   free(p);
 }
 
@@ -400,6 +468,8 @@ int creds_region(creds_provider_t *p, region_cb cb, void *ud) {
   }
   return 0;
 }
+
+const char *creds_resolved_region(const creds_provider_t *p) { return p->region[0] ? p->region : NULL; }
 
 const char *creds_describe(const creds_provider_t *p, char *buf, size_t len) {
   if (!len) return buf;

@@ -39,7 +39,7 @@
 #define CREDS_TOKEN_MAX 4096
 #define CREDS_SOURCE_MAX 160
 #define CREDS_REGION_MAX 64
-#define CREDS_ERR_MAX 512
+#define CREDS_ERR_MAX 2048
 
 typedef struct creds {
   char access_key_id[CREDS_KEY_MAX];
@@ -86,6 +86,8 @@ int creds_region(creds_provider_t *p, region_cb cb, void *ud);
 /* For operators (`rotator whoami`-style output): one line describing the cached
  * credentials — source, access key id, expiry — or "no credentials resolved yet".
  * Never includes secrets. Returns buf. */
+/* The region resolved so far (by an earlier creds_region answer), or NULL. */
+const char *creds_resolved_region(const creds_provider_t *p);
 const char *creds_describe(const creds_provider_t *p, char *buf, size_t len);
 
 #endif

@@ -24,12 +24,14 @@ struct creds_proc {
   pid_t pid;
   int fd;                 /* stdout read end, -1 once closed */
   int timed_out, exited, status;
+  int overflow;           /* printed more than PROC_MAX_OUTPUT: stopped reading */
+  int nomem;              /* out of memory holding its output: stopped reading */
   char *out;
   size_t len;
   loop_timer_t deadline, reap;
   creds_fetch_fn fn;
   void *ud;
-  char profile[128];
+  char *profile;          /* for messages (owned) */
 };
 
 static void proc_free(creds_proc_t *p) {
@@ -37,6 +39,7 @@ static void proc_free(creds_proc_t *p) {
   loop_timer_stop(p->loop, &p->reap);
   if (p->fd >= 0) { loop_unwatch(p->loop, p->fd); close(p->fd); }
   if (p->out) { explicit_bzero(p->out, p->len); free(p->out); }
+  free(p->profile);
   free(p);
 }
 
@@ -50,6 +53,16 @@ static void finish(creds_proc_t *p, const creds_t *c, const char *err) {
 static void deliver(creds_proc_t *p) {
   char err[CREDS_ERR_MAX], why[256];
   creds_t c;
+  if (p->overflow || p->nomem) {
+    if (p->overflow)
+      snprintf(err, sizeof err, "credential_process of profile \"%s\" printed more than the %u-byte limit",
+               p->profile, PROC_MAX_OUTPUT);
+    else
+      snprintf(err, sizeof err, "credential_process of profile \"%s\": out of memory reading its output",
+               p->profile);
+    finish(p, NULL, err);
+    return;
+  }
   if (p->timed_out) {
     snprintf(err, sizeof err, "credential_process of profile \"%s\" did not finish in time and was killed", p->profile);
     finish(p, NULL, err);
@@ -113,10 +126,10 @@ static void on_readable(loop_t *loop, int fd, int events, void *ud) {
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) {
-      if (p->len + (size_t)n > PROC_MAX_OUTPUT) { n = 0; }   /* oversized: stop reading, parse fails */
+      if (p->len + (size_t)n > PROC_MAX_OUTPUT) { p->overflow = 1; n = 0; } /* stop reading */
       else {
         char *nb = realloc(p->out, p->len + (size_t)n + 1);
-        if (!nb) n = 0;
+        if (!nb) { p->nomem = 1; n = 0; }
         else {
           p->out = nb;
           memcpy(p->out + p->len, buf, (size_t)n);
@@ -157,11 +170,16 @@ creds_proc_t *creds_process_start(loop_t *loop, const char *command, const char 
   p->fd = -1;
   p->fn = fn;
   p->ud = ud;
-  snprintf(p->profile, sizeof p->profile, "%s", profile ? profile : "?");
+  if (!(p->profile = strdup(profile ? profile : "?"))) {
+    snprintf(err, errlen, "out of memory");
+    free(p);
+    return NULL;
+  }
   loop_timer_init(&p->deadline, on_deadline, p);
   loop_timer_init(&p->reap, on_reap, p);
   if (pipe2(fds, O_CLOEXEC) != 0) {
     snprintf(err, errlen, "credential_process of profile \"%s\": pipe: %s", p->profile, strerror(errno));
+    free(p->profile);
     free(p);
     return NULL;
   }
@@ -170,6 +188,7 @@ creds_proc_t *creds_process_start(loop_t *loop, const char *command, const char 
     snprintf(err, errlen, "credential_process of profile \"%s\": fork: %s", p->profile, strerror(errno));
     close(fds[0]);
     close(fds[1]);
+    free(p->profile);
     free(p);
     return NULL;
   }

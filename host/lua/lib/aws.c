@@ -13,7 +13,8 @@
  *                arrives meanwhile is kept
  *   claim(id)    in the adopting state: "pending" (its completion now comes here), or
  *                "done", ok, result (it finished while released), or nil (unknown id)
- * Each call in flight holds the host, so a graceful stop waits for it. */
+ * Each call in flight holds the host, so a graceful stop waits for it.
+ *   resolved()   region (or nil) and the credentials' description, as resolved so far */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -156,17 +157,43 @@ static void on_done(void *ud, const aws_result_t *r) {
   } else {
     char id[24];
     snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
-    log_kv_t kv[] = {{"call", id}, {"reason", "the state that started it was replaced"}};
-    log_event(LOG_DEBUG, "aws.dropped", kv, 2);
+    log_field_t f[] = {{"call", id, LOG_T_NUM}, {"reason", "the state that started it was replaced", LOG_T_STR}};
+    log_fields(LOG_DEBUG, "aws.dropped", f, 2);
   }
   drop_route(rt);
 }
 
+/* The field as a string, or NULL. The value stays on the stack: a number is converted
+ * there, so only that slot references the string. */
 static const char *opt_str(lua_State *L, int t, const char *k) {
   lua_getfield(L, t, k);
-  const char *v = luaL_optstring(L, -1, NULL);
-  lua_pop(L, 1);
-  return v; /* still referenced by the table at t */
+  return luaL_optstring(L, -1, NULL);
+}
+
+/* The string-keyed fields of the table at t (strings, numbers, booleans) into f. The
+ * converted values stay on the stack under the iteration key. Raises past max fields. */
+static size_t log_context(lua_State *L, int t, log_field_t *f, size_t max) {
+  size_t n = 0;
+  if (lua_isnoneornil(L, t)) return 0;
+  luaL_checktype(L, t, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    int vt = lua_type(L, -1);
+    if (lua_type(L, -2) != LUA_TSTRING || (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (n == max) luaL_error(L, "aws: more than %d log context fields", (int)max);
+    luaL_checkstack(L, 4, "aws: log context");
+    lua_pushvalue(L, -2);             /* key copy, kept */
+    luaL_tolstring(L, -2, NULL);      /* value text, kept */
+    f[n] = (log_field_t){lua_tostring(L, -2), lua_tostring(L, -1),
+                         vt == LUA_TNUMBER ? LOG_T_NUM : vt == LUA_TBOOLEAN ? LOG_T_BOOL : LOG_T_STR};
+    n++;
+    lua_rotate(L, -4, 2);             /* key copy and text below the iteration key and value */
+    lua_pop(L, 1);                    /* the value; the iteration key stays on top */
+  }
+  return n;
 }
 
 static int l_start(lua_State *L) {
@@ -190,6 +217,10 @@ static int l_start(lua_State *L) {
   lua_Integer ma = luaL_optinteger(L, -1, 0);
   luaL_argcheck(L, ma >= 0 && ma <= 100, 1, "max_attempts must be 0..100");
   call.max_attempts = (int)ma;
+  lua_getfield(L, 1, "log");
+  log_field_t ctx[AWS_LOG_CTX_MAX];
+  call.log_nctx = log_context(L, lua_gettop(L), ctx, AWS_LOG_CTX_MAX);
+  call.log_ctx = ctx;
   if (!call.service || !call.action) return luaL_error(L, "aws: service and action are required");
   char err[512];
   route_t *rt = calloc(1, sizeof *rt);
@@ -279,6 +310,18 @@ static int l_clock_offset(lua_State *L) {
   return 1;
 }
 
+/* resolved() -> region or nil, credentials description (creds_describe: source, key id,
+ * expiry; never a secret): what the calls made so far resolved. */
+static int l_resolved(lua_State *L) {
+  creds_provider_t *p = aws_client_creds(get_mod(L)->h->aws);
+  char desc[512];
+  const char *region = creds_resolved_region(p);
+  if (region) lua_pushstring(L, region);
+  else lua_pushnil(L);
+  lua_pushstring(L, creds_describe(p, desc, sizeof desc));
+  return 2;
+}
+
 static int l_retry_tokens(lua_State *L) {
   lua_pushinteger(L, aws_retry_tokens(get_mod(L)->h->aws));
   return 1;
@@ -331,7 +374,7 @@ int luaopen_rotator_aws_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"start", l_start}, {"cancel", l_cancel}, {"release", l_release}, {"claim", l_claim},
       {"set_dispatcher", l_set_dispatcher}, {"pending", l_pending},
-      {"clock_offset", l_clock_offset}, {"retry_tokens", l_retry_tokens},
+      {"clock_offset", l_clock_offset}, {"retry_tokens", l_retry_tokens}, {"resolved", l_resolved},
       {"endpoint", l_endpoint}, {"protocol", l_protocol}, {NULL, NULL}};
   host_t *h = host_from_lua(L);
   if (!h->aws && !(h->aws = aws_client_new(h->loop)))

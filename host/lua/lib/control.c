@@ -1,7 +1,7 @@
 /* `control` module: the daemon's control socket (REPL and status).
  *   control.listen(path, handler) -> true | nil, msg
- *       A Unix socket created mode 0600; a peer whose uid differs from ours (SO_PEERCRED)
- *       gets a refusal frame and is disconnected. handler(conn, kind, payload) runs for
+ *       A Unix socket created mode 0600; a peer whose uid is neither ours nor root's
+ *       (SO_PEERCRED) gets a refusal frame and is disconnected. handler(conn, kind, payload) runs for
  *       each frame (kind "eval", "cancel", "status") and handler(conn, "closed") at the end.
  *       One server per process: listening again (e.g. from a reloaded state) keeps the
  *       socket and its connections and only replaces the handler.
@@ -37,6 +37,7 @@ typedef struct conn {
   buf_t in, out;
   int closing;            /* flush out, then close */
   int buffered;           /* the hook read frames into `in`: dispatch them from the loop */
+  int lost;               /* the hook could not keep what it read (out of memory): drop it */
 } conn_t;
 
 typedef struct {
@@ -123,7 +124,7 @@ static int conn_dispatch(conn_t *c) {
 static void conn_read(conn_t *c) {
   char buf[4096];
   ssize_t n = read(c->fd, buf, sizeof buf);
-  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) { conn_drop(c); return; }
+  if (c->lost || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) { conn_drop(c); return; }
   if (n < 0) return;
   lua_Integer id = c->id;
   if (buf_append(&c->in, buf, (size_t)n) < 0 || conn_dispatch(c) < 0) {
@@ -162,12 +163,14 @@ static conn_t *conn_add(int fd) {
   return c;
 }
 
-/* A peer of another uid gets one refusal frame, written best-effort, and is closed. */
+/* The daemon's own uid and root may talk to it (root can read the journal and trace the
+ * process anyway; this lets `sudo rotator status` reach a service running as its own
+ * user). Any other peer gets one refusal frame, written best-effort, and is closed. */
 static int peer_allowed(int fd) {
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return 0;
-  if (cred.uid == geteuid()) return 1;
+  if (cred.uid == geteuid() || cred.uid == 0) return 1;
   char msg[160], uid[24];
   int n = snprintf(msg, sizeof msg, "refused: uid %u is not the daemon's uid %u",
                    (unsigned)cred.uid, (unsigned)geteuid());
@@ -178,11 +181,10 @@ static int peer_allowed(int fd) {
   }
   buf_free(&b);
   snprintf(uid, sizeof uid, "%u", (unsigned)cred.uid);
-  log_kv_t kv[] = {{"uid", uid}, {"pid", NULL}};
   char pid[24];
   snprintf(pid, sizeof pid, "%d", (int)cred.pid);
-  kv[1].val = pid;
-  log_event(LOG_WARN, "control.refused", kv, 2);
+  log_field_t f[] = {{"uid", uid, LOG_T_NUM}, {"pid", pid, LOG_T_NUM}};
+  log_fields(LOG_WARN, "control.refused", f, 2);
   return 0;
 }
 
@@ -201,10 +203,17 @@ static int cancel_pending(lua_Integer id) {
   char buf[4096];
   ssize_t n;
   while ((n = read(c->fd, buf, sizeof buf)) > 0) {
-    if (buf_append(&c->in, buf, (size_t)n) < 0) break;
     c->buffered = 1;
+    if (buf_append(&c->in, buf, (size_t)n) < 0) { /* its stream has a hole now */
+      c->lost = 1;
+      break;
+    }
   }
-  if (c->buffered && srv.timer_ready) loop_timer_start(srv.h->loop, &srv.redispatch, 0);
+  if (c->buffered && srv.timer_ready && !loop_timer_armed(&srv.redispatch) &&
+      loop_timer_start(srv.h->loop, &srv.redispatch, 0) < 0)
+    log_msg(LOG_ERROR, "control.timer", "cannot arm the timer that answers frames read while a chunk runs; "
+            "they are answered on the connection's next read");
+  if (c->lost) return 1; /* stop the chunk: the connection is dropped from the loop */
   if (n == 0) return 1; /* the client went away; conn_read sees the EOF again */
   buf_t view = c->in;
   int type;
@@ -228,7 +237,12 @@ static void on_redispatch(loop_t *loop, loop_timer_t *t, void *ud) {
     if (c) {
       lua_Integer id = c->id;
       c->buffered = 0;
-      if (conn_dispatch(c) < 0 && find_conn(id) == c) conn_drop(c);
+      if (c->lost) {
+        log_msg(LOG_ERROR, "control.dropped", "out of memory buffering a control connection's input: dropped");
+        conn_drop(c);
+      } else if (conn_dispatch(c) < 0 && find_conn(id) == c) {
+        conn_drop(c);
+      }
     }
   } while (c);
 }

@@ -11,6 +11,9 @@
  *   regex:match(subject [, init]) regex:test(subject) regex:gmatch(subject)
  *   regex:find_all(subject) regex:replace(subject, template) regex:pattern()
  *   regex:groups() -> number of capturing groups, {name = group number}
+ *   regex:offsets(subject) -> nil | {s0, e0, s1, e1, ...}: the first match's
+ *     0-based byte offsets, -1 for a group that did not take part (as Go's
+ *     FindStringSubmatchIndex; for comparing with Go)
  *   regex objects support <close>, __gc and tostring().
  *
  * flags: letters from "imsxu" (i caseless, m multiline, s dotall, x extended,
@@ -335,6 +338,29 @@ static int m_groups(lua_State *L) {
   return 2;
 }
 
+/* regex:offsets(subject) -> nil or the flat offset list (see the header). */
+static int m_offsets(lua_State *L) {
+  rx_t *rx = check_regex(L, 1);
+  size_t len, local[2 * (LOCAL_GROUPS + 1)];
+  const char *s = luaL_checklstring(L, 2, &len);
+  rx_error_t err;
+  size_t *ov = reserve_offsets(L, rx, local);
+  int rc = rx_exec(rx, s, len, 0, &err);
+  if (rc < 0) raise_match_error(L, &err);
+  if (rc == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  copy_offsets(rx, ov);
+  uint32_t n = 2 * (rx_group_count(rx) + 1);
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    lua_pushinteger(L, ov[i] == RX_UNSET ? -1 : (lua_Integer)ov[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
 static int m_close(lua_State *L) {
   rx_t **slot = luaL_checkudata(L, 1, REGEX_MT);
   rx_unref(*slot);
@@ -429,7 +455,7 @@ static void make_metatables(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"match", m_match},     {"test", m_test},       {"gmatch", m_gmatch},
       {"find_all", m_find_all}, {"replace", m_replace}, {"pattern", m_pattern},
-      {"groups", m_groups},     {NULL, NULL}};
+      {"groups", m_groups},     {"offsets", m_offsets}, {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", m_close}, {"__close", m_close}, {"__tostring", m_tostring}, {NULL, NULL}};
   luaL_newmetatable(L, REGEX_MT);

@@ -1,0 +1,3 @@
+module rotator/tests/regexporacle
+
+go 1.21
