@@ -237,6 +237,14 @@ static void test_json_strict_strings(void) {
   const char *cdata = "<SessionToken><![CDATA[t]]></SessionToken><Code><B>x</B></Code>";
   is_int(xml_get(cdata, strlen(cdata), "SessionToken", out, sizeof out), -1, "xml_get: CDATA is refused, not returned as text");
   is_int(xml_get(cdata, strlen(cdata), "Code", out, sizeof out), -1, "xml_get: an element with a child element is refused");
+  /* Found by tests/fuzz/fuzz_lua_json.c (json_get against the decoder): a member name over
+   * 63 bytes was cut to 63 and compared, so it could stand in for a 63-byte name */
+  char k63[64], doc[400];
+  memset(k63, 'k', 63);
+  k63[63] = 0;
+  snprintf(doc, sizeof doc, "{\"%sLONGER\": \"wrong\", \"%s\": \"right\"}", k63, k63);
+  ok(json_get(doc, strlen(doc), k63, out, sizeof out) == 0 && strcmp(out, "right") == 0,
+     "json_get: a longer name sharing a 63-byte prefix is not the member asked for");
   const char *slash = "{\"k\": \"a\\/b\\\\c\"}";
   ok(json_get(slash, strlen(slash), "k", out, sizeof out) == 0 && strcmp(out, "a/b\\c") == 0, "\\/ and \\\\ decode");
 }
