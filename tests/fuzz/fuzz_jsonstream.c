@@ -25,6 +25,7 @@ static const char CHECK[] =
     "local r = assert(jsonstream.open(path, max))\n"
     "local function blank(s) return s:find('^[ \\t\\r\\n]*$') ~= nil end\n"
     "local done, resumed, n = 0, nil, 0\n"  /* done: bytes accounted for */
+    "local breaks, counted = 0, 0\n"        /* line breaks in input[1..counted] */
     "if input:sub(1, 3) == '\\239\\187\\191' then done = 3 end\n"
     "while true do\n"
     "  local text, line, offset, problem = r:next()\n"
@@ -34,7 +35,9 @@ static const char CHECK[] =
     "  assert(#text > 0 and #text <= max, 'record length ' .. #text)\n"
     "  assert(input:sub(offset + 1, offset + #text) == text, 'record is not the bytes at its offset')\n"
     "  assert(not text:sub(1, 1):find('[ \\t\\r\\n]') and not text:sub(-1):find('[ \\t\\r\\n]'), 'blank at an end')\n"
-    "  local _, breaks = input:sub(1, offset):gsub('\\n', '')\n"
+    "  assert(offset >= counted, 'offsets go back')\n"
+    "  local _, k = input:sub(counted + 1, offset):gsub('\\n', '')\n"
+    "  breaks, counted = breaks + k, offset\n"
     "  assert(line == breaks + 1, ('line %d for offset %d'):format(line, offset))\n"
     "  assert(offset >= done, 'records overlap or go back')\n"
     "  if resumed then\n"
