@@ -20,7 +20,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HEADERS   := $(sort $(shell find host -name '*.h')) tests/tap.h
 
-.PHONY: all deps test asan valgrind bench demo install deb clean fuzz FORCE
+.PHONY: all deps test asan valgrind bench demo install deb clean fuzz fuzz-lib fuzz-merge FORCE
 
 # Each fuzz harness also builds with the normal compiler and flags into a corpus replayer
 # (tests/fuzz/replay_main.c): the suite runs every committed corpus once.
@@ -154,11 +154,25 @@ clean:
 FUZZ_SECONDS ?= 60
 FUZZ_SAN = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 FUZZ_HARNESSES = $(patsubst tests/fuzz/%.c,build/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/bin/%: tests/fuzz/%.c FORCE
+# One sub-make builds the instrumented library; every harness links against it (with -j,
+# one sub-make per harness would build the same objects side by side).
+fuzz-lib: FORCE
 	@$(MAKE) --no-print-directory build/fuzz/librotator.a BUILD=build/fuzz CC=clang OPT='-O1 -g' SAN='$(FUZZ_SAN)'
+build/fuzz/bin/%: tests/fuzz/%.c fuzz-lib
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
 	  -Ihost -Ibuild/fuzz $(PKG_CFLAGS) -o $@ $< build/fuzz/librotator.a $(ALL_LIBS)
+# `make fuzz-merge` minimises each committed corpus together with what `make fuzz` found
+# (libFuzzer's set-cover merge: the same features from fewer inputs) back into
+# tests/fuzz/corpus/<harness>; inputs named crash-* (those of fixed findings) always stay.
+fuzz-merge: deps $(FUZZ_HARNESSES)
+	@set -e; for h in $(FUZZ_HARNESSES); do n=$$(basename $$h); \
+	  rm -rf build/fuzz/merged/$$n; mkdir -p build/fuzz/merged/$$n build/fuzz/corpus/$$n tests/fuzz/corpus/$$n; \
+	  if ! (cd build/fuzz && ./bin/$$n -set_cover_merge=1 -timeout=10 merged/$$n $(CURDIR)/tests/fuzz/corpus/$$n \
+	        corpus/$$n > merge-$$n.log 2>&1); then tail -n 20 build/fuzz/merge-$$n.log; exit 1; fi; \
+	  for c in tests/fuzz/corpus/$$n/crash-*; do if [ -e "$$c" ]; then cp "$$c" build/fuzz/merged/$$n/; fi; done; \
+	  rm -rf tests/fuzz/corpus/$$n; mv build/fuzz/merged/$$n tests/fuzz/corpus/$$n; \
+	  echo "fuzz-merge: $$n: $$(ls tests/fuzz/corpus/$$n | wc -l) inputs"; done
 fuzz: deps $(FUZZ_HARNESSES)
 	@set -e; for h in $(FUZZ_HARNESSES); do n=$$(basename $$h); \
 	  mkdir -p build/fuzz/corpus/$$n; seeds=""; [ -d tests/fuzz/corpus/$$n ] && seeds=$(CURDIR)/tests/fuzz/corpus/$$n; \

@@ -417,6 +417,8 @@ const char *http_header(const http_response_t *resp, const char *name, char *buf
       while (end > v && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t')) end--;
       size_t vl = (size_t)(end - v);
       if (vl >= len) return NULL; /* does not fit: no value rather than a cut one */
+      for (const char *q = v; q < end; q++) /* a bare CR or other control byte (RFC 9110 5.5) */
+        if ((unsigned char)*q < 0x20 && *q != '\t') return NULL;
       memcpy(buf, v, vl);
       buf[vl] = '\0';
       return buf;

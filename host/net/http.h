@@ -43,7 +43,8 @@ int http_cancel(http_client_t *c, uint64_t id);   /* done is not called; 0 ok, -
 size_t http_pending(const http_client_t *c);
 
 /* Case-insensitive header lookup in resp->headers; copies the trimmed value into buf.
- * NULL when the header is absent or its value does not fit in len (never a cut value). */
+ * NULL when the header is absent, its value does not fit in len (never a cut value) or
+ * holds a control character other than tab (a bare CR, NUL: not a valid field value). */
 const char *http_header(const http_response_t *resp, const char *name, char *buf, size_t len);
 
 #endif

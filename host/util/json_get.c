@@ -125,11 +125,13 @@ int json_get(const char *json, size_t len, const char *key, char *out, size_t ou
   for (;;) {
     ws(&c);
     if (c.p < c.end && *c.p == '}') return -1;
-    if (string(&c, k, sizeof k) == -1) return -1; /* a key over 63 bytes is no key we look for */
+    int kr = string(&c, k, sizeof k);
+    if (kr == -1) return -1;
     ws(&c);
     if (c.p >= c.end || *c.p++ != ':') return -1;
     ws(&c);
-    if (strcmp(k, key) == 0) {
+    /* a key over 63 bytes is no key we look for: its cut prefix must not match one */
+    if (kr == 0 && strcmp(k, key) == 0) {
       if (c.p < c.end && *c.p == '"') return string(&c, out, outlen);
       const char *start = c.p;
       if (skip_value(&c) != 0 || *start == '{' || *start == '[') return -1;

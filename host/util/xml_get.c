@@ -1,6 +1,6 @@
 /* A small XML element reader: the text of the first <tag>...</tag>, for STS responses
  * and AWS query-protocol error bodies. No attributes, namespaces or CDATA: the documents
- * it reads have none in the elements asked for. */
+ * it reads have none in the elements asked for, and an element holding markup is refused. */
 #include "util/xml_get.h"
 
 #include <ctype.h>
@@ -11,10 +11,12 @@ static int xml_unescape(const char *s, size_t n, char *out, size_t cap) {
   static const struct { const char *ent; char ch; } ents[] = {
       {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
   /* XML 1.0 text holds no NUL and no control characters but tab, LF and CR: refusing them
-   * keeps a NUL from cutting the value short, whatever the size of out. */
+   * keeps a NUL from cutting the value short, whatever the size of out. A raw '<' is
+   * markup (a child element, CDATA, a comment), not text: returning it would hand
+   * "<![CDATA[x]]>" or "<B>..." over as the value. */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return -1;
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == '<') return -1;
   }
   size_t o = 0;
   for (size_t i = 0; i < n;) {

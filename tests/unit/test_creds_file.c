@@ -233,8 +233,47 @@ static void test_json_strict_strings(void) {
   is_int(xml_get(xnul, sizeof xnul - 1, "Code", out, sizeof out), -1, "xml_get: a raw NUL in element text is refused");
   const char *xtab = "<Code>a\tb</Code>";
   ok(xml_get(xtab, strlen(xtab), "Code", out, sizeof out) == 0 && strcmp(out, "a\tb") == 0, "xml_get: tab is allowed text");
+  /* Found by tests/fuzz/fuzz_creds_answers.c: markup inside the element came back as its text */
+  const char *cdata = "<SessionToken><![CDATA[t]]></SessionToken><Code><B>x</B></Code>";
+  is_int(xml_get(cdata, strlen(cdata), "SessionToken", out, sizeof out), -1, "xml_get: CDATA is refused, not returned as text");
+  is_int(xml_get(cdata, strlen(cdata), "Code", out, sizeof out), -1, "xml_get: an element with a child element is refused");
+  /* Found by tests/fuzz/fuzz_lua_json.c (json_get against the decoder): a member name over
+   * 63 bytes was cut to 63 and compared, so it could stand in for a 63-byte name */
+  char k63[64], doc[400];
+  memset(k63, 'k', 63);
+  k63[63] = 0;
+  snprintf(doc, sizeof doc, "{\"%sLONGER\": \"wrong\", \"%s\": \"right\"}", k63, k63);
+  ok(json_get(doc, strlen(doc), k63, out, sizeof out) == 0 && strcmp(out, "right") == 0,
+     "json_get: a longer name sharing a 63-byte prefix is not the member asked for");
   const char *slash = "{\"k\": \"a\\/b\\\\c\"}";
   ok(json_get(slash, strlen(slash), "k", out, sizeof out) == 0 && strcmp(out, "a/b\\c") == 0, "\\/ and \\\\ decode");
+}
+
+/* The STS answer reader (creds_from_sts_xml). Found by tests/fuzz/fuzz_creds_answers.c:
+ * an empty AccessKeyId or SecretAccessKey was accepted and only failed at signing. */
+static void test_sts_answer(void) {
+  creds_t c;
+  char why[256];
+  const char *good = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIA1</AccessKeyId>"
+      "<SecretAccessKey>s&amp;1</SecretAccessKey><SessionToken>t</SessionToken>"
+      "<Expiration>2026-11-25T04:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+  ok(creds_from_sts_xml(good, strlen(good), &c, why, sizeof why) == 0 && strcmp(c.access_key_id, "ASIA1") == 0 &&
+     strcmp(c.secret_access_key, "s&1") == 0 && c.expiration == 1795579200, "an STS answer reads");
+  const char *empty = "<Credentials><AccessKeyId></AccessKeyId><SecretAccessKey>s</SecretAccessKey>"
+      "<SessionToken>t</SessionToken><Expiration>2026-11-25T04:00:00Z</Expiration></Credentials>";
+  ok(creds_from_sts_xml(empty, strlen(empty), &c, why, sizeof why) == -1 && strstr(why, "no AccessKeyId"),
+     "an empty AccessKeyId is refused, naming it");
+  const char *nosecret = "<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey> </SecretAccessKey>"
+      "<SessionToken>t</SessionToken><Expiration>2026-11-25T04:00:00Z</Expiration></Credentials>";
+  ok(creds_from_sts_xml(nosecret, strlen(nosecret), &c, why, sizeof why) == -1 && strstr(why, "no SecretAccessKey") &&
+     c.access_key_id[0] == 0, "a blank SecretAccessKey is refused and nothing is kept");
+  const char *proc = "{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}";
+  ok(creds_from_process_json(proc, strlen(proc), &c, why, sizeof why) == -1 && strstr(why, "Version"),
+     "credential_process output without Version 1 is refused");
+  const char *imds = "{\"Code\": \"AssumeRoleUnauthorizedAccess\", \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}";
+  ok(creds_from_imds_json(imds, strlen(imds), &c, why, sizeof why) == -1 && strstr(why, "AssumeRoleUnauthorizedAccess"),
+     "an IMDS answer whose Code is not Success is refused with the code");
+  is_int((int)creds_first_word("role-a\r\nrole-b", 14, "\r\n"), 6, "the first line of an IMDS listing");
 }
 
 int main(void) {
@@ -249,6 +288,7 @@ int main(void) {
   test_paths();
   test_field_readers();
   test_json_strict_strings();
+  test_sts_answer();
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) printf("# could not remove %s\n", dir);

@@ -117,6 +117,19 @@ static void test_basic(loop_t *loop, http_client_t *c) {
   free(r.body);
 }
 
+/* Found by tests/fuzz/fuzz_aws_error.c: curl splits header lines at LF only, so a bare CR
+ * inside a line reached the value ("Date: ...GMT\rServer: x"), and with it a log line. */
+static void test_header_values(void) {
+  char v[64];
+  http_response_t r = {.status = 200, .body = "", .headers =
+      "HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\rServer: proxy\r\n"
+      "X-Tab:  a\tb \r\nX-Nul: a\001b\r\nx-amzn-RequestId: r-1\r\n"};
+  ok(http_header(&r, "Date", v, sizeof v) == NULL, "http_header refuses a value with a bare CR inside");
+  ok(http_header(&r, "X-Nul", v, sizeof v) == NULL, "and one with a control byte");
+  ok(http_header(&r, "X-Tab", v, sizeof v) && strcmp(v, "a\tb") == 0, "a tab inside a value is kept, the ends trimmed");
+  ok(http_header(&r, "X-AMZN-REQUESTID", v, sizeof v) && strcmp(v, "r-1") == 0, "the other headers still read");
+}
+
 static void test_post_echo(loop_t *loop, http_client_t *c) {
   result_t r = {0};
   char url[256];
@@ -252,6 +265,7 @@ int main(void) {
   loop_t *loop = loop_new();
   http_client_t *c = http_client_new(loop);
   ok(loop && c, "client created");
+  test_header_values();
   test_basic(loop, c);
   test_post_echo(loop, c);
   test_status_and_many(loop, c);

@@ -54,7 +54,7 @@ static void got_token(creds_fetch_t *f, const http_response_t *r) {
 static void got_region(creds_fetch_t *f, const http_response_t *r) {
   creds_t c;
   memset(&c, 0, sizeof c);
-  size_t n = strcspn(r->body, "\r\n \t");
+  size_t n = creds_first_word(r->body, r->body_len, "\r\n \t");
   if (n == 0 || n >= CREDS_REGION_MAX) {
     fetch_fail(f, "IMDS at %s returned no region", f->base);
     return;
@@ -66,7 +66,7 @@ static void got_region(creds_fetch_t *f, const http_response_t *r) {
 
 static void got_role(creds_fetch_t *f, const http_response_t *r) {
   char path[400];
-  size_t n = strcspn(r->body, "\r\n");
+  size_t n = creds_first_word(r->body, r->body_len, "\r\n");
   if (n == 0 || n >= sizeof f->role) {
     fetch_fail(f, "IMDS at %s lists no IAM role (or a name over %zu bytes)", f->base, sizeof f->role - 1);
     return;
@@ -79,13 +79,9 @@ static void got_role(creds_fetch_t *f, const http_response_t *r) {
 }
 
 static void got_creds(creds_fetch_t *f, const http_response_t *r) {
-  char err[CREDS_ERR_MAX], code[64];
+  char err[CREDS_ERR_MAX];
   creds_t c;
-  if (json_get(r->body, r->body_len, "Code", code, sizeof code) == 0 && strcmp(code, "Success") != 0) {
-    fetch_fail(f, "IMDS credentials for role %s: Code %s", f->role, code);
-    return;
-  }
-  if (creds_from_json(r->body, r->body_len, "Token", &c, err, sizeof err) != 0) {
+  if (creds_from_imds_json(r->body, r->body_len, &c, err, sizeof err) != 0) {
     fetch_fail(f, "IMDS credentials for role %s at %s: %s", f->role, f->base, err);
     return;
   }

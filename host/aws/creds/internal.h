@@ -108,6 +108,15 @@ int creds_parse_time(const char *s, int64_t *out);
 /* Fill c from a JSON credentials document (IMDS, ECS, credential_process). token_key is
  * "Token" or "SessionToken". */
 int creds_from_json(const char *json, size_t len, const char *token_key, creds_t *c, char *err, size_t errlen);
+/* Fill c from an STS AssumeRole / AssumeRoleWithWebIdentity answer (XML). 0, or -1 with
+ * why saying what was missing or too long (c wiped). */
+int creds_from_sts_xml(const char *xml, size_t len, creds_t *c, char *why, size_t wlen);
+/* Fill c from credential_process output: a JSON object with "Version": 1. 0, or -1 with why. */
+int creds_from_process_json(const char *out, size_t len, creds_t *c, char *why, size_t wlen);
+/* Fill c from an IMDS role-credentials answer (a "Code" other than Success refuses it). */
+int creds_from_imds_json(const char *json, size_t len, creds_t *c, char *why, size_t wlen);
+/* Length of the first word of an IMDS text answer: bytes up to a NUL or one of stop. */
+size_t creds_first_word(const char *text, size_t len, const char *stop);
 
 /* ---- aws/creds/process.c: credential_process ------------------------------------------ */
 

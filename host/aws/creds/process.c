@@ -51,7 +51,7 @@ static void finish(creds_proc_t *p, const creds_t *c, const char *err) {
 }
 
 static void deliver(creds_proc_t *p) {
-  char err[CREDS_ERR_MAX], why[256], ver[16];
+  char err[CREDS_ERR_MAX], why[256];
   creds_t c;
   if (p->overflow || p->nomem) {
     if (p->overflow)
@@ -79,14 +79,8 @@ static void deliver(creds_proc_t *p) {
     return;
   }
   const char *out = p->out ? p->out : "";
-  if (json_get(out, p->len, "Version", ver, sizeof ver) != 0 || strcmp(ver, "1") != 0) {
-    snprintf(err, sizeof err, "credential_process of profile \"%s\" printed no JSON object with \"Version\": 1",
-             p->profile);
-    finish(p, NULL, err);
-    return;
-  }
-  if (creds_from_json(out, p->len, "SessionToken", &c, why, sizeof why) != 0) {
-    snprintf(err, sizeof err, "credential_process of profile \"%s\": bad output: %s", p->profile, why);
+  if (creds_from_process_json(out, p->len, &c, why, sizeof why) != 0) {
+    snprintf(err, sizeof err, "credential_process of profile \"%s\": %s", p->profile, why);
     finish(p, NULL, err);
     return;
   }

@@ -42,32 +42,6 @@ static int need_creds(void *owner, aws_op_t *op) {
   return 0;
 }
 
-/* Credentials from a successful response; "" or a message naming what was missing. */
-static int parse_creds(const aws_result_t *r, creds_t *c, char *why, size_t wlen) {
-  static const struct { const char *tag; size_t off, cap; } F[] = {
-      {"AccessKeyId", offsetof(creds_t, access_key_id), CREDS_KEY_MAX},
-      {"SecretAccessKey", offsetof(creds_t, secret_access_key), CREDS_KEY_MAX},
-      {"SessionToken", offsetof(creds_t, session_token), CREDS_TOKEN_MAX}};
-  char exp[64];
-  memset(c, 0, sizeof *c);
-  for (size_t i = 0; i < sizeof F / sizeof *F; i++) {
-    int rc = xml_get(r->body, r->body_len, F[i].tag, (char *)c + F[i].off, F[i].cap);
-    if (rc == XML_GET_TOO_LONG) {
-      snprintf(why, wlen, "its %s is longer than the %zu-byte limit", F[i].tag, F[i].cap - 1);
-      return -1;
-    }
-    if (rc != 0) {
-      snprintf(why, wlen, "it has no usable Credentials element (no %s)", F[i].tag);
-      return -1;
-    }
-  }
-  if (xml_get(r->body, r->body_len, "Expiration", exp, sizeof exp) != 0 || creds_parse_time(exp, &c->expiration) != 0) {
-    snprintf(why, wlen, "it has no usable Credentials element (no RFC 3339 Expiration)");
-    return -1;
-  }
-  return 0;
-}
-
 static void sts_done(void *owner, const aws_result_t *r) {
   sts_t *s = owner;
   creds_fetch_t *f = s->f;
@@ -81,7 +55,7 @@ static void sts_done(void *owner, const aws_result_t *r) {
   else if (!r->ok)
     fetch_fail(f, "STS %s for %s answered HTTP %d %s%s%s", f->source, f->role, r->status, r->err->code,
                r->err->message[0] ? ": " : "", r->err->message);
-  else if (parse_creds(r, &c, why, sizeof why) != 0)
+  else if (creds_from_sts_xml(r->body, r->body_len, &c, why, sizeof why) != 0)
     fetch_fail(f, "STS %s for %s: %s", f->source, f->role, why);
   else {
     snprintf(c.source, sizeof c.source, "%s", f->source);
