@@ -130,11 +130,22 @@ local function workflow_counts()
   return s:counts()
 end
 
+-- The journal's write health (store.lua): state ok | failing, kind, since, repeats.
+local function journal_health()
+  local s = open_store()
+  if not s or not s.health_report then return { state = "none" } end
+  return s:health_report()
+end
+
 local function last_errors()
   local s = open_store()
   if not s then return json.array({}) end
-  local rows = s:list({ limit = 200 }) or {}
   local out = json.array({})
+  local h = s.health_report and s:health_report()
+  if h and h.state == "failing" then
+    out[1] = { journal = h.path, error = h.error, kind = h.kind, at = h.since, next = h.next }
+  end
+  local rows = s:list({ limit = 200 }) or {}
   for _, r in ipairs(rows) do
     if r.state == "Error" or r.state == "Failed" then
       local d = type(r.doc) == "table" and r.doc or {}
@@ -171,6 +182,7 @@ repl.status_source("policies", policy_files)
 repl.status_source("last_reload", function() return reload_state.last or "none since start" end)
 repl.status_source("workflows", workflow_counts)
 repl.status_source("last_errors", last_errors)
+repl.status_source("journal", journal_health)
 repl.status_source("queue", queue_stats)
 
 function M.start()

@@ -45,6 +45,7 @@ local function open_store(opts)
   local s, err = store.open(nil)
   if not s then return nil, "journal: " .. tostring(err) end
   s:compact_every()
+  s:checkpoint_every()
   return s
 end
 
@@ -171,6 +172,7 @@ function M.quiesce(done)
         result = "their steps restart from the last journaled boundary" })
     end
     if M.ctx and M.ctx.store and M.ctx.store.timer then M.ctx.store.timer:cancel() M.ctx.store.timer = nil end
+    if M.ctx and M.ctx.store and M.ctx.store.ckpt_timer then M.ctx.store.ckpt_timer:cancel() M.ctx.store.ckpt_timer = nil end
     local claims, receive = intake.snapshot()
     M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive }
     log.info("reload.quiesced", { workflows = #M.handover.workflows, claims = #M.handover.claims,

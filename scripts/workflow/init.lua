@@ -56,7 +56,7 @@ end
 function M.start(rec, rule, ctx)
   local wf = driver.handle(D.new(rec, rules.label(rule), rule, ctx.dry_run), rule)
   if ctx.store then
-    local ok, err = ctx.store:record(wf.doc, "Accepted")
+    local ok, err = ctx.store:record_wait(wf.doc, "Accepted")
     if not ok then
       wf.doc.Status, wf.doc.Phase, wf.doc.Error = "Error", "Error", "journal: " .. tostring(err)
       wf.finished = true
