@@ -337,6 +337,56 @@ static journal_t *open_fail(journal_t *j, char **err) {
   return NULL;
 }
 
+/* WAL header (sqlite.org/fileformat.html, "WAL File Format"): magic 0x377f0682/3 (the low
+ * bit picks the checksum's byte order), version 3007000, a checksum of bytes 0..23. */
+static uint32_t get_be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int wal_header_ok(const unsigned char h[32]) {
+  uint32_t magic = get_be32(h);
+  if ((magic & ~1u) != 0x377f0682u || get_be32(h + 4) != 3007000u) return 0;
+  uint32_t s0 = 0, s1 = 0;
+  for (int i = 0; i < 24; i += 8) {
+    uint32_t a = get_be32(h + i), b = get_be32(h + i + 4);
+    if (!(magic & 1)) { /* little-endian checksum words */
+      a = __builtin_bswap32(a);
+      b = __builtin_bswap32(b);
+    }
+    s0 += a + s1;
+    s1 += b + s0;
+  }
+  return s0 == get_be32(h + 24) && s1 == get_be32(h + 28);
+}
+
+/* SQLite ignores a WAL whose header it cannot read, and with it every commit the WAL
+ * holds; a journal that starts over such a WAL loses them silently. Refuse instead.
+ * A missing or empty WAL is normal (a clean shutdown removes it). */
+static int check_wal_file(journal_t *j) {
+  size_t n = strlen(j->path);
+  char *wal = malloc(n + 5);
+  if (!wal) return failf(j, "out of memory");
+  memcpy(wal, j->path, n);
+  memcpy(wal + n, "-wal", 5);
+  int fd = open(wal, O_RDONLY | O_CLOEXEC);
+  int r = 0;
+  if (fd >= 0) {
+    unsigned char h[32];
+    ssize_t got = read(fd, h, sizeof h);
+    if (got < 0) r = failf(j, "cannot read its WAL %s: %s", wal, strerror(errno));
+    else if (got > 0 && (got < (ssize_t)sizeof h || !wal_header_ok(h))) {
+      r = failf(j, "its WAL %s has a header this SQLite cannot read (another version, or damaged); "
+                "its commits would be dropped", wal);
+      j->errcode = SQLITE_CORRUPT;
+    }
+    close(fd);
+  } else if (errno != ENOENT) {
+    r = failf(j, "cannot open its WAL %s: %s", wal, strerror(errno));
+  }
+  free(wal);
+  return r;
+}
+
 /* The one message a damaged journal gets: what is wrong, with the file, and what to do. */
 static void advise_damaged(journal_t *j) {
   const char *e = j->err, *p = strstr(e, ": ");
@@ -362,6 +412,10 @@ journal_t *journal_open(const char *path, int flags, char **err) {
   if (!j->readonly && (make_parent_dirs(path) < 0 || create_file(path) < 0)) {
     failf(j, "cannot create it: %s; check --state-dir / ROTATOR_STATE_DIR and its permissions",
           strerror(errno));
+    return open_fail(j, err);
+  }
+  if (check_wal_file(j) < 0) {
+    if (strcmp(journal_errkind(j), "corrupt") == 0) advise_damaged(j);
     return open_fail(j, err);
   }
   int oflags = (j->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;

@@ -43,7 +43,7 @@ end
 local function open_store(opts)
   if opts.dry_run then return nil end
   local s, err = store.open(nil)
-  if not s then return nil, "journal: " .. tostring(err) end
+  if not s then return nil, tostring(err) end
   s:compact_every()
   s:checkpoint_every()
   return s
