@@ -276,9 +276,13 @@ static int run_check(journal_t *j, int quick, int max, journal_check_fn fn, void
   return n;
 }
 
+/* The first problem, on one line (SQLite's report spans lines: "*** in database main ***\n..."). */
 static int first_problem(const char *line, void *ud) {
   char *out = ud;
-  if (!out[0]) snprintf(out, 200, "%s", line);
+  if (out[0]) return 0;
+  snprintf(out, 200, "%s", line);
+  for (char *p = out; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
   return 0;
 }
 
