@@ -5,7 +5,8 @@
 # later fsync fails (EIO) and the state directory turns read-only (EROFS). Each time the
 # daemon acknowledges nothing it could not journal (the SQS message stays, SSM does not
 # move), receives no new message, says so once in the log and in `rotator status`, and
-# resumes by itself when writes succeed, with every table restored and tagged once.
+# resumes by itself when writes succeed, with every table restored and tagged once. As
+# root, where mount works, a 1 MiB tmpfs also fills up for real. The test says which ran.
 # Then damaged journals at start (garbage header, corrupt pages, truncated, a WAL of
 # garbage or of another version) get one message naming the file and the next step;
 # `rotator journal check` finds them, `rotator journal quarantine` refuses beside a
@@ -179,8 +180,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
 
         # --- the state directory turns read-only ---
         if os.geteuid() == 0:
-            t.diag("read-only state directory: EROFS from the shim (root ignores chmod, and no tmpfs is mounted "
-                   "by the suite)")
+            t.diag("read-only state directory: EROFS from the shim (root ignores chmod)")
         else:
             t.diag("read-only state directory: EROFS from the shim (chmod does not affect open descriptors)")
         fault("EROFS")
@@ -209,7 +209,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     t.eq(emu.get_parameter(PARAM), emu.describe_table(target(4))["TableArn"], "SSM points at the newest copy")
     r = rotator(state, "journal", "check", env=plain)
     t.ok(r.returncode == 0 and "ok" in r.stdout, "journal check: the journal came through sound", r.stdout + r.stderr)
-    t.diag("disk full via the LD_PRELOAD shim (%d faults injected); tmpfs not used" % len(hit_lines()))
+    t.diag("daemon faults via the LD_PRELOAD shim (%d failures injected)" % len(hit_lines()))
 
     # --- damaged journals at start ---
     good = os.path.join(tmp, "good")
@@ -309,5 +309,50 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     t.eq(emu.get_parameter(PARAM), emu.describe_table(target(5))["TableArn"], "SSM points at job 5's table")
     if t.failed:
         t.diag(text()[-8000:])
+
+    # --- a real full file system: a 1 MiB tmpfs, when this runs as root and mount works ---
+    mnt = os.path.join(tmp, "tmpfs")
+    os.mkdir(mnt)
+    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt],
+                                                   capture_output=True).returncode == 0
+    if not mounted:
+        t.diag("tmpfs: not used (not root, or mount refused): disk full is covered by the shim above")
+    else:
+        t.diag("tmpfs: a 1 MiB tmpfs, filled by the journal itself")
+        FILL = r'''
+local s = assert(require("daemon.store").open())
+local pad, n, kind = string.rep("x", 4000), 0, nil
+while true do
+  local ok, _, k = s:record({ BackupJobId = "fill-" .. (n + 1), Pad = pad }, "Accepted")
+  if not ok then kind = k break end
+  n = n + 1
+end
+io.stdout:write("full ", n, " ", tostring(kind), "\n") io.stdout:flush()
+io.stdin:read("l") -- the test frees space
+assert(s:record_wait({ BackupJobId = "after-full" }, "Accepted"))
+io.stdout:write("recovered ", s:health_report().state, "\n")
+'''
+        try:
+            with open(os.path.join(mnt, "ballast"), "wb") as f:
+                f.write(b"\0" * 256 * 1024)
+            sd = os.path.join(mnt, "state")
+            p = subprocess.Popen([ROTATOR, "--state-dir", sd, "eval", FILL], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plain)
+            first = p.stdout.readline().split()
+            t.ok(len(first) == 3 and first[0] == "full" and first[2] == "disk_full",
+                 "tmpfs: appends fail with disk_full once the file system is full (%s)" % " ".join(first))
+            os.remove(os.path.join(mnt, "ballast"))
+            out, err = p.communicate("\n", timeout=60)
+            t.ok(p.returncode == 0 and "recovered ok" in out, "tmpfs: space freed, the waiting append goes through",
+                 out + err[-1500:])
+            t.eq(err.count("event=journal.write_failed"), 1, "tmpfs: the failure logged once")
+            r = rotator(sd, "journal", "list", "--json", env=plain)
+            rows = json.loads(r.stdout) if r.returncode == 0 else []
+            t.eq(len(rows), int(first[1]) + 1 if len(first) == 3 else -1,
+                 "tmpfs: every acknowledged append is in the journal, and the one after")
+            r = rotator(sd, "journal", "check", env=plain)
+            t.ok(r.returncode == 0, "tmpfs: the journal is sound after the disk was full", r.stdout + r.stderr)
+        finally:
+            subprocess.run(["umount", mnt], capture_output=True)
 sys.exit(t.done())
 PY
