@@ -215,4 +215,4 @@ local function run(argv)
   return code
 end
 
-return { summary = "read the workflow journal without the daemon", usage = usage, run = run }
+return { summary = "read the workflow journal without the daemon; check or quarantine it", usage = usage, run = run }
