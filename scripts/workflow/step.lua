@@ -15,12 +15,13 @@ local M = {}
 -- While it waits, doc.JournalPending names the step, so a reload that hands the document
 -- over records it first (M.flush_pending) before the workflow goes on. Only a document
 -- the journal refuses (it cannot be encoded) fails the workflow.
+function M.journal(store, doc, what)
+  return store:record_wait(doc, what, function(waiting) doc.JournalPending = waiting and what or nil end)
+end
+
 function M.record(ctx, wf, what)
   if not ctx.store then return end
-  local doc = wf.doc
-  local ok, err = ctx.store:record_wait(doc, what, function(waiting)
-    doc.JournalPending = waiting and what or nil
-  end)
+  local ok, err = M.journal(ctx.store, wf.doc, what)
   if not ok then D.fail("journal: cannot record " .. what .. ": " .. tostring(err)) end
 end
 
