@@ -87,7 +87,8 @@ int journal_compact(journal_t *j, const journal_compact_t *c, journal_compact_re
 typedef int (*journal_check_fn)(const char *problem, void *ud);
 int journal_check(journal_t *j, int quick, journal_check_fn fn, void *ud);
 /* Folds the WAL into the database and truncates it (PRAGMA wal_checkpoint(TRUNCATE)).
- * wal_frames, checkpointed: the WAL's frames before, and how many were folded. Returns 0,
+ * wal_frames, checkpointed: frames left in the WAL and folded of them (0 and 0 once it is
+ * truncated; SQLite's sqlite3_wal_checkpoint_v2). Returns 0,
  * 1 when a reader kept part of it (the next checkpoint catches up), -1 on failure. */
 int journal_checkpoint(journal_t *j, int *wal_frames, int *checkpointed);
 /* Row counts, for status and tests. */
