@@ -26,7 +26,9 @@ HEADERS   := $(sort $(shell find host -name '*.h')) tests/tap.h
 # (tests/fuzz/replay_main.c): the suite runs every committed corpus once.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
-all: $(OUT) $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
+# tests/faults/diskfault.c: the LD_PRELOAD disk-fault shim the journal fault tests load.
+DISKFAULT := $(BUILD)/tests/libdiskfault.so
+all: $(OUT) $(UNIT_BINS) $(FUZZ_REPLAY_BINS) $(DISKFAULT)
 
 $(BUILD)/obj/%.o: host/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -52,6 +54,10 @@ $(OUT): $(BUILD)/obj/cli/main.o $(BUILD)/librotator.a
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librotator.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/librotator.a $(ALL_LIBS)
+
+$(DISKFAULT): tests/faults/diskfault.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) -fPIC -shared -o $@ $< -ldl
 
 $(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(BUILD)/librotator.a $(HEADERS)
 	@mkdir -p $(dir $@)

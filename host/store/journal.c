@@ -15,6 +15,10 @@
 #include <unistd.h>
 
 #define BUSY_TIMEOUT_MS 5000
+/* The WAL stays small: a checkpoint every ~64 pages of commits (instead of SQLite's 1000),
+ * and a WAL file larger than this after a checkpoint is cut back to it. */
+#define WAL_AUTOCHECKPOINT_PAGES 64
+#define WAL_SIZE_LIMIT_BYTES 524288 /* 512 KiB */
 
 enum {
   ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_UPSERT, ST_INSERT, ST_GET, ST_FIND_JOB, ST_LIST,
@@ -74,6 +78,7 @@ struct journal {
   char *path;
   int readonly;
   sqlite3_stmt *st[ST_N];
+  int errcode;            /* SQLite's extended result code of the last failure, or 0 */
   char err[1024];
 };
 
@@ -85,6 +90,7 @@ static double now_seconds(void) {
 
 /* Record "journal PATH: WHAT: sqlite's message" as the last error; returns -1. */
 static int fail(journal_t *j, const char *what) {
+  j->errcode = j->db ? sqlite3_extended_errcode(j->db) : 0;
   snprintf(j->err, sizeof j->err, "journal %s: %s: %s", j->path, what,
            j->db ? sqlite3_errmsg(j->db) : "not open");
   return -1;
@@ -96,11 +102,26 @@ static int failf(journal_t *j, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  j->errcode = 0;
   snprintf(j->err, sizeof j->err, "journal %s: %s", j->path, msg);
   return -1;
 }
 
 const char *journal_errmsg(const journal_t *j) { return j->err; }
+
+const char *journal_errkind(const journal_t *j) {
+  switch (j->errcode & 0xff) {
+  case 0: return "error";
+  case SQLITE_FULL: return "disk_full";
+  case SQLITE_IOERR: return "io_error";
+  case SQLITE_READONLY: return "read_only";
+  case SQLITE_CANTOPEN: case SQLITE_PERM: case SQLITE_AUTH: return "no_access";
+  case SQLITE_CORRUPT: case SQLITE_NOTADB: return "corrupt";
+  case SQLITE_BUSY: case SQLITE_LOCKED: return "busy";
+  case SQLITE_CONSTRAINT: return "constraint";
+  default: return "error";
+  }
+}
 const char *journal_path(const journal_t *j) { return j->path; }
 
 /* ------------------------------------------------------------------ statements */
@@ -228,6 +249,69 @@ static int check_version(journal_t *j) {
   return 0;
 }
 
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+/* Runs PRAGMA quick_check (quick) or integrity_check; calls fn for each problem line
+ * ("ok" is not one). Returns the number of problems, or -1 when the check itself fails
+ * (a file too damaged to read fails here too, with errcode SQLITE_CORRUPT/NOTADB). */
+static int run_check(journal_t *j, int quick, int max, journal_check_fn fn, void *ud) {
+  char sql[64];
+  snprintf(sql, sizeof sql, "PRAGMA %s(%d)", quick ? "quick_check" : "integrity_check", max > 0 ? max : 100);
+  sqlite3_stmt *s;
+  if (sqlite3_prepare_v2(j->db, sql, -1, &s, NULL) != SQLITE_OK) return fail(j, "checking the file");
+  int rc, n = 0;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const char *line = (const char *)sqlite3_column_text(s, 0);
+    if (line && strcmp(line, "ok") == 0) continue;
+    n++;
+    if (fn) fn(line ? line : "(null)", ud);
+  }
+  if (rc != SQLITE_DONE) {
+    fail(j, "checking the file");
+    sqlite3_finalize(s);
+    return -1;
+  }
+  sqlite3_finalize(s);
+  return n;
+}
+
+/* The first problem, on one line (SQLite's report spans lines: "*** in database main ***\n..."). */
+static int first_problem(const char *line, void *ud) {
+  char *out = ud;
+  if (out[0]) return 0;
+  snprintf(out, 200, "%s", line);
+  for (char *p = out; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
+  return 0;
+}
+
+/* At open: a damaged file is refused here, with the next step, instead of failing later. */
+static int damaged(journal_t *j, int quick) {
+  char first[200] = "";
+  int n = run_check(j, quick, 1, first_problem, first);
+  if (n == 0) return 0;
+  if (n > 0) {
+    j->errcode = SQLITE_CORRUPT;
+    snprintf(j->err, sizeof j->err, "journal %s: %s", j->path, first);
+  }
+  return -1;
+}
+
+int journal_check(journal_t *j, int quick, journal_check_fn fn, void *ud) {
+  return run_check(j, quick, 100, fn, ud);
+}
+
+int journal_checkpoint(journal_t *j, int *wal_frames, int *checkpointed) {
+  if (j->readonly) return failf(j, "opened read-only");
+  int log = 0, done_frames = 0;
+  int rc = sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done_frames);
+  if (wal_frames) *wal_frames = log;
+  if (checkpointed) *checkpointed = done_frames;
+  if (rc == SQLITE_BUSY) return 1; /* a reader holds an old snapshot: the next one catches up */
+  return rc == SQLITE_OK ? 0 : fail(j, "checkpointing the WAL");
+}
+
 static int configure(journal_t *j) {
   if (sqlite3_extended_result_codes(j->db, 1) != SQLITE_OK ||
       sqlite3_busy_timeout(j->db, BUSY_TIMEOUT_MS) != SQLITE_OK)
@@ -243,15 +327,84 @@ static int configure(journal_t *j) {
     return -1;
   if (set_wal(j) < 0 ||
       exec_sql(j, "PRAGMA synchronous=FULL", "setting synchronous=FULL") < 0 ||
-      exec_sql(j, "PRAGMA foreign_keys=ON", "enabling foreign keys") < 0)
+      exec_sql(j, "PRAGMA foreign_keys=ON", "enabling foreign keys") < 0 ||
+      sqlite3_wal_autocheckpoint(j->db, WAL_AUTOCHECKPOINT_PAGES) != SQLITE_OK ||
+      exec_sql(j, "PRAGMA journal_size_limit=" XSTR(WAL_SIZE_LIMIT_BYTES), "limiting the WAL size") < 0)
     return -1;
-  return v == 0 ? create_schema(j) : 0;
+  if (v == 0) return create_schema(j);
+  return damaged(j, 1);
 }
 
 static journal_t *open_fail(journal_t *j, char **err) {
   if (err) *err = j->err[0] ? strdup(j->err) : NULL;
   journal_close(j);
   return NULL;
+}
+
+/* WAL header (sqlite.org/fileformat.html, "WAL File Format"): magic 0x377f0682/3 (the low
+ * bit picks the checksum's byte order), version 3007000, a checksum of bytes 0..23. */
+static uint32_t get_be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int wal_header_ok(const unsigned char h[32]) {
+  uint32_t magic = get_be32(h);
+  if ((magic & ~1u) != 0x377f0682u || get_be32(h + 4) != 3007000u) return 0;
+  uint32_t s0 = 0, s1 = 0;
+  for (int i = 0; i < 24; i += 8) {
+    uint32_t a = get_be32(h + i), b = get_be32(h + i + 4);
+    if (!(magic & 1)) { /* little-endian checksum words */
+      a = __builtin_bswap32(a);
+      b = __builtin_bswap32(b);
+    }
+    s0 += a + s1;
+    s1 += b + s0;
+  }
+  return s0 == get_be32(h + 24) && s1 == get_be32(h + 28);
+}
+
+/* SQLite ignores a WAL whose header it cannot read, and with it every commit the WAL
+ * holds; a journal that starts over such a WAL loses them silently. Refuse instead.
+ * A missing or empty WAL is normal (a clean shutdown removes it). */
+static int check_wal_file(journal_t *j) {
+  size_t n = strlen(j->path);
+  char *wal = malloc(n + 5);
+  if (!wal) return failf(j, "out of memory");
+  memcpy(wal, j->path, n);
+  memcpy(wal + n, "-wal", 5);
+  int fd = open(wal, O_RDONLY | O_CLOEXEC);
+  int r = 0;
+  if (fd >= 0) {
+    unsigned char h[32];
+    ssize_t got = read(fd, h, sizeof h);
+    if (got < 0) r = failf(j, "cannot read its WAL %s: %s", wal, strerror(errno));
+    else if (got > 0 && (got < (ssize_t)sizeof h || !wal_header_ok(h))) {
+      r = failf(j, "its WAL %s has a header this SQLite cannot read (another version, or damaged); "
+                "its commits would be dropped", wal);
+      j->errcode = SQLITE_CORRUPT;
+    }
+    close(fd);
+  } else if (errno != ENOENT) {
+    r = failf(j, "cannot open its WAL %s: %s", wal, strerror(errno));
+  }
+  free(wal);
+  return r;
+}
+
+/* The one message a damaged journal gets: what is wrong, with the file, and what to do. */
+static void advise_damaged(journal_t *j) {
+  const char *e = j->err, *p = strstr(e, ": ");
+  char *what = strdup(strncmp(e, "journal ", 8) == 0 && p ? p + 2 : e);
+  if (!what) return; /* out of memory: the plain message stays */
+  int n = snprintf(j->err, sizeof j->err,
+                   "journal %s is damaged (%s); run `rotator journal check` to see the damage, then "
+                   "`rotator journal quarantine` (with the daemon stopped) to move it aside and start "
+                   "fresh: the SQS messages still queued and the table-exists check carry the work on",
+                   j->path, what);
+  if (n < 0 || (size_t)n >= sizeof j->err) /* a very long path: the advice must survive */
+    snprintf(j->err, sizeof j->err, "journal is damaged; run `rotator journal check`, then "
+             "`rotator journal quarantine` (with the daemon stopped)");
+  free(what);
 }
 
 journal_t *journal_open(const char *path, int flags, char **err) {
@@ -265,6 +418,10 @@ journal_t *journal_open(const char *path, int flags, char **err) {
           strerror(errno));
     return open_fail(j, err);
   }
+  if (check_wal_file(j) < 0) {
+    if (strcmp(journal_errkind(j), "corrupt") == 0) advise_damaged(j);
+    return open_fail(j, err);
+  }
   int oflags = (j->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(path, &j->db, oflags, NULL) != SQLITE_OK) {
     if (!j->db) return open_fail(j, err);
@@ -272,7 +429,10 @@ journal_t *journal_open(const char *path, int flags, char **err) {
                         : "cannot open it");
     return open_fail(j, err);
   }
-  if (configure(j) < 0) return open_fail(j, err);
+  if (configure(j) < 0) {
+    if (strcmp(journal_errkind(j), "corrupt") == 0) advise_damaged(j);
+    return open_fail(j, err);
+  }
   return j;
 }
 

@@ -70,6 +70,9 @@ typedef int (*journal_transition_fn)(const journal_transition_t *t, void *ud);
 journal_t *journal_open(const char *path, int flags, char **err);
 void journal_close(journal_t *j);
 const char *journal_errmsg(const journal_t *j);
+/* The last failure's kind, from SQLite's result code: "disk_full", "io_error",
+ * "read_only", "no_access", "corrupt", "busy", "constraint" or "error". */
+const char *journal_errkind(const journal_t *j);
 const char *journal_path(const journal_t *j);
 
 int journal_append(journal_t *j, const journal_entry_t *e, int64_t *seq);
@@ -79,6 +82,15 @@ int journal_find_backup_job(journal_t *j, const char *job, journal_workflow_fn f
 int journal_list(journal_t *j, const journal_filter_t *f, journal_workflow_fn fn, void *ud);
 int journal_history(journal_t *j, const char *id, journal_transition_fn fn, void *ud);
 int journal_compact(journal_t *j, const journal_compact_t *c, journal_compact_result_t *out);
+/* PRAGMA quick_check (quick != 0) or integrity_check: fn gets each problem found (at most
+ * 100). Returns the number of problems (0 = sound) or -1 when the file cannot be read. */
+typedef int (*journal_check_fn)(const char *problem, void *ud);
+int journal_check(journal_t *j, int quick, journal_check_fn fn, void *ud);
+/* Folds the WAL into the database and truncates it (PRAGMA wal_checkpoint(TRUNCATE)).
+ * wal_frames, checkpointed: frames left in the WAL and folded of them (0 and 0 once it is
+ * truncated; SQLite's sqlite3_wal_checkpoint_v2). Returns 0,
+ * 1 when a reader kept part of it (the next checkpoint catches up), -1 on failure. */
+int journal_checkpoint(journal_t *j, int *wal_frames, int *checkpointed);
 /* Row counts, for status and tests. */
 int journal_counts(journal_t *j, int64_t *workflows, int64_t *transitions);
 

@@ -350,7 +350,7 @@ local function delete_one(ctx, doc, s, d, want)
   s.Deletions = s.Deletions or {}
   s.Deletions[#s.Deletions + 1] = entry
   if ctx.store and not ctx.dry_run then
-    local ok, jerr = ctx.store:record(doc, "Retention Delete")
+    local ok, jerr = ctx.store:record_wait(doc, "Retention Delete")
     if not ok then
       d.delete, d.reason = false, "kept: the deletion could not be journaled: " .. tostring(jerr)
       entry.Result = "not deleted: journal failed"

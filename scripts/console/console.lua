@@ -137,6 +137,13 @@ local function workflow_counts()
   return probe.workflows(journal)
 end
 
+-- The journal's write health (store.lua): state ok | failing, kind, since, repeats.
+local function journal_health()
+  local s = open_store()
+  if not s or not s.health_report then return { state = "none" } end
+  return s:health_report()
+end
+
 -- The start-up checks: "checking", "waiting for the queue" (a transient problem, retried:
 -- attempts, error, retry_in), "ready" or "failed".
 local function startup()
@@ -168,8 +175,18 @@ local function workflow_errors()
 end
 
 -- Daemon-level problems (daemon/health.lua) first, then the last failed workflows.
+-- Daemon-level problems (daemon/health.lua) first, then the last failed workflows. The
+-- journal's problem names the file and the next step (store.lua's health report).
 local function last_errors()
-  return json.array(probe.last_errors(workflow_errors()))
+  local out = probe.last_errors(workflow_errors())
+  local s = open_store()
+  local h = s and s.health_report and s:health_report()
+  for _, e in ipairs(out) do
+    if e.problem == "journal" and h and h.state == "failing" then
+      e.journal, e.kind, e.next = h.path, h.kind, h.next
+    end
+  end
+  return json.array(out)
 end
 
 local function queue_stats()
@@ -206,6 +223,7 @@ repl.status_source("last_reload", function() return reload_state.last or "none s
 repl.status_source("workflows", workflow_counts)
 repl.status_source("startup", startup)
 repl.status_source("last_errors", last_errors)
+repl.status_source("journal", journal_health)
 repl.status_source("queue", queue_stats)
 repl.status_source("health", health.state)
 repl.status_source("inflight", probe.inflight)

@@ -76,8 +76,9 @@ end
 local function open_store(opts)
   if opts.dry_run then return nil end
   local s, err = store.open(nil)
-  if not s then return nil, "journal: " .. tostring(err) end
+  if not s then return nil, tostring(err) end
   s:compact_every()
+  s:checkpoint_every()
   return s
 end
 
@@ -292,6 +293,7 @@ function M.quiesce(done)
     end
     if M.ctx and M.ctx.store and M.ctx.store.timer then M.ctx.store.timer:cancel() M.ctx.store.timer = nil end
     if M.reconcile.timer then M.reconcile.timer:cancel() M.reconcile.timer = nil end
+    if M.ctx and M.ctx.store and M.ctx.store.ckpt_timer then M.ctx.store.ckpt_timer:cancel() M.ctx.store.ckpt_timer = nil end
     local claims, receive = intake.snapshot()
     M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive,
       health = health.snapshot() }

@@ -350,12 +350,28 @@ local function receive_failed(err)
   end
 end
 
+-- No new work while the journal cannot write: no receive is opened, so new messages stay
+-- in the queue for later; claims already held keep their heartbeats and their workflows
+-- wait for the journal. Logged once each way.
+local function journal_failing(ctx)
+  local failing = ctx.store ~= nil and ctx.store.healthy ~= nil and not ctx.store:healthy()
+  if failing and not M.paused then
+    M.paused = clock.now()
+    log.warn("intake.paused", { reason = "the journal cannot write; no message is received until it can",
+      journal = ctx.store:path(), inflight = inflight() })
+  elseif not failing and M.paused then
+    log.info("intake.resumed", { paused_seconds = math.floor((clock.now() - M.paused) * 10 + 0.5) / 10 })
+    M.paused = nil
+  end
+  return failing
+end
+
 local function poll_loop(ctx, gen)
   local backoff = 1
   while gen == M.gen do
     local r = M.recv
     if not r and stopping() then break end
-    if not r and inflight() >= M.max_messages_inflight then
+    if not r and (inflight() >= M.max_messages_inflight or journal_failing(ctx)) then
       task.sleep(1)
     else
       if not r then

@@ -26,6 +26,19 @@
 -- (default 14 days, SQS's longest retention, so a late redelivery still finds the job).
 -- Unfinished workflows are never compacted. The journal thus stays bounded by the live
 -- workflows plus that history.
+--
+-- Write health (s.health, s:healthy(), s:health_report()): a failed append (disk full,
+-- I/O error, a state directory turned read-only, a damaged file) turns the store
+-- "failing": logged once (journal.write_failed, with the next step), then a count every
+-- M.report_every seconds (journal.write_failing), and journal.recovered when an append
+-- succeeds again. s:record_wait(doc, step) is what a workflow step uses: it retries the
+-- same append in place (backoff M.retry.first .. M.retry.max seconds) until it is
+-- durable, so nothing that depends on it (an AWS call, an SQS delete, an SSM move)
+-- happens before; the intake starts no new work while the store is failing.
+--
+-- The WAL stays bounded: SQLite checkpoints every 64 pages and cuts the WAL file back to
+-- 512 KiB (journal.c); s:checkpoint_every(seconds) also folds it in and truncates it when
+-- the journal has been idle for a moment (M.defaults.idle).
 local journal = require "journal"
 local json = require "json"
 local host = require "host"
@@ -34,11 +47,23 @@ local timer = require "timer"
 local clock = require "clock"
 local metrics = require "engine.metrics"
 local health = require "daemon.health"
+local task = require "engine.task"
 
 local M = {}
 
 M.FILE = "journal.db"
-M.defaults = { keep_finished = 100, retain = 14 * 86400, compact_every = 3600 }
+M.defaults = { keep_finished = 100, retain = 14 * 86400, compact_every = 3600, checkpoint_every = 10, idle = 2 }
+M.retry = { first = tonumber(os.getenv("ROTATOR_JOURNAL_RETRY") or "") or 1, max = 30 }
+M.report_every = 60
+
+-- What to do, by failure kind (journal.c journal_errkind).
+local NEXT = {
+  disk_full = "free space on the file system of the state directory; work resumes by itself",
+  io_error = "check the disk of the state directory (dmesg, SMART); work resumes by itself once writes succeed",
+  read_only = "make the state directory writable again (mount, permissions); work resumes by itself",
+  no_access = "make the state directory and journal.db writable by this user again; work resumes by itself",
+  corrupt = "stop the daemon, run `rotator journal check`, then `rotator journal quarantine`, and start it again",
+}
 
 local FINISHED = { Complete = true, Error = true, Skipped = true }
 
@@ -123,19 +148,83 @@ function Store:record(doc, step)
     error("store:record: the document has no id (set doc.id or doc.BackupJobId)", 2)
   end
   local text, jerr = json.encode(snapshot(doc))
-  if not text then return nil, "store: workflow " .. id .. " cannot be journaled: " .. jerr end
+  if not text then return nil, "store: workflow " .. id .. " cannot be journaled: " .. jerr, "encode" end
   local t0 = clock.mono()
-  local seq, err = self.j:append(id, step, text, meta_of(doc, step))
+  local seq, err, kind = self.j:append(id, step, text, meta_of(doc, step))
   metrics.observe("rotator_journal_append_duration_seconds", nil, clock.mono() - t0)
   if not seq then
     metrics.inc("rotator_journal_append_errors_total")
     health.set("journal", "failing", "journal append failed: " .. tostring(err),
-      "check the state directory's disk (space, permissions): " .. tostring(self:path()))
-    log.error("journal.append_failed", { workflow = id, step = step, error = err })
-    return nil, err
+      NEXT[kind] or ("check the state directory's disk (space, permissions): " .. tostring(self:path())))
+    self:note_failure(id, step, err, kind)
+    return nil, err, kind
   end
   health.clear("journal")
+  self.last_write = clock.mono()
+  self:note_success()
   return seq
+end
+
+-- Failures that waiting does not mend: the document itself is refused.
+local PERMANENT = { encode = true, constraint = true }
+
+-- Record, retrying the same append in place until it is durable (inside a task). A
+-- refused document returns nil, msg at once. on_wait(true) before each wait and
+-- on_wait(false) after it let the caller mark what it waits for.
+function Store:record_wait(doc, step, on_wait)
+  local delay = M.retry.first
+  while true do
+    local seq, err, kind = self:record(doc, step)
+    if seq then return seq end
+    if PERMANENT[kind] or self.closed then return nil, err, kind end
+    if on_wait then on_wait(true) end
+    task.sleep(delay)
+    if on_wait then on_wait(false) end
+    delay = math.min(delay * 2, M.retry.max)
+  end
+end
+
+---------------------------------------------------------------- write health
+function Store:note_failure(id, step, err, kind)
+  local h = self.health
+  h.failures, h.last_error, h.kind, h.last_failure = h.failures + 1, err, kind, clock.now()
+  if h.ok then
+    h.ok, h.since, h.repeats, h.reported = false, clock.now(), 0, clock.mono()
+    log.error("journal.write_failed", { workflow = id, step = step, kind = kind, error = err,
+      result = "nothing is acknowledged until it is journaled: the step waits and retries, no new work starts",
+      next = NEXT[kind] or "check the state directory and journal.db; work resumes by itself once writes succeed" })
+    return
+  end
+  h.repeats = h.repeats + 1
+  if clock.mono() - h.reported >= M.report_every then
+    h.reported = clock.mono()
+    log.warn("journal.write_failing", { repeats = h.repeats, since = clock.rfc3339(h.since), kind = kind,
+      workflow = id, step = step, error = err })
+  end
+end
+
+function Store:note_success()
+  local h = self.health
+  if h.ok then return end
+  log.warn("journal.recovered", { repeats = h.repeats, kind = h.kind,
+    seconds = math.floor((clock.now() - h.since) * 10 + 0.5) / 10, result = "new work starts again" })
+  h.ok, h.recovered, h.since = true, clock.now(), nil
+end
+
+function Store:healthy() return self.health.ok end
+
+-- For `rotator status`: {state = "ok" | "failing", kind, since, repeats, failures, last_error, ...}.
+function Store:health_report()
+  local h = self.health
+  local r = { state = h.ok and "ok" or "failing", path = self.j:path(), failures = h.failures }
+  if not h.ok then
+    r.kind, r.since, r.repeats, r.error = h.kind, clock.rfc3339(h.since), h.repeats, h.last_error
+    r.next = NEXT[h.kind]
+  elseif h.last_failure then
+    r.last_failure, r.last_error = clock.rfc3339(h.last_failure), h.last_error
+  end
+  if h.recovered then r.recovered = clock.rfc3339(h.recovered) end
+  return r
 end
 
 -- The workflow's latest row, its document decoded ({id, state, doc, finished, ...}).
@@ -192,8 +281,31 @@ function Store:compact_every(seconds)
   return self.timer
 end
 
+-- Fold the WAL into the database and truncate it: {wal_frames, checkpointed, busy} or nil, msg.
+function Store:checkpoint()
+  local res, err = self.j:checkpoint()
+  if not res then log.warn("journal.checkpoint_failed", { error = err }) end
+  return res, err
+end
+
+-- Every `seconds`: checkpoint (TRUNCATE) once the journal was written and has then been
+-- idle for M.defaults.idle seconds, and is healthy.
+function Store:checkpoint_every(seconds)
+  if self.ckpt_timer then self.ckpt_timer:cancel() end
+  local done_at = nil
+  self.ckpt_timer = timer.every(seconds or M.defaults.checkpoint_every, function()
+    local last = self.last_write
+    if not last or last == done_at or not self.health.ok then return end
+    if clock.mono() - last < M.defaults.idle then return end
+    if self:checkpoint() then done_at = last end
+  end)
+  return self.ckpt_timer
+end
+
 function Store:close()
+  self.closed = true
   if self.timer then self.timer:cancel(); self.timer = nil end
+  if self.ckpt_timer then self.ckpt_timer:cancel(); self.ckpt_timer = nil end
   if self.j then self.j:close() end
   if M.current == self then M.current = nil end
 end
@@ -231,6 +343,7 @@ function M.open(state_dir, opts)
     keep_finished = opts.keep_finished or M.defaults.keep_finished,
     retain = retain,
     compact_interval = opts.compact_every or M.defaults.compact_every,
+    health = { ok = true, failures = 0, repeats = 0 },
   }, Store)
   M.current = s
   return s

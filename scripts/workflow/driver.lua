@@ -86,6 +86,8 @@ end
 
 local function machine(ctx, reg, wf)
   local doc = wf.doc
+  S.flush_pending(ctx, wf)
+  if doc.Phase == "Error" then D.fail(doc.Error or "failed before a reload") end
   if not doc.TargetTableName then
     local target, err = rules.target_name(wf.rule, doc.Record)
     if not target then D.fail(err) end
@@ -129,7 +131,7 @@ local function finish(ctx, reg, wf, ok, e)
     failed(ctx, wf, e)
   end
   if ctx.store then
-    local seq, err = ctx.store:record(doc, doc.Status)
+    local seq, err = ctx.store:record_wait(doc, doc.Status)
     if not seq then
       -- Not durable: the message must not be deleted; the job runs again (idempotently).
       doc.Status, doc.Error = "Error", "journal: cannot record the outcome: " .. tostring(err)

@@ -31,6 +31,7 @@ local config = require "workflow.config"
 local D = require "workflow.doc"
 local registry = require "workflow.registry"
 local driver = require "workflow.driver"
+local S = require "workflow.step"
 local post_restore = require "after.post_restore"
 local validation = require "after.validation"
 local retention = require "after.retention"
@@ -56,10 +57,17 @@ end
 function M.start(rec, rule, ctx)
   local wf = driver.handle(D.new(rec, rules.label(rule), rule, ctx.dry_run), rule)
   if ctx.store then
-    local ok, err = ctx.store:record(wf.doc, "Accepted")
+    -- Listed while the record may wait for the journal: a duplicate notification for the
+    -- job attaches to this workflow instead of starting a second one.
+    local live = registry.of(ctx).live
+    live[wf.id] = wf
+    local doc = wf.doc
+    local ok, err = S.journal(ctx.store, doc, "Accepted")
     if not ok then
-      wf.doc.Status, wf.doc.Phase, wf.doc.Error = "Error", "Error", "journal: " .. tostring(err)
+      if live[wf.id] == wf then live[wf.id] = nil end
+      doc.Status, doc.Phase, doc.Error = "Error", "Error", "journal: " .. tostring(err)
       wf.finished = true
+      for _, f in ipairs(wf.waiters) do f:set(doc) end
       return wf
     end
   end

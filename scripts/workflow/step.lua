@@ -9,11 +9,28 @@ local D = require "workflow.doc"
 
 local M = {}
 
--- Journal the transition; nothing that depends on it happens before this returns.
+-- Journal the transition; nothing that depends on it happens before this returns. A
+-- journal that cannot write (disk full, I/O error, read-only) does not fail the
+-- workflow: the same append is retried in place until it is durable (store:record_wait).
+-- While it waits, doc.JournalPending names the step, so a reload that hands the document
+-- over records it first (M.flush_pending) before the workflow goes on. Only a document
+-- the journal refuses (it cannot be encoded) fails the workflow.
+function M.journal(store, doc, what)
+  return store:record_wait(doc, what, function(waiting) doc.JournalPending = waiting and what or nil end)
+end
+
 function M.record(ctx, wf, what)
   if not ctx.store then return end
-  local ok, err = ctx.store:record(wf.doc, what)
+  local ok, err = M.journal(ctx.store, wf.doc, what)
   if not ok then D.fail("journal: cannot record " .. what .. ": " .. tostring(err)) end
+end
+
+-- A handed-over document whose last transition was never journaled: journal it now.
+function M.flush_pending(ctx, wf)
+  local what = wf.doc.JournalPending
+  if not what then return end
+  wf.doc.JournalPending = nil
+  M.record(ctx, wf, what)
 end
 
 -- AWS call from a step: res, request_id | nil, err (and step s done with the error).

@@ -1,5 +1,6 @@
 /* journal.c: schema and pragmas, append/get/list/history, the backup-job key, read-only
- * readers, schema versions, compaction bounds, and per-append latency (a diagnostic). */
+ * readers, schema versions, compaction bounds, damaged files and WALs, the checkpoint,
+ * and per-append latency (a diagnostic). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +180,61 @@ static void test_newer_schema(void) {
   journal_close(j);
 }
 
+static long file_size(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static int overwrite(const char *p, long off, const char *bytes, size_t n) {
+  FILE *f = fopen(p, "r+b");
+  if (!f) f = fopen(p, "wb");
+  if (!f) return -1;
+  int r = fseek(f, off, SEEK_SET) == 0 && fwrite(bytes, 1, n, f) == n ? 0 : -1;
+  return fclose(f) == 0 ? r : -1;
+}
+
+static void test_damage_and_checkpoint(void) {
+  char p2[160], wal[170];
+  snprintf(p2, sizeof p2, "%s/damage.db", dir);
+  snprintf(wal, sizeof wal, "%s-wal", p2);
+  journal_t *j = journal_open(p2, 0, NULL);
+  ok(j != NULL, "open a journal to damage");
+  if (!j) return;
+  for (int i = 0; i < 20; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "wf-%d", i);
+    is_int(append(j, id, "Accepted", id, 0), 0, "append %d", i);
+  }
+  is_int(journal_check(j, 0, NULL, NULL), 0, "integrity_check: a sound journal has no problem");
+  long before = file_size(wal);
+  int frames = -1, done_frames = -1;
+  is_int(journal_checkpoint(j, &frames, &done_frames), 0, "checkpoint(TRUNCATE)");
+  ok(before > 0 && frames == 0 && file_size(wal) == 0, "the WAL (%ld bytes) is folded in and truncated (%ld bytes)",
+     before, file_size(wal));
+  ok(append(j, "wf-x", "Accepted", "wf-x", 0) == 0 && file_size(wal) > 0, "the WAL grows again after it");
+  journal_close(j);
+
+  /* a WAL with garbage for a header: refused with the next step, not dropped silently */
+  ok(overwrite(wal, 0, "garbage-garbage-garbage-garbage!", 32) == 0, "write a garbage WAL header");
+  char *err = NULL;
+  j = journal_open(p2, JOURNAL_READONLY, &err);
+  ok(j == NULL && err && strstr(err, "WAL") && strstr(err, "rotator journal quarantine"),
+     "a WAL this SQLite cannot read is refused, naming the next step: %s", err ? err : "(none)");
+  free(err);
+  journal_close(j);
+  ok(unlink(wal) == 0, "remove the WAL");
+
+  /* a garbage database header */
+  ok(overwrite(p2, 0, "this is not an SQLite database, no", 34) == 0, "write a garbage header");
+  err = NULL;
+  j = journal_open(p2, 0, &err);
+  ok(j == NULL && err && strstr(err, "is damaged") && strstr(err, "rotator journal check") &&
+         strstr(err, p2),
+     "a garbage journal is refused with one message naming it and the next step: %s", err ? err : "(none)");
+  free(err);
+  journal_close(j);
+}
+
 static void fill(journal_t *j, int workflows, int steps, double t0) {
   char id[32], step[32];
   for (int w = 0; w < workflows; w++) {
@@ -265,6 +321,7 @@ int main(void) {
   test_readonly();
   test_newer_schema();
   test_compact();
+  test_damage_and_checkpoint();
   test_latency();
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

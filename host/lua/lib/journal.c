@@ -11,9 +11,13 @@
  *   j:compact{keep_finished = n, older_than = seconds | false, now = t}
  *       -> {transitions_deleted, workflows_deleted}
  *   j:counts() -> workflows, transitions
+ *   j:check{quick = bool} -> {problem...} (empty: sound)   PRAGMA quick_check / integrity_check
+ *   j:checkpoint() -> {wal_frames, checkpointed, busy}     fold the WAL in and truncate it
  *   j:path(), j:close(); __gc and __close close too.
  *   journal.getuid() -> the real uid (for the default state directory)
- * Bad arguments and use after close raise; database failures return nil, msg.
+ * Bad arguments and use after close raise; database failures return nil, msg, kind
+ * (kind: "disk_full", "io_error", "read_only", "no_access", "corrupt", "busy",
+ * "constraint" or "error").
  * A candidate state being prepared by a reload is inert: it cannot append (reads are
  * harmless), and neither can a replaced state (lstate_is_current). */
 #include <lauxlib.h>
@@ -38,7 +42,8 @@ static journal_t *check_open(lua_State *L) {
 static int fail(lua_State *L, journal_t *j) {
   lua_pushnil(L);
   lua_pushstring(L, journal_errmsg(j));
-  return 2;
+  lua_pushstring(L, journal_errkind(j));
+  return 3;
 }
 
 static int j_open(lua_State *L) {
@@ -199,6 +204,37 @@ static int j_counts(lua_State *L) {
   return 2;
 }
 
+static int add_problem(const char *problem, void *ud) {
+  lua_State *L = ud;
+  lua_pushstring(L, problem);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+static int j_check(lua_State *L) {
+  journal_t *j = check_open(L);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  int quick = lua_istable(L, 2) && lua_getfield(L, 2, "quick") != LUA_TNIL && lua_toboolean(L, -1);
+  lua_newtable(L);
+  if (journal_check(j, quick, add_problem, L) < 0) return fail(L, j);
+  return 1;
+}
+
+static int j_checkpoint(lua_State *L) {
+  journal_t *j = check_open(L);
+  int frames = 0, done = 0;
+  int rc = journal_checkpoint(j, &frames, &done);
+  if (rc < 0) return fail(L, j);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, frames);
+  lua_setfield(L, -2, "wal_frames");
+  lua_pushinteger(L, done);
+  lua_setfield(L, -2, "checkpointed");
+  lua_pushboolean(L, rc == 1);
+  lua_setfield(L, -2, "busy");
+  return 1;
+}
+
 /* ------------------------------------------------------------------ compaction */
 
 static int j_compact(lua_State *L) {
@@ -253,7 +289,7 @@ static int j_getuid(lua_State *L) {
 static const luaL_Reg methods[] = {
     {"append", j_append}, {"get", j_get}, {"find_backup_job", j_find_backup_job},
     {"list", j_list}, {"history", j_history}, {"counts", j_counts},
-    {"compact", j_compact}, {"path", j_path}, {"close", j_close}, {NULL, NULL}};
+    {"compact", j_compact}, {"check", j_check}, {"checkpoint", j_checkpoint}, {"path", j_path}, {"close", j_close}, {NULL, NULL}};
 static const luaL_Reg metamethods[] = {
     {"__gc", j_close}, {"__close", j_close}, {"__tostring", j_tostring}, {NULL, NULL}};
 static const luaL_Reg funcs[] = {{"open", j_open}, {"getuid", j_getuid}, {NULL, NULL}};
