@@ -15,6 +15,7 @@ local intake = require "daemon.intake"
 local store = require "daemon.store"
 local reload_state = require "daemon.reload"
 local rd = require "daemon.redrive"
+local schedule = require "schedule"
 
 local M = {}
 
@@ -188,6 +189,7 @@ repl.status_source("workflows", workflow_counts)
 repl.status_source("startup", startup)
 repl.status_source("last_errors", last_errors)
 repl.status_source("queue", queue_stats)
+repl.status_source("schedules", schedule.status)
 
 function M.start()
   local path = socket_path()

@@ -21,6 +21,8 @@
 --   tags, copy_ttl, pitr, deletion_protection, validation   after ACTIVE (post_restore.lua)
 --   retention       { keep = N, max_age = "7d" } old copies (retention.lua)
 --   alert_topic_arn SNS topic a failed workflow publishes to (alerts.lua)
+--   schedule, schedule_tz, pick, keep_for, update_ssm   scheduled restore tests
+--                   (schedule/init.lua)
 -- The first rule whose source_pattern matches wins; a match that hits PCRE2's limits is
 -- a failure (M.match), never a raise. The name gets the backup start time in UTC,
 -- "-YYYYMMDD-HH-mm-ss", and must satisfy DynamoDB's naming rule.
@@ -45,6 +47,8 @@ local KNOWN = {
   -- post-restore settings, validation, retention, alerts (post_restore.lua and friends)
   tags = "table", copy_ttl = "boolean", pitr = "boolean", deletion_protection = "boolean",
   validation = "table", retention = "table", alert_topic_arn = "string",
+  -- scheduled restore tests (schedule/init.lua)
+  schedule = "string", schedule_tz = "string", pick = "string", keep_for = "string|number", update_ssm = "boolean",
 }
 -- What the loader records on a rule (where it was declared) and the default rule's mark.
 local INTERNAL = { _where = "string", _file = "string", _default = "boolean", _line = "number", _lines = "table" }

@@ -18,6 +18,7 @@ local LAYERS = {
   { "workflow.doc", "workflow.config", "workflow.notification" }, -- the document and its inputs
   { "after" },                                               -- post-restore, validation, retention, alerts
   { "workflow" },                                            -- the workflow: driver and states
+  { "schedule" },                                            -- scheduled restore tests
   { "daemon" },                                              -- daemon, intake, store, reload
   { "console" },                                             -- control socket, REPL
   { "cmd" },                                                 -- the commands
