@@ -78,6 +78,15 @@ M.IAM_POLICY = [==[
       "Resource": "*"
     },
     {
+      "Sid": "ListRecoveryPointsForScheduledTests",
+      "Effect": "Allow",
+      "Action": [
+        "dynamodb:ListBackups",
+        "backup:ListRecoveryPointsByResource"
+      ],
+      "Resource": "*"
+    },
+    {
       "Sid": "ReadBackups",
       "Effect": "Allow",
       "Action": [

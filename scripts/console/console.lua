@@ -183,6 +183,9 @@ end
 repl.helper("retention", "retention(rule_or_source) every table retention considers, kept or deleted, and why",
   retention_explain)
 
+repl.helper("restore_test", "restore_test(rule) runs a scheduled rule's restore test now (restore, validate, delete after keep_for)",
+  schedule.fire_now)
+
 repl.status_source("policies", policy_files)
 repl.status_source("last_reload", function() return reload_state.last or "none since start" end)
 repl.status_source("workflows", workflow_counts)

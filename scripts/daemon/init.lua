@@ -230,6 +230,7 @@ end
 -- Running state: stop taking work, park everything, done(state) with the handover.
 function M.quiesce(done)
   local started = clock.mono()
+  schedule.stop() -- no new firing while parking; the adopting state re-arms from the journal
   local pending, finished, ticker, deadline = 2, false, nil, nil
   local moving, calls
   local function finish(timed_out)

@@ -23,6 +23,7 @@
 --   M.validate_rule(rule)      the rule-field validator (rotator check, loader)
 --   M.start(ctx, rules)        arm every scheduled rule (after the journal resumed)
 --   M.stop()                   cancel the timers of this state
+--   M.fire_now(rule)           run the rule's test now (on demand; REPL restore_test)
 --   M.status()                 { [rule] = { schedule, zone, next, last, copies } }
 local log = require "log"
 local json = require "json"
@@ -68,7 +69,7 @@ rules.add_field_validator(M.validate_rule)
 -- "schedule:<rule>:<table>:<firing time>": deterministic, so a restart or a second
 -- attempt at the same firing maps to the same workflow.
 function M.workflow_id(label, table_name, slot)
-  return ("schedule:%s:%s:%s"):format(label, table_name, clock.format(slot, "20060102T1504Z"))
+  return ("schedule:%s:%s:%s"):format(label, table_name, clock.format(slot, "20060102T150405Z"))
 end
 
 local function sleep(seconds)
@@ -171,9 +172,11 @@ local function start_one(ctx, st, name, slot)
   return add_copy(st, id, wf.doc.TargetTableName, name)
 end
 
-local function fire(ctx, st, slot, missed)
+-- how: nil (on time), "missed" (owed since the daemon was down) or "on demand".
+local function fire(ctx, st, slot, how)
+  local gen = M.gen
   log.info("schedule.fired", { rule = st.label, slot = iso(slot), schedule = st.rule.schedule,
-    missed = missed or nil })
+    missed = how == "missed" or nil, on_demand = how == "on demand" or nil })
   local names, err = matching_tables(ctx.svc, st.rule)
   local copies = {}
   if not names then
@@ -183,11 +186,17 @@ local function fire(ctx, st, slot, missed)
     if #names == 0 then log.warn("schedule.no_source", { rule = st.label, slot = iso(slot),
       pattern = st.rule.source_pattern }) end
     for _, name in ipairs(names) do
+      -- Stopped meanwhile (a reload quiesces, or the daemon stops): the adopting state
+      -- meets this firing again (LastFiring not moved) and starts the rest.
+      if M.gen ~= gen then return end
       local c = start_one(ctx, st, name, slot)
       if c then copies[#copies + 1] = c end
     end
   end
-  st.doc.LastFiring, st.doc.LastFiringAt = slot, iso(slot)
+  if M.gen ~= gen then return end
+  if how ~= "on demand" then -- an on-demand run is no slot of the schedule
+    st.doc.LastFiring, st.doc.LastFiringAt = slot, iso(slot)
+  end
   save(ctx, st, "Schedule Fired")
   for _, c in ipairs(copies) do watch(ctx, st, c) end
 end
@@ -274,7 +283,7 @@ local function loop(ctx, st)
     local now = clock.now()
     if last then
       local owed = cron.latest(st.sched, last, now)
-      if owed then fire(ctx, st, owed, true) end
+      if owed then fire(ctx, st, owed, "missed") end
     else
       -- Never fired: the schedule starts now (no firing for slots before it existed).
       st.doc.LastFiring, st.doc.LastFiringAt = math.floor(now), nil
@@ -295,6 +304,7 @@ end
 
 function M.start(ctx, list)
   M.stop()
+  M.ctx = ctx
   local n = 0
   for _, rule in ipairs(list or {}) do
     if rule.schedule then
@@ -314,6 +324,22 @@ function M.start(ctx, list)
   end
   if n > 0 then log.info("schedule.armed", { rules = n }) end
   return n
+end
+
+-- Run a scheduled rule's test now (REPL `restore_test(rule)`), as a firing at this
+-- second (a second call within the same second is the same firing). It does not move
+-- the schedule's last firing.
+function M.fire_now(label)
+  local st = M.running[label]
+  if not st then
+    local names = {}
+    for l in pairs(M.running) do names[#names + 1] = l end
+    table.sort(names)
+    return nil, ("no scheduled rule %q (scheduled: %s)"):format(tostring(label), #names > 0 and table.concat(names, ", ") or "none")
+  end
+  local slot = math.floor(clock.now())
+  task.spawn(fire, M.ctx, st, slot, "on demand")
+  return { rule = label, slot = iso(slot), workflow_prefix = ("schedule:%s:"):format(label) }
 end
 
 function M.stop()

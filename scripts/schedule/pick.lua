@@ -56,8 +56,9 @@ local function each_point(svc, table_name, table_arn, lower, keep)
       TimeRangeLowerBound = lower, ExclusiveStartBackupArn = start, Limit = M.PAGE })
     if not res then return nil, "ListBackups failed: " .. tostring(err), err end
     for _, b in ipairs(res.BackupSummaries or {}) do
-      if b.BackupStatus == "AVAILABLE" then
-        keep({ arn = b.BackupArn, created = epoch_of(b.BackupCreationDateTime), via = "dynamodb", status = b.BackupStatus })
+      local created = epoch_of(b.BackupCreationDateTime)
+      if b.BackupStatus == "AVAILABLE" and created and (not lower or created >= lower) then
+        keep({ arn = b.BackupArn, created = created, via = "dynamodb", status = b.BackupStatus })
       end
     end
     start = res.LastEvaluatedBackupArn
