@@ -7,6 +7,7 @@ local rules = require "policy.rules"
 local clock = require "clock"
 local pick = require "schedule.pick"
 local schedule = require "schedule"
+local loader = require "policy.loader"
 
 local TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/orders-production"
 local NOW = 1795575600 -- 2026-11-25T03:00:00Z
@@ -124,6 +125,43 @@ tests["rule fields: each problem names its field"] = function()
   T.eq(select(2, check({ schedule = "rate(1 hour)", update_ssm = true, ssm_parameter = "/p", keep_for = "1h" })),
     "keep_for", "the SSM target is not deleted")
   T.eq(select(2, check({ schedule = 5 })), "schedule", "type")
+end
+
+tests["rotator check's loader reports each schedule field at its own line"] = function()
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write([[
+rule {
+  name = "weekly",
+  source_pattern = "-production$",
+  replacement = "-rt",
+  schedule = "cron(0 3 ? * FUNDAY *)",
+}
+rule {
+  name = "tz",
+  source_pattern = "-p$",
+  replacement = "-rt",
+  schedule = "rate(1 hour)",
+
+  schedule_tz = "Mars/Base",
+}
+rule {
+  name = "keep",
+  source_pattern = "-q$",
+  replacement = "-rt",
+  keep_for = "4h",
+}
+]])
+  f:close()
+  local rules_, _, problems = loader.load_file(path)
+  os.remove(path)
+  T.eq(rules_, nil)
+  T.eq(#problems, 3)
+  local function at(i) return problems[i]:match("^.-:(%d+): ") end
+  T.eq({ at(1), at(2), at(3) }, { "5", "13", "19" }, "the lines of schedule, schedule_tz and keep_for")
+  assert(problems[1]:find("day-of-week field 'FUNDAY'", 1, true), problems[1])
+  assert(problems[2]:find("no such zone", 1, true), problems[2])
+  assert(problems[3]:find("keep_for: only means something with schedule", 1, true), problems[3])
 end
 
 tests["a firing's workflow id depends on rule, table and slot only"] = function()
