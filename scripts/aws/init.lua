@@ -41,9 +41,12 @@ local function new_error(service, action, t)
   }, Error)
 end
 
--- restJson1 operations: method and URI template; {Name} comes out of params.
+-- restJson1 operations: method and URI template; {Name} comes out of params; `query`
+-- maps the params a GET sends in its query string to their wire names.
 local REST = {
   backup = {
+    ListRecoveryPointsByResource = { "GET", "/resources/{ResourceArn}/recovery-points/",
+      query = { NextToken = "nextToken", MaxResults = "maxResults", ManagedByAWSBackupOnly = "managedByAWSBackupOnly" } },
     StartRestoreJob = { "PUT", "/restore-jobs" },
     DescribeRestoreJob = { "GET", "/restore-jobs/{RestoreJobId}" },
     PutRestoreValidationResult = { "PUT", "/restore-jobs/{RestoreJobId}/validations" },
@@ -168,6 +171,14 @@ local function build(service, action, params, opts)
       rest[k] = nil
       return v and pct(v) or ""
     end)
+    if op.query then
+      local q = {}
+      for k, wire in pairs(op.query) do
+        if rest[k] ~= nil then q[#q + 1] = pct(wire) .. "=" .. pct(tostring(rest[k])) rest[k] = nil end
+      end
+      table.sort(q)
+      if #q > 0 then rq.query = table.concat(q, "&") end
+    end
     if op[1] ~= "GET" then
       local body, err = json.encode(rest)
       if not body then return nil, err end

@@ -18,6 +18,7 @@ local rd = require "daemon.redrive"
 local health = require "daemon.health"
 local probe = require "daemon.probe"
 local metrics = require "engine.metrics"
+local schedule = require "schedule"
 
 local M = {}
 
@@ -218,6 +219,9 @@ end
 repl.helper("retention", "retention(rule_or_source) every table retention considers, kept or deleted, and why",
   retention_explain)
 
+repl.helper("restore_test", "restore_test(rule) runs a scheduled rule's restore test now (restore, validate, delete after keep_for)",
+  schedule.fire_now)
+
 repl.status_source("policies", policy_files)
 repl.status_source("last_reload", function() return reload_state.last or "none since start" end)
 repl.status_source("workflows", workflow_counts)
@@ -233,6 +237,7 @@ repl.status_source("metrics", function()
 end)
 repl.status_source("metrics_listen", function() return metrics.address() or "off" end)
 repl.status_source("reconcile", reconcile_status)
+repl.status_source("schedules", schedule.status)
 
 function M.start()
   probe.install() -- this state answers /metrics and /readyz from now on

@@ -16,6 +16,8 @@
 -- Bounded by ROTATOR_QUIESCE_TIMEOUT (default 60 s, past the longest AWS call): what still
 -- moves then restarts its step from its last journaled boundary in the new state
 -- (idempotent, see workflow/restore.lua). A stop that began meanwhile stops the adopting state too.
+-- Scheduled restore tests (schedule/init.lua) start once the journal resumed, and again in
+-- the state that adopts a reload (their state is in the journal).
 local log = require "log"
 local host = require "host"
 local clock = require "clock"
@@ -27,6 +29,7 @@ local workflow = require "workflow"
 local intake = require "daemon.intake"
 local store = require "daemon.store"
 local preflight = require "daemon.preflight"
+local schedule = require "schedule"
 local task = require "engine.task"
 local health = require "daemon.health"
 local reconcile = require "reconcile"
@@ -194,6 +197,7 @@ function M.start(opts, handover)
     M.startup = { state = "ready", queue = opts.queue_url, since = clock.now() }
     ready(opts, ctx)
     local n = rearm_all(handover.workflows or {}, ctx, true)
+    if not opts.dry_run then schedule.start(ctx, M.rules) end
     log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}),
       receive = handover.receive and tostring(handover.receive) or "none" })
     if opts.queue_url then intake.adopt(ctx, handover.claims, handover.receive) end
@@ -236,6 +240,9 @@ function M.serve(ctx, opts)
   ready(opts, ctx)
   local ok, rerr = resume_journal(ctx)
   if not ok then return nil, rerr end
+  -- Scheduled restore tests, once the journal's workflows are live again (a firing or a
+  -- copy waiting for deletion finds its workflow). A dry run schedules nothing.
+  if not opts.dry_run then schedule.start(ctx, M.rules) end
   M.startup = { state = "ready", queue = opts.queue_url, since = clock.now() }
   -- The service manager (Type=notify) hears READY once, at the first start: after a
   -- reload the host reports the end of the reload itself.
@@ -266,6 +273,7 @@ function M.stop()
   host.notify("stopping", string.format("stopping: %d calls in flight", host.inflight()))
   M.started = false
   if M.reconcile.timer then M.reconcile.timer:cancel() M.reconcile.timer = nil end
+  schedule.stop()
   intake.stop()
 end
 
@@ -280,6 +288,7 @@ end
 function M.quiesce(done)
   M.reconcile.quiescing = true -- a run in progress starts no workflow the handover would miss
   local started = clock.mono()
+  schedule.stop() -- no new firing while parking; the adopting state re-arms from the journal
   local pending, finished, ticker, deadline = 2, false, nil, nil
   local moving, calls
   local function finish(timed_out)

@@ -26,6 +26,8 @@
 --   alert_topic_arn SNS topic a failed workflow publishes to (alerts.lua)
 --   select          { tags = { env = "production" } }: reconcile considers only the
 --                   matching tables that carry every one of these tags (reconcile/)
+--   schedule, schedule_tz, pick, keep_for, update_ssm   scheduled restore tests
+--                   (schedule/init.lua)
 -- The first rule whose source_pattern matches wins; a match that hits PCRE2's limits is
 -- a failure (M.match), never a raise. The name gets the backup start time in UTC,
 -- "-YYYYMMDD-HH-mm-ss", and must satisfy DynamoDB's naming rule.
@@ -51,6 +53,8 @@ local KNOWN = {
   tags = "table", copy_ttl = "boolean", pitr = "boolean", deletion_protection = "boolean",
   validation = "table", retention = "table", alert_topic_arn = "string", select = "table",
   carry_over = "table",
+  -- scheduled restore tests (schedule/init.lua)
+  schedule = "string", schedule_tz = "string", pick = "string", keep_for = "string|number", update_ssm = "boolean",
 }
 -- What the loader records on a rule (where it was declared) and the default rule's mark.
 local INTERNAL = { _where = "string", _file = "string", _default = "boolean", _line = "number", _lines = "table" }

@@ -89,8 +89,24 @@ def _arn_parts(arn: str) -> tuple[str, str, str, str]:
     return parts[2], parts[3], parts[4], parts[5]   # service, region, account, resource
 
 
+def _hide_recovery_point_backups() -> None:
+    """A recovery point's DynamoDB backup is how the plane stores it, not a DynamoDB
+    backup of the account: as on AWS (tables with AWS Backup's advanced features), it is
+    absent from DynamoDB ListBackups, so a client finds it through AWS Backup only."""
+    from moto.dynamodb.models import DynamoDBBackend
+    if getattr(DynamoDBBackend.list_backups, "_hides_recovery_points", False):
+        return
+    listed = DynamoDBBackend.list_backups
+
+    def list_backups(self, *args, **kwargs):
+        return [b for b in listed(self, *args, **kwargs) if not getattr(b, "recovery_point", False)]
+    list_backups._hides_recovery_points = True
+    DynamoDBBackend.list_backups = list_backups
+
+
 class BackupPlane:
     def __init__(self) -> None:
+        _hide_recovery_point_backups()
         self.lock = threading.RLock()
         self.vault_notifications: dict[tuple[str, str, str], dict] = {}   # (account, region, vault)
         self.recovery_points: dict[str, dict] = {}
@@ -524,6 +540,7 @@ class BackupPlane:
             backup = self._ddb(job["account"], job["region"]).create_backup(job["table"], f"awsbackup-{job['id']}")
         except Exception as e:
             raise ApiError(400, "InvalidRequestException", f"CreateBackup of {job['table']} failed: {e}")
+        backup.recovery_point = True
         self.recovery_points[job["recovery_point"]] = {
             "arn": job["recovery_point"], "account": job["account"], "region": job["region"], "vault": job["vault"],
             "resource": job["resource"], "table": job["table"], "role": job["role"], "created": job["created"],
@@ -548,6 +565,7 @@ class BackupPlane:
         dest = self._ddb(job["dest_account"], job["dest_region"])
         backup = copy.deepcopy(src)
         backup.account_id, backup.region_name = job["dest_account"], job["dest_region"]
+        backup.recovery_point = True
         dest.backups[backup.arn] = backup
         self.recovery_points[job["dest_rp"]] = {
             "arn": job["dest_rp"], "account": job["dest_account"], "region": job["dest_region"],

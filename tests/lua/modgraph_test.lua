@@ -19,6 +19,7 @@ local LAYERS = {
   { "after" },                                               -- post-restore, validation, retention, alerts
   { "workflow" },                                            -- the workflow: driver and states
   { "reconcile" },                                           -- reconcile: newest backups, stale pointers
+  { "schedule" },                                            -- scheduled restore tests
   { "daemon" },                                              -- daemon, intake, store, reload
   { "console" },                                             -- control socket, REPL
   { "cmd" },                                                 -- the commands
