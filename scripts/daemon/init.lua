@@ -30,6 +30,7 @@ local intake = require "daemon.intake"
 local store = require "daemon.store"
 local preflight = require "daemon.preflight"
 local schedule = require "schedule"
+local metrics = require "engine.metrics"
 local task = require "engine.task"
 local health = require "daemon.health"
 local reconcile = require "reconcile"
@@ -152,6 +153,7 @@ local function reconcile_once(ctx)
     stopped = function() return not M.started or host.stopping() or M.reconcile.quiescing == true end })
   r.running = false
   r.runs, r.last_run = r.runs + 1, clock.rfc3339(math.floor(clock.now()))
+  metrics.inc("rotator_reconcile_runs_total", { result = (ok and summary) and "ok" or "failed" })
   if not ok or not summary then
     r.last_error = tostring(ok and err or summary)
     log.error("reconcile.failed", { error = r.last_error, next = "the next run tries again in " .. tostring(r.every) .. " s" })

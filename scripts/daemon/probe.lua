@@ -13,6 +13,7 @@ local registry = require "workflow.registry"
 local daemon = require "daemon"
 local intake = require "daemon.intake"
 local health = require "daemon.health"
+local schedule = require "schedule"
 
 local M = {}
 
@@ -45,6 +46,12 @@ function M.collect()
   metrics.set("rotator_sqs_long_polls_in_flight", nil, polls)
   local store = daemon.ctx and daemon.ctx.store
   if store then metrics.set("rotator_journal_size_bytes", nil, store:size()) end
+  metrics.clear("rotator_schedule_next_firing_timestamp_seconds")
+  for label, st in pairs(schedule.running or {}) do
+    if type(st.next) == "number" then
+      metrics.set("rotator_schedule_next_firing_timestamp_seconds", { rule = label }, st.next)
+    end
+  end
   metrics.set("rotator_health", nil, RANK_VALUE[health.state()])
   metrics.clear("rotator_health_problems")
   for _, p in ipairs(health.problems()) do

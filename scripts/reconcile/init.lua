@@ -28,6 +28,7 @@ local pace = require "reconcile.pace"
 local rules = require "policy.rules"
 local workflow = require "workflow"
 local backups = require "reconcile.backups"
+local metrics = require "engine.metrics"
 
 local M = {}
 
@@ -153,6 +154,7 @@ function M.run(ctx, opts)
               next = "check the permissions in the README's IAM policy; the next run tries again" })
           elseif row.action == "restore" then
             summary.stale = summary.stale + 1
+            if not opts.plan_only then metrics.inc("rotator_reconcile_stale_total", { rule = row.rule }) end
             log.warn("reconcile.stale", { rule = row.rule, table = name, pointer = row.pointer, workflow = row.id,
               backup = row.newest.arn, backup_time = row.newest.start_time, target = row.target,
               result = opts.plan_only and "planned (dry run)" or "restoring" })

@@ -4,6 +4,8 @@
 --   copy job:    DescribeCopyJob    -> State, DestinationRecoveryPointArn,
 --                                      DestinationBackupVaultArn, ResourceArn
 --   then         DescribeRecoveryPoint(vault, point) -> Status, ResourceArn, ResourceType
+-- A record made from AWS Backup's own listing (a scheduled restore test, a reconciled
+-- point without a backup job) has no job to describe: its point is used as listed.
 -- AWS's answer wins over the prose. The prose is the fallback when a read is not permitted
 -- (AccessDenied: a policy without the Describe actions), fails transiently after the
 -- client's own retries (throttling, 5xx, timeouts), or is not made (offline dry run);
@@ -61,6 +63,12 @@ local JOBS = {
 
 local function describe_job(ctx, wf, point)
   local rec = wf.doc.Record
+  -- A scheduled restore test, or a reconciled point with no backup job found, took its
+  -- recovery point from AWS Backup's own listing: there is no job to describe.
+  if rec.scheduled or (rec.reconciled and rec.backup_job_id == rec.recovery_point_arn) then
+    point.From = "listing"
+    return
+  end
   local kind = JOBS[rec.job_type or "BACKUP_JOB"] or JOBS.BACKUP_JOB
   local id = rec.copy_job_id or rec.backup_job_id
   local res, rid = read(ctx, wf, kind.action, { [kind.id] = id }, kind.what .. " " .. tostring(id))

@@ -94,6 +94,11 @@ with bed.Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
     t.ok(sched.get("schedule") == "rate(1 minute)" and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$", sched.get("next") or ""),
          "rotator status shows the schedule and its next firing: %r" % sched)
     next1 = sched.get("next")
+    mets = json.loads(st.stdout or "{}").get("metrics") or {}
+    nxt = [x.get("value") for x in (mets.get("rotator_schedule_next_firing_timestamp_seconds") or {}).get("series") or []
+           if (x.get("labels") or {}).get("rule") == "restore-test"]
+    t.ok(nxt and next1 and datetime.datetime.fromtimestamp(nxt[0], datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") == next1,
+         "the metrics carry the same next firing: %r" % nxt)
     started = wait_until(lambda: events(log1, "restore.started"), 90)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

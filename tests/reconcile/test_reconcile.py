@@ -109,6 +109,14 @@ rule {{ name = "tagged", source_pattern = "^(.*)-tagprod$", replacement = "${{1}
              "a dry run while the daemon runs (reading its journal) says up to date", again.stdout + again.stderr[-1500:])
         st = subprocess.run([ROTATOR, "status"], env=env, capture_output=True, text=True, timeout=20)
         t.ok("reconcile" in st.stdout and "stale_total" in st.stdout, "status shows the reconcile", st.stdout[-1500:])
+        sj = subprocess.run([ROTATOR, "status", "--json"], env=env, capture_output=True, text=True, timeout=20)
+        mets = (json.loads(sj.stdout or "{}").get("metrics") or {})
+        def series(name):
+            return {tuple(sorted((s.get("labels") or {}).items())): s.get("value")
+                    for s in (mets.get(name) or {}).get("series") or []}
+        t.eq(series("rotator_reconcile_stale_total"), {(("rule", "orders"),): 1},
+             "metrics: one stale pointer counted for the rule")
+        t.eq(series("rotator_reconcile_runs_total"), {(("result", "ok"),): 1}, "metrics: one reconcile run, ok")
         daemon.send_signal(signal.SIGHUP)
         t.ok(wait_until(lambda: "event=reload.ok" in open(log_path).read(), 30), "a reload with reconcile on succeeds",
              open(log_path).read()[-2000:])
