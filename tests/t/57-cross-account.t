@@ -5,14 +5,18 @@
 # names a role of the staging account, so the destination recovery point is restored
 # there: table, items, tags and SSM parameter in the staging account, none in the central
 # one, one AssumeRole for the whole workflow. A user without sts:AssumeRole fails the
-# workflow with AccessDenied named in the log and restores nothing.
+# workflow with AccessDenied named in the log and restores nothing. Against a local STS
+# stand-in (tests/creds/servers.py): role credentials are cached while fresh and assumed
+# again within the refresh margin of their expiry; a refused AssumeRole is the call's error.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export ROTATOR_ROOT="$root" ROTATOR="${ROTATOR:-$root/rotator}"
 exec "$root/tests/bed/venv-python" - <<'PY'
-import json, os, subprocess, sys, tempfile
+import json, os, re, subprocess, sys, tempfile
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
+sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/creds"))
 import bed
+from servers import Servers
 from bed import stop_process, wait_until
 from faultproxy import FaultProxy
 from tap import Tap
@@ -185,5 +189,43 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         d.stop()
     if t.failed > failed_before:
         t.diag(d.text()[-4000:])
+
+# Refresh: three calls through one role, with credentials that expire in an hour (one
+# AssumeRole) and in two minutes (inside the 300 s refresh margin: assumed again each time).
+ROLE = "arn:aws:iam::210987654321:role/rotator-staging"
+SCRIPT = """
+local aws = require "aws"
+local out = {}
+for _ = 1, 3 do
+  local _, e = aws.call("sts", "GetCallerIdentity", {}, { role_arn = "%s", max_attempts = 1 })
+  out[#out + 1] = e and e.code or "OK"
+end
+local _, e = aws.call("sts", "GetCallerIdentity", {}, { role_arn = "arn:aws:iam::210987654321:role/denied" })
+out[#out + 1] = e.code .. ": " .. e.message
+return table.concat(out, " | ")
+""" % ROLE
+for expires_in, want in ((3600, ["ASIAROLEROTATORSTAGING1"] * 3),
+                         (120, ["ASIAROLEROTATORSTAGING1", "ASIAROLEROTATORSTAGING2", "ASIAROLEROTATORSTAGING3"])):
+    with Servers() as sts:
+        sts.state.expires_in = expires_in
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({"AWS_ACCESS_KEY_ID": "AKIABASE", "AWS_SECRET_ACCESS_KEY": "SECRETBASE", "AWS_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": sts.url, "AWS_EC2_METADATA_DISABLED": "true",
+                    "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+        p = subprocess.run([ROTATOR, "eval", SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+        log = sts.requests()
+        assumes = [r for r in log if "Action=AssumeRole" in r["body"]]
+        signed = [re.search(r"Credential=([A-Z0-9]+)/", r["headers"].get("Authorization", "")).group(1)
+                  for r in log if "Action=GetCallerIdentity" in r["body"]]
+        t.eq(signed, want, f"credentials expiring in {expires_in}s: the calls signed with {sorted(set(want))}")
+        t.eq(len([r for r in assumes if "rotator-staging" in r["body"]]), len(set(want)),
+             f"credentials expiring in {expires_in}s: {len(set(want))} AssumeRole")
+        t.ok(all("Credential=AKIABASE/" in r["headers"].get("Authorization", "") for r in assumes),
+             "AssumeRole is signed with the chain's own credentials")
+        t.ok("CredentialsError" in p.stdout and "AccessDenied" in p.stdout and "role/denied" in p.stdout,
+             "a refused AssumeRole fails the call: CredentialsError naming STS's AccessDenied and the role",
+             p.stdout + p.stderr)
+        t.ok(not any(x in p.stdout + p.stderr for x in ("SECRETBASE", "secret-role", "session-token-")),
+             "no secret in the output")
 sys.exit(t.done())
 PY
