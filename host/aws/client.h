@@ -30,6 +30,12 @@ creds_provider_t *aws_client_creds(aws_client_t *c);
  * code "CredentialsError" and the chain's message, which names the file or setting and
  * never a secret. ExpiredToken/ExpiredTokenException/InvalidClientTokenId on a request
  * with a session token drops the cached credentials and retries once.
+ * A call with role_arn signs with the credentials of STS AssumeRole of that role (and
+ * external_id), itself signed with the chain's: one cache per (role, external id), shared
+ * by every call of it and refreshed within 300 s of its expiry (one refresh for every
+ * waiting call; if it fails while the cached ones are still valid, they are used). A
+ * failed AssumeRole finishes the call with code "CredentialsError" and STS's code and
+ * message (e.g. AccessDenied) in the message; never a secret.
  * Returns an id > 0, or 0 with a message in err (unknown service, bad region or endpoint,
  * out of memory); done is then not called. */
 uint64_t aws_call_start(aws_client_t *c, const aws_call_t *call, aws_done_fn done, void *ud,

@@ -26,6 +26,9 @@ typedef struct {
   int max_attempts;         /* 0: AWS_MAX_ATTEMPTS, then 3 */
   const log_field_t *log_ctx; /* fields every aws.* log line of the call carries (workflow, */
   size_t log_nctx;          /* message_id), copied; at most AWS_LOG_CTX_MAX */
+  const char *role_arn;     /* NULL: the chain's credentials; else the client's AssumeRole of it
+                               (aws/client.h), signed with the chain's */
+  const char *external_id;  /* with role_arn: the ExternalId the role's trust policy asks for */
 } aws_call_t;
 
 #define AWS_LOG_CTX_MAX 8

@@ -12,7 +12,9 @@
 --     it (its callback will not run), the adopting state adopts it with its own callback;
 --     false when the call is unknown (it finished and its result was dropped)
 -- opts: timeout (seconds per attempt), max_attempts, region, log (fields every aws.* log
--- line of the call carries; default: the running task's context, task.context()).
+-- line of the call carries; default: the running task's context, task.context()),
+-- role_arn (+ external_id): sign with that role's credentials, which the C client assumes
+-- with the daemon's own (STS AssumeRole), caches and refreshes; secrets never reach Lua.
 -- C never resumes coroutines: it calls M._dispatch(id, ok, result), which does.
 local core = require "aws_core"
 local json = require "json"
@@ -155,7 +157,8 @@ local function build(service, action, params, opts)
   local proto, version = core.protocol(service)
   if not proto then return nil, "unknown service '" .. tostring(service) .. "'" end
   local rq = { service = service, action = action, region = opts.region, timeout = opts.timeout,
-               max_attempts = opts.max_attempts, log = opts.log or task.context() }
+               max_attempts = opts.max_attempts, log = opts.log or task.context(),
+               role_arn = opts.role_arn, external_id = opts.external_id }
   if proto == "awsJson1_0" or proto == "awsJson1_1" then
     local body, err = json.encode(params or json.object())
     if not body then return nil, err end

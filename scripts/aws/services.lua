@@ -4,6 +4,8 @@
 -- and answers with a plausible result instead. In offline mode (replay --dry-run) read
 -- calls fail with code "DryRunOffline" instead of touching the network, so a plan needs
 -- no credentials. Tests may pass `backend` (a function with aws.call's contract).
+-- svc:as_role(arn, external_id) -> a view of svc whose every call signs with that role's
+--   credentials (opts.role_arn; aws/init.lua); nil arn: svc itself
 -- svc:call_cb(service, action, params, opts, fn) -> cancel, id: the same with a callback
 --   (id: the aws call id, for aws.release/aws.adopt; nil with a test backend).
 --   local svc = services.new { dry_run = true, offline = true }
@@ -100,6 +102,28 @@ function Svc:call(service, action, params, opts)
   end
   self.backend = self.backend or aws.call
   return self.backend(service, action, params, opts)
+end
+
+local function with_role(opts, role)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.role_arn, o.external_id = role.arn, role.external_id
+  return o
+end
+
+-- The view shares everything (dry-run plan, counters, backend) with svc: reads and writes
+-- of its fields go to svc; only call and call_cb add the role.
+function Svc:as_role(arn, external_id)
+  if not arn then return self end
+  local base, role = self, { arn = arn, external_id = external_id }
+  local view = {
+    role_arn = arn,
+    call = function(v, service, action, params, opts) return Svc.call(v, service, action, params, with_role(opts, role)) end,
+    call_cb = function(v, service, action, params, opts, fn)
+      return Svc.call_cb(v, service, action, params, with_role(opts, role), fn)
+    end,
+  }
+  return setmetatable(view, { __index = base, __newindex = base })
 end
 
 -- The same call with a callback, cancellable: returns cancel() (which drops the answer).

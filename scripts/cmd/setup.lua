@@ -190,6 +190,12 @@ M.IAM_POLICY = [==[
       }
     },
     {
+      "Sid": "AssumeStagingAccountRole",
+      "Effect": "Allow",
+      "Action": "sts:AssumeRole",
+      "Resource": "arn:aws:iam::*:role/rotator-staging"
+    },
+    {
       "Sid": "CopyAutoScaling",
       "Effect": "Allow",
       "Action": [

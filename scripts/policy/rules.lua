@@ -19,6 +19,9 @@
 --                   no ssm_parameter (the original tool's behaviour)
 --   iam_role_arn    role AWS Backup assumes for StartRestoreJob (backup-managed points)
 --   copy_source_tags  StartRestoreJob's CopySourceTagsToRestoredResource (backup-managed points)
+--   assume_role_arn optional role (usually in another account) whose credentials every AWS
+--                   call of the rule's workflows uses, assumed with the daemon's own through
+--                   STS AssumeRole and refreshed before expiry; external_id its ExternalId
 --   tags, copy_ttl, pitr, deletion_protection, validation   after ACTIVE (post_restore.lua)
 --   carry_over      { "stream", "autoscaling", "contributor_insights", "resource_policy" }:
 --                   what no restore carries over, copied from the source (carry_over.lua)
@@ -49,6 +52,7 @@ local KNOWN = {
   name = "string", source_pattern = "string", replacement = "string", ssm_parameter = "string",
   target_name = "function", restore = "table|function", after_active = "function",
   wait_for_active = "boolean", iam_role_arn = "string", copy_source_tags = "boolean",
+  assume_role_arn = "string", external_id = "string",
   -- post-restore settings, validation, retention, alerts (post_restore.lua and friends)
   tags = "table", copy_ttl = "boolean", pitr = "boolean", deletion_protection = "boolean",
   validation = "table", retention = "table", alert_topic_arn = "string", select = "table",
@@ -216,6 +220,16 @@ function M.validate(rule)
   end
   if rule.ssm_parameter and not rule.ssm_parameter:match("^/") and rule.ssm_parameter:find("/", 1, true) then
     return ("ssm_parameter %q: a hierarchical name must start with '/'"):format(rule.ssm_parameter), "ssm_parameter"
+  end
+  if rule.assume_role_arn and not rule.assume_role_arn:match("^arn:[%w-]+:iam::%d%d%d%d%d%d%d%d%d%d%d%d:role/[%w+=,.@_/-]+$") then
+    return ("assume_role_arn %q is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"):format(rule.assume_role_arn),
+      "assume_role_arn"
+  end
+  if rule.external_id then
+    if not rule.assume_role_arn then return "external_id is sent with assume_role_arn: set both, or neither", "external_id" end
+    if #rule.external_id < 2 or #rule.external_id > 1224 or not rule.external_id:match("^[%w+=,.@:/-]+$") then
+      return "external_id must be 2 to 1224 characters of A-Z a-z 0-9 + = , . @ : / -", "external_id"
+    end
   end
   if rule.select then
     for k, v in pairs(rule.select) do

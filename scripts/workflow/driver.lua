@@ -144,6 +144,16 @@ local function finish(ctx, reg, wf, ok, e)
   end
 end
 
+-- The ctx a rule's steps run with: with assume_role_arn, every AWS call of the workflow
+-- signs with that role's credentials; journal, registry and alerts stay the daemon's, and
+-- own_svc keeps the daemon's credentials for what lives in its own account (the job that
+-- notified it: recovery_point.lua).
+local function rule_ctx(ctx, rule)
+  if not (rule and rule.assume_role_arn) then return ctx end
+  return setmetatable({ svc = ctx.svc:as_role(rule.assume_role_arn, rule.external_id), own_svc = ctx.svc },
+    { __index = ctx, __newindex = ctx })
+end
+
 local function drive(ctx, wf)
   local reg = registry.of(ctx)
   wf.co = coroutine.running()
@@ -151,7 +161,7 @@ local function drive(ctx, wf)
   local ok, e = xpcall(machine, function(x)
     if D.is_failure(x) then return x end
     return { msg = debug.traceback(tostring(x), 2) }
-  end, ctx, reg, wf)
+  end, rule_ctx(ctx, wf.rule), reg, wf)
   if wf.gen ~= wf.born then return end -- superseded (reload abort re-armed it)
   finish(ctx, reg, wf, ok, e)
   if reg.live[wf.id] == wf then reg.live[wf.id] = nil end

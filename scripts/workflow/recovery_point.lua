@@ -13,6 +13,9 @@
 -- notification fails the workflow before anything is restored: the job or point does not
 -- exist here, the job is not COMPLETED, the point is not COMPLETED, or it holds another
 -- table than the notification named (the rule was matched on that name).
+-- A rule with assume_role_arn describes the job with the daemon's own credentials (the job
+-- belongs to the account whose vault notified the daemon: a copy job runs in the source
+-- account) and the recovery point, which sits in the role's account, with the role's.
 --   M.resolve(ctx, wf)  fills doc.RecoveryPoint = { Arn, Vault, SourceArn, From } (journaled)
 local log = require "log"
 local D = require "workflow.doc"
@@ -62,6 +65,7 @@ local JOBS = {
 }
 
 local function describe_job(ctx, wf, point)
+  if ctx.own_svc then ctx = setmetatable({ svc = ctx.own_svc }, { __index = ctx, __newindex = ctx }) end
   local rec = wf.doc.Record
   -- A scheduled restore test, or a reconciled point with no backup job found, took its
   -- recovery point from AWS Backup's own listing: there is no job to describe.

@@ -16,9 +16,11 @@ group) on exit, on SIGTERM/SIGINT/SIGHUP of the test process and at interpreter 
 also exits by itself when the test process dies.
 
 IAM: moto checks SigV4 signatures and IAM policies once INITIAL_NO_AUTH_ACTION_COUNT
-requests have been served. The bed sets it to BOOTSTRAP_REQUESTS (3): CreateUser,
+requests have been served. The bed sets it to BOOTSTRAP_REQUESTS (6): CreateUser,
 PutUserPolicy and CreateAccessKey for an admin user ("bed-admin", Action "*"), sent
-without valid credentials. Every later request, the rest of the set-up included, is signed
+without valid credentials, in the main account and in a second one (STAGING_ACCOUNT,
+chosen by moto's x-moto-account-id header for these three only: afterwards moto finds an
+access key's account by itself, as AWS does). Every later request, the rest of the set-up included, is signed
 with the admin's keys and checked. The Rotator user ("rotator") gets as its only (inline)
 policy the least-privilege policy documented in README.md between `<!-- iam-policy:begin -->`
 and `<!-- iam-policy:end -->` (a ```json block).
@@ -56,7 +58,9 @@ README = ROOT / "README.md"
 POLICY_BEGIN = "<!-- iam-policy:begin -->"
 POLICY_END = "<!-- iam-policy:end -->"
 
-BOOTSTRAP_REQUESTS = 3             # requests moto serves before it starts checking IAM
+STAGING_ACCOUNT = "210987654321"    # the second account (a staging account a central vault copies into)
+BOOTSTRAP_REQUESTS = 6             # requests moto serves before it starts checking IAM
+STAGING_ROLE = "rotator-staging"   # the role Rotator assumes in the staging account
 ADMIN_USER = "bed-admin"
 ROTATOR_USER = "rotator"
 ROTATOR_POLICY_NAME = "rotator-least-privilege"
@@ -80,6 +84,14 @@ SHARED_EVENTS = Path(os.environ.get("ROTATOR_SHARED_EVENTS")
 class Keys(NamedTuple):
     access_key_id: str
     secret_access_key: str
+
+
+class Staging(NamedTuple):
+    """Emulator.create_staging(): the second account's ids."""
+    account: str
+    role_arn: str            # the role Rotator assumes
+    restore_role_arn: str    # AWS Backup's restore role in that account
+    vault_arn: str           # the vault copies go to
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,6 +188,7 @@ class Emulator:
         self.admin_keys: Keys | None = None
         self.rotator_keys: Keys | None = None
         self.restore_role_arn: str | None = None
+        self.staging_admin_keys: Keys | None = None
         self._tmp: str | None = None
         self.log_path: Path | None = None
 
@@ -304,16 +317,60 @@ class Emulator:
     def rotator_client(self, service: str, **kw: Any):
         return self.client(service, keys=self.rotator_keys, **kw)
 
+    def staging_client(self, service: str, **kw: Any):
+        """A client of the second account (STAGING_ACCOUNT), with its admin's keys."""
+        return self.client(service, keys=self.staging_admin_keys, **kw)
+
+    def create_staging(self, role: str = STAGING_ROLE, policy: dict | None = None,
+                       external_id: str | None = None, vault: str = "staging") -> "Staging":
+        """The staging account's side of a cross-account set-up: a backup vault, AWS
+        Backup's restore role (RESTORE_ROLE, as in the main account) and the role Rotator
+        assumes (trusting the main account's rotator user, with ExternalId when given) with
+        `policy` (default: README's policy) as its inline policy."""
+        iam = self.staging_client("iam")
+        backup_trust = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "backup.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        try:
+            restore_arn = iam.create_role(RoleName=RESTORE_ROLE,
+                                          AssumeRolePolicyDocument=json.dumps(backup_trust))["Role"]["Arn"]
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "EntityAlreadyExists":
+                raise
+            restore_arn = iam.get_role(RoleName=RESTORE_ROLE)["Role"]["Arn"]
+        trust: dict[str, Any] = {"Effect": "Allow", "Action": "sts:AssumeRole",
+                                 "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{ROTATOR_USER}"}}
+        if external_id:
+            trust["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+        role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [trust]}))["Role"]["Arn"]
+        iam.put_role_policy(RoleName=role, PolicyName=ROTATOR_POLICY_NAME,
+                            PolicyDocument=json.dumps(policy if policy is not None else self.policy))
+        b = self.staging_client("backup")
+        try:
+            b.create_backup_vault(BackupVaultName=vault)
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in ("AlreadyExistsException",):
+                raise
+        return Staging(account=STAGING_ACCOUNT, role_arn=role_arn, restore_role_arn=restore_arn,
+                       vault_arn=f"arn:aws:backup:{self.region}:{STAGING_ACCOUNT}:backup-vault:{vault}")
+
     # -- IAM -----------------------------------------------------------------------------
 
     def _bootstrap_iam(self) -> None:
         # Exactly BOOTSTRAP_REQUESTS requests, no retries: moto serves these unchecked.
-        boot = self.client("iam", keys=Keys("bed-bootstrap", "bed-bootstrap"), retries=0)
-        boot.create_user(UserName=ADMIN_USER)
-        boot.put_user_policy(UserName=ADMIN_USER, PolicyName="AdministratorAccess",
-                             PolicyDocument=json.dumps(ADMIN_POLICY))
-        key = boot.create_access_key(UserName=ADMIN_USER)["AccessKey"]
-        self.admin_keys = Keys(key["AccessKeyId"], key["SecretAccessKey"])
+        def admin_of(account: str | None) -> Keys:
+            boot = self.client("iam", keys=Keys("bed-bootstrap", "bed-bootstrap"), retries=0)
+            if account:
+                def to_account(request, **_):
+                    request.headers["x-moto-account-id"] = account
+                boot.meta.events.register("before-sign.iam.*", to_account)
+            boot.create_user(UserName=ADMIN_USER)
+            boot.put_user_policy(UserName=ADMIN_USER, PolicyName="AdministratorAccess",
+                                 PolicyDocument=json.dumps(ADMIN_POLICY))
+            key = boot.create_access_key(UserName=ADMIN_USER)["AccessKey"]
+            return Keys(key["AccessKeyId"], key["SecretAccessKey"])
+        self.admin_keys = admin_of(None)
+        self.staging_admin_keys = admin_of(STAGING_ACCOUNT)
 
         # From here on every request is signed and checked.
         iam = self.admin_client("iam")

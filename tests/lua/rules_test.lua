@@ -20,6 +20,29 @@ local function write_policy(text)
 end
 
 return {
+  assume_role_fields = function()
+    local base = function(extra)
+      local r = { source_pattern = "x", replacement = "y" }
+      for k, v in pairs(extra) do r[k] = v end
+      return rules.validate(r)
+    end
+    T.eq(base({ assume_role_arn = "arn:aws:iam::210987654321:role/rotator-staging" }), nil)
+    T.eq(base({ assume_role_arn = "arn:aws:iam::210987654321:role/team/rotator-staging", external_id = "central-7f" }), nil)
+    local msg, field = base({ assume_role_arn = "arn:aws:iam::2109:role/x" })
+    assert(msg:find("not an IAM role ARN"), msg)
+    T.eq(field, "assume_role_arn")
+    msg, field = base({ assume_role_arn = "arn:aws:iam::210987654321:user/x" })
+    assert(msg:find("not an IAM role ARN"), msg)
+    msg, field = base({ external_id = "abc" })
+    assert(msg:find("external_id is sent with assume_role_arn"), msg)
+    T.eq(field, "external_id")
+    msg = base({ assume_role_arn = "arn:aws:iam::210987654321:role/r", external_id = "bad id" })
+    assert(msg:find("external_id must be"), msg)
+    msg = base({ assume_role_arn = 42 })
+    assert(msg:find("rule field 'assume_role_arn' must be a string"), msg)
+    T.eq(rules.did_you_mean("asume_role_arn"), "assume_role_arn")
+  end,
+
   go_template_naming = function()
     local r = { source_pattern = "(?i)-production$", replacement = "-staging" }
     T.eq(rules.target_name(r, rec("Orders-Production")), "Orders-staging-20261125-03-00-00")

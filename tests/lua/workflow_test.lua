@@ -29,10 +29,10 @@ local function fake(opts)
   local function err(service, action, code)
     return nil, services.error(service, action, code, code .. " (fake)", { request_id = "rid-err" })
   end
-  st.backend = function(service, action, p)
+  st.backend = function(service, action, p, o)
     st.n = st.n + 1
     local key = service .. "." .. action
-    st.calls[#st.calls + 1] = { call = key, input = p }
+    st.calls[#st.calls + 1] = { call = key, input = p, role = o and o.role_arn, external_id = o and o.external_id }
     local rid = "rid-" .. st.n
     if opts.hook then
       local a, b = opts.hook(key, p, st)
@@ -95,6 +95,30 @@ return {
     T.eq(doc.Steps[1].RequestId, "rid-1")
     T.eq(doc.Steps[#doc.Steps].State, "Update SSM Parameter")
     assert(json.encode(doc), "document encodes as JSON")
+  end,
+
+  assume_role_signs_the_workflow_not_its_alert = function()
+    local role = "arn:aws:iam::210987654321:role/rotator-staging"
+    local topic = "arn:aws:sns:us-east-1:123456789012:rotator-alerts"
+    local aws = fake({ hook = function(key)
+      if key == "sns.Publish" then return { MessageId = "msg-1" }, "rid-sns" end
+      if key == "ssm.PutParameter" then
+        return nil, services.error("ssm", "PutParameter", "AccessDeniedException", "no", { request_id = "rid-ssm" })
+      end
+    end })
+    local rule = { name = "x", source_pattern = "-production$", replacement = "-staging", ssm_parameter = "/rotator/t",
+      assume_role_arn = role, external_id = "central-7f", alert_topic_arn = topic }
+    local doc = workflow.run(record({ backup_job_id = "job-role" }), rule, aws.ctx)
+    T.eq(doc.Status, "Error")
+    local roles = {}
+    for _, c in ipairs(aws.calls) do
+      roles[c.call] = roles[c.call] or {}
+      roles[c.call][tostring(c.role) .. "|" .. tostring(c.external_id)] = true
+    end
+    for _, key in ipairs({ "dynamodb.RestoreTableFromBackup", "dynamodb.DescribeTable", "ssm.PutParameter" }) do
+      T.eq(roles[key], { [role .. "|central-7f"] = true }, key .. " signs with the rule's role")
+    end
+    T.eq(roles["sns.Publish"], { ["nil|nil"] = true }, "the alert goes out with the daemon's own credentials")
   end,
 
   redelivery_never_restores_twice = function()

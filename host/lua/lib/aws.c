@@ -207,6 +207,8 @@ static int l_start(lua_State *L) {
   call.path = opt_str(L, 1, "path");
   call.query = opt_str(L, 1, "query");
   call.content_type = opt_str(L, 1, "content_type");
+  call.role_arn = opt_str(L, 1, "role_arn");
+  call.external_id = opt_str(L, 1, "external_id");
   lua_getfield(L, 1, "body");
   call.body = luaL_optlstring(L, -1, "", &call.body_len);
   lua_getfield(L, 1, "timeout");
