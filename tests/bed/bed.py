@@ -373,12 +373,8 @@ class Emulator:
         self.staging_admin_keys = admin_of(STAGING_ACCOUNT)
 
         # From here on every request is signed and checked.
+        self.rotator_keys = self.create_user(ROTATOR_USER, self.policy, ROTATOR_POLICY_NAME)
         iam = self.admin_client("iam")
-        iam.create_user(UserName=ROTATOR_USER)
-        iam.put_user_policy(UserName=ROTATOR_USER, PolicyName=ROTATOR_POLICY_NAME,
-                            PolicyDocument=json.dumps(self.policy))
-        key = iam.create_access_key(UserName=ROTATOR_USER)["AccessKey"]
-        self.rotator_keys = Keys(key["AccessKeyId"], key["SecretAccessKey"])
         trust = {"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "backup.amazonaws.com"},
             "Action": "sts:AssumeRole"}]}
@@ -393,6 +389,28 @@ class Emulator:
                 raise
         else:
             raise RuntimeError("moto accepted an unknown access key: IAM checking is off")
+
+    def create_user(self, name: str, policy: dict, policy_name: str = "rotator") -> Keys:
+        """An IAM user of the central account with `policy` inline; its access key."""
+        iam = self.admin_client("iam")
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return Keys(key["AccessKeyId"], key["SecretAccessKey"])
+
+    def user_without(self, name: str, drop: set[str]) -> Keys:
+        """An IAM user with the README's policy less the actions in `drop` (statements left
+        empty go): a test of what a missing permission does."""
+        policy = json.loads(json.dumps(self.policy))
+        kept = []
+        for st in policy["Statement"]:
+            acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            acts = [a for a in acts if a not in drop]
+            if acts:
+                st["Action"] = acts
+                kept.append(st)
+        policy["Statement"] = kept
+        return self.create_user(name, policy)
 
     # -- DynamoDB ------------------------------------------------------------------------
 
@@ -904,6 +922,30 @@ def shared_notifications(name: str) -> list[tuple[str, dict[str, str]]]:
 
 # ---------------------------------------------------------------------------------------
 # Running the rotator
+
+
+class Daemon:
+    """`rotator --policies P run --queue-url Q` with its log in TMP/NAME.log."""
+
+    def __init__(self, tmp: str, name: str, env: dict, policies: str, queue_url: str,
+                 binary: str | None = None):
+        self.path = os.path.join(tmp, name + ".log")
+        self.logf = open(self.path, "w")
+        self.proc = subprocess.Popen([binary or os.environ["ROTATOR"], "--policies", policies, "run",
+                                      "--queue-url", queue_url],
+                                     env=env, stdout=self.logf, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        rc = stop_process(self.proc)
+        self.logf.close()
+        return rc
+
+    def text(self) -> str:
+        with open(self.path) as f:
+            return f.read()
+
+    def events(self, event: str) -> list[str]:
+        return [line for line in self.text().splitlines() if f"event={event} " in line]
 
 
 def stop_process(proc, timeout: float = 40):

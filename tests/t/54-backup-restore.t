@@ -10,10 +10,10 @@ set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export ROTATOR_ROOT="$root" ROTATOR="${ROTATOR:-$root/rotator}"
 exec "$root/tests/bed/venv-python" - <<'PY'
-import json, os, subprocess, sys, tempfile
+import json, os, sys, tempfile
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 import bed
-from bed import stop_process, wait_until
+from bed import wait_until
 from faultproxy import FaultProxy
 from tap import Tap
 
@@ -67,44 +67,6 @@ def restore_jobs(emu):
     return emu.admin_client("backup").list_restore_jobs()["RestoreJobs"]
 
 
-def user_without(emu, name, drop):
-    """An IAM user with README's policy less the actions in `drop` (statements left empty go)."""
-    policy = json.loads(json.dumps(emu.policy))
-    kept = []
-    for st in policy["Statement"]:
-        acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-        acts = [a for a in acts if a not in drop]
-        if acts:
-            st["Action"] = acts
-            kept.append(st)
-    policy["Statement"] = kept
-    iam = emu.admin_client("iam")
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="rotator", PolicyDocument=json.dumps(policy))
-    k = iam.create_access_key(UserName=name)["AccessKey"]
-    return bed.Keys(k["AccessKeyId"], k["SecretAccessKey"])
-
-
-class Daemon:
-    def __init__(self, tmp, name, env, policies, queue_url):
-        self.path = os.path.join(tmp, name + ".log")
-        self.logf = open(self.path, "w")
-        self.proc = subprocess.Popen([ROTATOR, "--policies", policies, "run", "--queue-url", queue_url],
-                                     env=env, stdout=self.logf, stderr=subprocess.STDOUT)
-
-    def stop(self):
-        rc = stop_process(self.proc)
-        self.logf.close()
-        return rc
-
-    def text(self):
-        with open(self.path) as f:
-            return f.read()
-
-    def events(self, event):
-        return [line for line in self.text().splitlines() if f"event={event} " in line]
-
-
 with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.TemporaryDirectory() as tmp:
     alerts = emu.create_alerts()
     policies = os.path.join(tmp, "policies")
@@ -120,7 +82,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     extra = {"ROTATOR_WAIT_FIRST": "0.2", "ROTATOR_WAIT_MAX": "0.5", "ROTATOR_HEARTBEAT": "5",
              "ROTATOR_VISIBILITY_TIMEOUT": "60", "ROTATOR_RECEIVE_WAIT": "2"}
     env = bed.env_for_rotator(emu, endpoint=proxy.endpoint, extra=extra)
-    d = Daemon(tmp, "rotator", env, policies, pipe.queue.url)
+    d = bed.Daemon(tmp, "rotator", env, policies, pipe.queue.url)
     try:
         # 1. A backup job of orders-production; the vault's notification in the legacy wording.
         orders = emu.start_backup_job("orders-production")
@@ -229,9 +191,9 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     failed_before = t.failed
 
     # 5. A policy without the Describe actions: the notification's text is the fallback.
-    keys = user_without(emu, "rotator-nodescribe", {"backup:DescribeBackupJob", "backup:DescribeCopyJob",
+    keys = emu.user_without("rotator-nodescribe", {"backup:DescribeBackupJob", "backup:DescribeCopyJob",
                                                     "backup:DescribeRecoveryPoint"})
-    d = Daemon(tmp, "nodescribe", bed.env_for_rotator(emu, keys=keys, extra=extra), policies, pipe.queue.url)
+    d = bed.Daemon(tmp, "nodescribe", bed.env_for_rotator(emu, keys=keys, extra=extra), policies, pipe.queue.url)
     try:
         emu.start_backup_job("prose-production")
         prose = table_of(wait_until(lambda: emu.get_parameter("/rotator/prose"), 60))
@@ -243,8 +205,8 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
         d.stop()
 
     # 6. A policy without iam:PassRole: StartRestoreJob refused, AccessDenied named in the log.
-    keys = user_without(emu, "rotator-nopassrole", {"iam:PassRole"})
-    d = Daemon(tmp, "nopassrole", bed.env_for_rotator(emu, keys=keys, extra=extra), policies, pipe.queue.url)
+    keys = emu.user_without("rotator-nopassrole", {"iam:PassRole"})
+    d = bed.Daemon(tmp, "nopassrole", bed.env_for_rotator(emu, keys=keys, extra=extra), policies, pipe.queue.url)
     try:
         before = len(restore_jobs(emu))
         emu.start_backup_job("guarded-production")

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/bed"))
 sys.path.insert(0, os.path.join(os.environ["ROTATOR_ROOT"], "tests/creds"))
 import bed
 from servers import Servers
-from bed import stop_process, wait_until
+from bed import wait_until
 from faultproxy import FaultProxy
 from tap import Tap
 
@@ -57,44 +57,6 @@ def table_of(arn):
     return arn.rsplit("/", 1)[-1] if arn else None
 
 
-def user_without(emu, name, drop):
-    """An IAM user (central account) with README's policy less the actions in `drop`."""
-    policy = json.loads(json.dumps(emu.policy))
-    kept = []
-    for st in policy["Statement"]:
-        acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-        acts = [a for a in acts if a not in drop]
-        if acts:
-            st["Action"] = acts
-            kept.append(st)
-    policy["Statement"] = kept
-    iam = emu.admin_client("iam")
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="rotator", PolicyDocument=json.dumps(policy))
-    k = iam.create_access_key(UserName=name)["AccessKey"]
-    return bed.Keys(k["AccessKeyId"], k["SecretAccessKey"])
-
-
-class Daemon:
-    def __init__(self, tmp, name, env, policies, queue_url):
-        self.path = os.path.join(tmp, name + ".log")
-        self.logf = open(self.path, "w")
-        self.proc = subprocess.Popen([ROTATOR, "--policies", policies, "run", "--queue-url", queue_url],
-                                     env=env, stdout=self.logf, stderr=subprocess.STDOUT)
-
-    def stop(self):
-        rc = stop_process(self.proc)
-        self.logf.close()
-        return rc
-
-    def text(self):
-        with open(self.path) as f:
-            return f.read()
-
-    def events(self, event):
-        return [line for line in self.text().splitlines() if f"event={event} " in line]
-
-
 def copy_to_staging(emu, staging, table):
     """A backup job of `table` in the central account, then a copy job of its recovery
     point into the staging vault; returns the destination recovery point's ARN."""
@@ -126,7 +88,7 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     sddb, sssm, sb = emu.staging_client("dynamodb"), emu.staging_client("ssm"), emu.staging_client("backup")
     central_tables = set(emu.table_names())
 
-    d = Daemon(tmp, "rotator", bed.env_for_rotator(emu, endpoint=proxy.endpoint, extra=extra), policies,
+    d = bed.Daemon(tmp, "rotator", bed.env_for_rotator(emu, endpoint=proxy.endpoint, extra=extra), policies,
                pipe.queue.url)
     try:
         dest = copy_to_staging(emu, staging, "orders-production")
@@ -173,9 +135,9 @@ with bed.Emulator() as emu, FaultProxy(emu.endpoint) as proxy, tempfile.Temporar
     failed_before = t.failed
 
     # Without sts:AssumeRole: the workflow fails with STS's AccessDenied, nothing is restored.
-    keys = user_without(emu, "rotator-noassume", {"sts:AssumeRole"})
+    keys = emu.user_without("rotator-noassume", {"sts:AssumeRole"})
     before = len(sb.list_restore_jobs()["RestoreJobs"])
-    d = Daemon(tmp, "noassume", bed.env_for_rotator(emu, keys=keys, extra=extra), policies, pipe.queue.url)
+    d = bed.Daemon(tmp, "noassume", bed.env_for_rotator(emu, keys=keys, extra=extra), policies, pipe.queue.url)
     try:
         emu.put_items("orders-production", [bed.Emulator.make_item(1000)])
         copy_to_staging(emu, staging, "orders-production")
