@@ -52,41 +52,73 @@ local function table_arn(ctx, opts, name)
   return res.Table and res.Table.TableArn
 end
 
-local function dynamodb_newest(ctx, opts, name, out)
-  local start, best = nil, nil
+-- The two lists, page by page (M.each below).
+local function each_dynamodb(ctx, opts, name, out, keep)
+  local start
   repeat
-    local res, err = call(ctx, opts, "dynamodb", "ListBackups",
-      { TableName = name, BackupType = opts.backup_type or "USER", ExclusiveStartBackupArn = start })
-    if not res then return nil, err end
+    local res, err = call(ctx, opts, "dynamodb", "ListBackups", { TableName = name,
+      BackupType = opts.backup_type or "USER", TimeRangeLowerBound = opts.lower,
+      ExclusiveStartBackupArn = start, Limit = opts.page })
+    if not res then return nil, err, "ListBackups" end
     out.pages = out.pages + 1
     for _, s in ipairs(res.BackupSummaries or {}) do
       out.seen = out.seen + 1
       local at = epoch_of(s.BackupCreationDateTime)
-      if s.BackupStatus == "AVAILABLE" and at and (not best or at > best.start_epoch) then
-        best = { arn = s.BackupArn, kind = "dynamodb", start_epoch = at, table_arn = s.TableArn }
+      if s.BackupStatus == "AVAILABLE" and at and (not opts.lower or at >= opts.lower) then
+        keep({ arn = s.BackupArn, kind = "dynamodb", start_epoch = at, table_arn = s.TableArn })
       end
     end
     start = res.LastEvaluatedBackupArn
   until not start
-  return best
+  return true
 end
 
-local function backup_newest(ctx, opts, arn, out)
-  local token, best = nil, nil
+local function each_backup(ctx, opts, arn, out, keep)
+  local token
   repeat
     local res, err = call(ctx, opts, "backup", "ListRecoveryPointsByResource",
-      { ResourceArn = arn, NextToken = token })
-    if not res then return nil, err end
+      { ResourceArn = arn, NextToken = token, MaxResults = opts.page })
+    if not res then return nil, err, "ListRecoveryPointsByResource" end
     out.pages = out.pages + 1
     for _, rp in ipairs(res.RecoveryPoints or {}) do
       out.seen = out.seen + 1
       local at = epoch_of(rp.CreationDate)
-      if rp.Status == "COMPLETED" and at and (not best or at > best.start_epoch) then
-        best = { arn = rp.RecoveryPointArn, kind = "backup", start_epoch = at, table_arn = arn }
+      if rp.Status == "COMPLETED" and at and (not opts.lower or at >= opts.lower) then
+        keep({ arn = rp.RecoveryPointArn, kind = "backup", start_epoch = at, table_arn = arn })
       end
     end
     token = res.NextToken
   until not token or token == ""
+  return true
+end
+
+-- Every completed backup of table `name` (ARN `arn`, needed for AWS Backup's list; without
+-- it only DynamoDB's own backups are read), page by page: keep(b) sees each
+-- { arn, kind = "dynamodb"|"backup", start_epoch, table_arn }. opts: pace, backup_type
+-- (ListBackups' BackupType, default "USER"), lower (epoch: only backups made since),
+-- page (page size), sources ({ dynamodb =, backup = }, both by default), out ({ pages,
+-- seen } counters). Returns true, or nil, err, the call that failed.
+function M.each(ctx, name, arn, opts, keep)
+  local sources = opts.sources or { dynamodb = true, backup = true }
+  local out = opts.out or { pages = 0, seen = 0 }
+  if sources.dynamodb then
+    local ok, err, action = each_dynamodb(ctx, opts, name, out, keep)
+    if not ok then return nil, err, action end
+  end
+  if sources.backup and arn then
+    local ok, err, action = each_backup(ctx, opts, arn, out, keep)
+    if not ok then return nil, err, action end
+  end
+  return true
+end
+
+local function newest_of(ctx, opts, name, arn, out, kind)
+  local best
+  local ok, err = M.each(ctx, name, arn, { pace = opts.pace, backup_type = opts.backup_type, out = out,
+    sources = { dynamodb = kind == "dynamodb", backup = kind == "backup" } }, function(b)
+    if not best or b.start_epoch > best.start_epoch then best = b end
+  end)
+  if not ok then return nil, err end
   return best
 end
 
@@ -116,7 +148,7 @@ function M.newest(ctx, table_arn_or_name, opts)
   local out = { pages = 0, seen = 0 }
   local best
   if sources.dynamodb then
-    local b, err = dynamodb_newest(ctx, opts, name, out)
+    local b, err = newest_of(ctx, opts, name, nil, out, "dynamodb")
     if err then return nil, err end
     best = b
     arn = arn or (b and b.table_arn)
@@ -127,7 +159,7 @@ function M.newest(ctx, table_arn_or_name, opts)
       if not a then return nil, err or ("DescribeTable of " .. name .. " gave no TableArn") end
       arn = a
     end
-    local b, err = backup_newest(ctx, opts, arn, out)
+    local b, err = newest_of(ctx, opts, name, arn, out, "backup")
     if err then return nil, err end
     if b and better(b, best, opts.same_within or 120) then best = b end
   end

@@ -1,6 +1,7 @@
 -- Which recovery point a scheduled restore test restores: `pick = "latest"` (the newest
 -- completed one) or `pick = "random within 7d"` (one of those created in the last 7 days,
--- uniformly). Both sources are read, every page of each, one page in memory at a time:
+-- uniformly). Both sources are read (reconcile/backups.lua's M.each), every page of
+-- each, one page in memory at a time:
 --   DynamoDB ListBackups (TableName, BackupType ALL: user, system and AWS Backup-made
 --     DynamoDB backups; AVAILABLE ones), paged by ExclusiveStartBackupArn;
 --   AWS Backup ListRecoveryPointsByResource (the table's ARN; COMPLETED ones), paged by
@@ -11,8 +12,8 @@
 --   M.parse(text) -> { mode = "latest" } | { mode = "random", within = seconds } | nil, msg
 --   M.choose(svc, table_name, table_arn, pick, now, seed) -> point | nil, why, err
 --     point = { arn, created (epoch), via ("dynamodb"|"backup"), status }
-local clock = require "clock"
 local D = require "workflow.doc"
+local backups = require "reconcile.backups"
 
 local M = {}
 
@@ -30,11 +31,6 @@ function M.parse(text)
   return { mode = "random", within = secs }
 end
 
-local function epoch_of(v)
-  if type(v) == "number" then return v end
-  if type(v) == "string" then return clock.parse_rfc3339(v) end
-end
-
 -- A 32-bit xorshift seeded from a string: deterministic, independent of math.random.
 local function rng(seed)
   local h = 2166136261
@@ -48,36 +44,15 @@ local function rng(seed)
   end
 end
 
--- One pass over every point; `keep(point)` sees each eligible one.
+-- One pass over every point (reconcile/backups.lua reads both lists); `keep(point)`
+-- sees each eligible one.
 local function each_point(svc, table_name, table_arn, lower, keep)
-  local start
-  repeat
-    local res, err = svc:call("dynamodb", "ListBackups", { TableName = table_name, BackupType = "ALL",
-      TimeRangeLowerBound = lower, ExclusiveStartBackupArn = start, Limit = M.PAGE })
-    if not res then return nil, "ListBackups failed: " .. tostring(err), err end
-    for _, b in ipairs(res.BackupSummaries or {}) do
-      local created = epoch_of(b.BackupCreationDateTime)
-      if b.BackupStatus == "AVAILABLE" and created and (not lower or created >= lower) then
-        keep({ arn = b.BackupArn, created = created, via = "dynamodb", status = b.BackupStatus })
-      end
-    end
-    start = res.LastEvaluatedBackupArn
-  until not start
-  if not table_arn then return true end
-  local token
-  repeat
-    local res, err = svc:call("backup", "ListRecoveryPointsByResource", { ResourceArn = table_arn, NextToken = token,
-      MaxResults = M.PAGE })
-    if not res then return nil, "ListRecoveryPointsByResource failed: " .. tostring(err), err end
-    for _, rp in ipairs(res.RecoveryPoints or {}) do
-      local created = epoch_of(rp.CreationDate)
-      if rp.Status == "COMPLETED" and created and (not lower or created >= lower) then
-        keep({ arn = rp.RecoveryPointArn, created = created, via = "backup", status = rp.Status })
-      end
-    end
-    token = res.NextToken
-    if token == "" then token = nil end
-  until not token
+  local ok, err, action = backups.each({ svc = svc }, table_name, table_arn,
+    { backup_type = "ALL", lower = lower, page = M.PAGE }, function(b)
+      keep({ arn = b.arn, created = b.start_epoch, via = b.kind,
+        status = b.kind == "dynamodb" and "AVAILABLE" or "COMPLETED" })
+    end)
+  if not ok then return nil, ("%s failed: %s"):format(action, tostring(err)), err end
   return true
 end
 
