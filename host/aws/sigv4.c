@@ -174,12 +174,24 @@ static int has_space_or_ctl(uint64_t x) {
 }
 
 /* Writes v to o the SigV4 way: trimmed, each whitespace run (folded lines included) one
- * ' '. Runs of 8 plain bytes are copied at once. Returns the bytes written (<= n). */
+ * ' '. Returns the bytes written (<= n). The usual value has no space or control byte
+ * at all: it is copied 8 bytes at a time up to the first such byte, and the general loop
+ * (which still copies runs of 8 plain bytes at once) takes over from there. */
 static size_t fold_value(char *o, const char *v, size_t n) {
-  size_t w = 0, i = 0;
+  size_t i = 0;
+  uint64_t x;
+  for (; n - i >= 8; i += 8) {
+    memcpy(&x, v + i, 8);
+    if (has_space_or_ctl(x)) break;
+    memcpy(o + i, v + i, 8);
+  }
+  if (n - i < 8) {
+    for (; i < n && (unsigned char)v[i] > 0x20; i++) o[i] = v[i];
+    if (i == n) return n;
+  }
+  size_t w = i; /* v[0..i) was plain and is written: no gap is open */
   int gap = 0;
   while (i < n) {
-    uint64_t x;
     if (!gap && n - i >= 8 && (memcpy(&x, v + i, 8), !has_space_or_ctl(x))) {
       memcpy(o + w, v + i, 8);
       w += 8, i += 8;
@@ -224,6 +236,31 @@ typedef struct {
   const char *k, *v;             /* resolved once qtext is complete */
 } qparam;
 
+/* Where a signed header's value comes from: a caller header's index, or the signer. */
+enum { OWN_DATE = -1, OWN_TOKEN = -2, OWN_CONTENT_SHA256 = -3 };
+
+typedef struct {
+  const char *lname; /* lower-case name, in layout.lnames */
+  size_t nlen, loff; /* loff: its offset while lnames may still move */
+  int src;           /* caller header index or OWN_* */
+  int first;         /* first of its name: starts a line of the canonical headers */
+} layout_entry;
+
+/* The signed headers in canonical order, as made for one list of caller header names
+ * and one mode (what the signer adds and drops). Callers sign request after request
+ * with the same names, so the last layout is kept: when the names are byte-equal (so
+ * validated already), only the values are new, and lower-casing, dropping, sorting and
+ * the SignedHeaders list are skipped. */
+typedef struct {
+  int valid;
+  unsigned mode;
+  size_t n_given;                      /* caller headers it was made for */
+  size_t given_off[SIGV4_MAX_HEADERS]; /* their names as given, NUL-terminated in given */
+  sbuf given, lnames, signed_headers;  /* signed_headers: "host;x-amz-date" */
+  layout_entry e[MAX_SIGNED_HEADERS];  /* in canonical order */
+  size_t n, names_len;                 /* entries; the sum of their name lengths */
+} hdr_layout;
+
 typedef struct {
   EVP_MD *sha256;
   EVP_MD_CTX *md;
@@ -235,7 +272,8 @@ typedef struct {
   char name_map[256];     /* lower-case of each HTTP token character, 0 for others */
   time_t date_time; /* last time formatted into date_str: gmtime_r() is not free */
   char date_str[SIGV4_AMZ_DATE_LEN + 1];
-  sbuf creq, sts, out, signed_headers, qtext, lnames;
+  sbuf creq, sts, out, qtext;
+  hdr_layout layout;
   qparam *qp;
   size_t qp_cap;
 } sigv4_state;
@@ -268,9 +306,10 @@ static void free_state(sigv4_state *st) {
   sb_free(&st->creq);
   sb_free(&st->sts);
   sb_free(&st->out);
-  sb_free(&st->signed_headers);
   sb_free(&st->qtext);
-  sb_free(&st->lnames);
+  sb_free(&st->layout.given);
+  sb_free(&st->layout.lnames);
+  sb_free(&st->layout.signed_headers);
   free(st->qp);
   OPENSSL_cleanse(st, sizeof *st);
   free(st);
@@ -415,13 +454,9 @@ static key_slot *find_slot(sigv4_state *st, const key_scope *ks) {
 
 /* ---- 4. one signing job and its input checks ---- */
 
-#define NO_LOFF SIZE_MAX
-
 typedef struct {
-  const char *value;
-  const char *lname; /* lower-case name: the caller's or a literal, else in st->lnames */
-  size_t nlen, vlen, loff; /* loff: offset in st->lnames, or NO_LOFF */
-  uint64_t key;            /* name_key(): sorts by the first 8 bytes without a memcmp */
+  const char *value; /* of layout entry i, not yet folded */
+  size_t vlen;
 } hdr;
 
 typedef struct {
@@ -432,12 +467,13 @@ typedef struct {
   int presign, has_token, sign_token;
   size_t method_len, akid_len, secret_len, region_len, service_len, payload_len;
   const key_slot *slot; /* signing key, scope and credential strings for this job */
-  const char *sh;       /* signed headers list: st->signed_headers or inside st->creq */
-  size_t sh_len, sh_off;
+  const hdr_layout *layout; /* names and order of the signed headers */
+  const char *sh;           /* signed headers list, in the layout */
+  size_t sh_len;
   char amz_date[SIGV4_AMZ_DATE_LEN + 1];
   char payload_hash[SIGV4_HEX_LEN + 1];
-  hdr h[MAX_SIGNED_HEADERS];
-  size_t nh;
+  hdr h[MAX_SIGNED_HEADERS]; /* values, in the layout's order */
+  size_t values_len;         /* the sum of their lengths */
 } job;
 
 /* Length of s if it is 1..max unreserved characters, else 0. */
@@ -624,179 +660,172 @@ static int signer_owns(const job *j, const char *l, size_t n) {
          ((j->p->flags & SIGV4_ADD_CONTENT_SHA256) && LNAME_IS(l, n, "x-amz-content-sha256"));
 }
 
-/* Writes name lower-cased at the end of b (without taking the bytes: the caller keeps
- * them only when they differ from name) and returns its length if it is a valid HTTP
- * token, else 0. *lower tells whether it was lower-case already (the usual case: it is
- * then used in place). One pass, one table lookup per byte, does all three. On a failed
- * reservation it returns 1 with b's sticky failure set, reported after collecting. */
-static size_t lower_name(const sigv4_state *st, sbuf *b, const char *name, int *lower) {
+/* Writes name lower-cased at the end of b (without taking the bytes) and returns its
+ * length if it is a valid HTTP token, else 0; one table lookup per byte does both. On a
+ * failed reservation it returns 1 with b's sticky failure set. */
+static size_t lower_name(const sigv4_state *st, sbuf *b, const char *name) {
   size_t n = strlen(name);
-  *lower = 1;
   if (!sb_need(b, n)) return 1;
   char *o = b->p + b->len;
-  unsigned char valid = 1, same = 1;
-  for (size_t i = 0; i < n; i++) {
-    char c = st->name_map[(unsigned char)name[i]];
-    valid &= c != 0;
-    same &= c == name[i];
-    o[i] = c;
-  }
-  *lower = same;
+  unsigned char valid = 1;
+  for (size_t i = 0; i < n; i++) valid &= (o[i] = st->name_map[(unsigned char)name[i]]) != 0;
   return valid ? n : 0;
 }
 
-static hdr *push_header(job *j, const char *lname, size_t nlen, const char *value,
-                        size_t vlen) {
-  hdr *h = &j->h[j->nh++];
-  h->lname = lname;
-  h->loff = NO_LOFF;
-  h->nlen = nlen;
-  h->value = value;
-  h->vlen = vlen;
-  return h;
+static unsigned layout_mode(const job *j) {
+  return (unsigned)j->presign | (unsigned)j->has_token << 1 | (unsigned)j->sign_token << 2 |
+         !!(j->p->flags & SIGV4_ADD_CONTENT_SHA256) << 3;
 }
 
-/* A caller's header: validated, dropped if the signer writes it itself, lower-cased into
- * st->lnames unless it already is lower-case. */
-static int add_header(job *j, const char *name, const char *value) {
-  sbuf *ln = &j->st->lnames;
-  int lower;
-  size_t loff = ln->len, nlen = lower_name(j->st, ln, name, &lower);
+static void add_entry(hdr_layout *l, int src, size_t loff, size_t nlen) {
+  layout_entry *e = &l->e[l->n++];
+  e->src = src, e->loff = loff, e->nlen = nlen;
+}
+
+/* A header the signer adds: its lower-case name goes to lnames like the others. */
+#define ADD_OWN(l, lit, src) \
+  (add_entry((l), (src), (l)->lnames.len, sizeof lit - 1), sb_put(&(l)->lnames, lit, sizeof lit - 1))
+
+/* A caller's header: validated, lower-cased into lnames, dropped if the signer writes it
+ * itself. Its name as given is kept for matching later requests. */
+static int add_given(job *j, hdr_layout *l, size_t i) {
+  const sigv4_header *h = &j->rq->headers[i];
+  if (!h->name || !h->value) return fail(SIGV4_ERR_INVALID, "a header name or value is NULL");
+  l->given_off[i] = l->given.len;
+  sb_put(&l->given, h->name, strlen(h->name) + 1);
+  size_t loff = l->lnames.len, nlen = lower_name(j->st, &l->lnames, h->name);
   if (nlen == 0) return fail(SIGV4_ERR_INVALID, "a header name is not an HTTP token");
-  if (ln->fail) return SIGV4_OK;
-  if (signer_owns(j, lower ? name : ln->p + loff, nlen)) return SIGV4_OK;
-  if (!lower) ln->len += nlen;
-  push_header(j, name, nlen, value, strlen(value))->loff = lower ? NO_LOFF : loff;
+  if (l->lnames.fail || signer_owns(j, l->lnames.p + loff, nlen)) return SIGV4_OK;
+  l->lnames.len += nlen;
+  add_entry(l, (int)i, loff, nlen);
   return SIGV4_OK;
 }
 
-/* A header the signer adds: its name is a lower-case literal. */
-#define ADD_OWN_HEADER(j, lit, value, vlen) push_header((j), lit, sizeof lit - 1, (value), (vlen))
-
-/* The first 8 bytes of a name, zero-padded, as a big-endian number: comparing keys
- * compares those bytes in memcmp order, and a tie with either name shorter than 8 means
- * both names are equal (token characters are never 0). */
-static uint64_t name_key(const char *l, size_t n) {
-  unsigned char b[8] = {0};
-  memcpy(b, l, n < 8 ? n : 8);
-  uint64_t k = 0;
-  for (int i = 0; i < 8; i++) k = k << 8 | b[i];
-  return k;
-}
-
-static int lname_cmp(const hdr *a, const hdr *b) {
-  if (a->key != b->key) return a->key < b->key ? -1 : 1;
-  size_t n = a->nlen < b->nlen ? a->nlen : b->nlen;
-  int c = n > 8 ? memcmp(a->lname + 8, b->lname + 8, n - 8) : 0;
+static int entry_cmp(const layout_entry *a, const layout_entry *b) {
+  int c = memcmp(a->lname, b->lname, a->nlen < b->nlen ? a->nlen : b->nlen);
   return c ? c : (a->nlen > b->nlen) - (a->nlen < b->nlen);
 }
 
 /* Insertion sort: stable, so duplicate names keep the caller's order; n is small. */
-static void sort_headers(job *j) {
-  for (size_t i = 1; i < j->nh; i++) {
-    hdr t = j->h[i];
+static void sort_entries(hdr_layout *l) {
+  for (size_t i = 1; i < l->n; i++) {
+    layout_entry t = l->e[i];
     size_t k = i;
-    for (; k > 0 && lname_cmp(&j->h[k - 1], &t) > 0; k--) j->h[k] = j->h[k - 1];
-    j->h[k] = t;
+    for (; k > 0 && entry_cmp(&l->e[k - 1], &t) > 0; k--) l->e[k] = l->e[k - 1];
+    l->e[k] = t;
   }
 }
 
-/* Points lname into lnames (complete now, so it no longer moves) and sets the sort
- * keys; 1 if Host is there. */
-static int resolve_names(job *j) {
+/* Resolves the names (lnames is complete), sorts, marks the first of each name and
+ * writes "host;x-amz-date"; 1 if Host is there. */
+static int order_entries(hdr_layout *l) {
   int host = 0;
-  for (size_t i = 0; i < j->nh; i++) {
-    hdr *h = &j->h[i];
-    if (h->loff != NO_LOFF) h->lname = j->st->lnames.p + h->loff;
-    h->key = name_key(h->lname, h->nlen);
-    host |= LNAME_IS(h->lname, h->nlen, "host");
+  l->names_len = 0;
+  for (size_t i = 0; i < l->n; i++) {
+    layout_entry *e = &l->e[i];
+    e->lname = l->lnames.p + e->loff;
+    l->names_len += e->nlen;
+    host |= LNAME_IS(e->lname, e->nlen, "host");
+  }
+  sort_entries(l);
+  sbuf *b = &l->signed_headers;
+  for (size_t i = 0; i < l->n; i++) {
+    layout_entry *e = &l->e[i];
+    e->first = i == 0 || entry_cmp(&l->e[i - 1], e) != 0;
+    if (!e->first) continue;
+    if (b->len) sb_putc(b, ';');
+    sb_put(b, e->lname, e->nlen);
   }
   return host;
 }
 
-static int add_caller_headers(job *j) {
+static int make_layout(job *j, hdr_layout *l, unsigned mode) {
+  l->valid = 0;
+  l->n = 0;
+  sb_reset(&l->given);
+  sb_reset(&l->lnames);
+  sb_reset(&l->signed_headers);
   for (size_t i = 0; i < j->rq->n_headers; i++) {
-    const sigv4_header *h = &j->rq->headers[i];
-    if (!h->name || !h->value)
-      return fail(SIGV4_ERR_INVALID, "a header name or value is NULL");
-    int rc = add_header(j, h->name, h->value);
+    int rc = add_given(j, l, i);
     if (rc) return rc;
   }
-  return SIGV4_OK;
-}
-
-static int collect_headers(job *j) {
-  j->nh = 0;
-  sb_reset(&j->st->lnames);
-  int rc = add_caller_headers(j);
-  if (rc) return rc;
-  if (!j->presign) ADD_OWN_HEADER(j, "x-amz-date", j->amz_date, SIGV4_AMZ_DATE_LEN);
-  if (!j->presign && j->sign_token)
-    ADD_OWN_HEADER(j, "x-amz-security-token", j->cr->session_token,
-                   strlen(j->cr->session_token));
+  if (!j->presign) ADD_OWN(l, "x-amz-date", OWN_DATE);
+  if (!j->presign && j->sign_token) ADD_OWN(l, "x-amz-security-token", OWN_TOKEN);
   if (!j->presign && (j->p->flags & SIGV4_ADD_CONTENT_SHA256))
-    ADD_OWN_HEADER(j, "x-amz-content-sha256", j->payload_hash, j->payload_len);
-  rc = sb_finish(&j->st->lnames);
+    ADD_OWN(l, "x-amz-content-sha256", OWN_CONTENT_SHA256);
+  int rc = sb_finish(&l->given);
+  if (!rc) rc = sb_finish(&l->lnames);
   if (rc) return rc;
-  if (!resolve_names(j)) return fail(SIGV4_ERR_INVALID, "the request has no Host header");
-  sort_headers(j);
+  if (!order_entries(l)) return fail(SIGV4_ERR_INVALID, "the request has no Host header");
+  if ((rc = sb_finish(&l->signed_headers))) return rc;
+  l->mode = mode;
+  l->n_given = j->rq->n_headers;
+  l->valid = 1;
   return SIGV4_OK;
 }
 
-/* End of the run of headers sharing h[i]'s name. */
-static inline size_t group_end(const job *j, size_t i) {
-  size_t e = i + 1;
-  while (e < j->nh && j->h[e].key == j->h[i].key && j->h[e].nlen == j->h[i].nlen &&
-         (j->h[i].nlen <= 8 || memcmp(j->h[e].lname + 8, j->h[i].lname + 8, j->h[i].nlen - 8) == 0))
-    e++;
-  return e;
-}
-
-/* "host;x-amz-date": at most the sum of (name length + 1) bytes, written at o. */
-static char *write_signed_headers(const job *j, char *o) {
-  for (size_t i = 0; i < j->nh; i = group_end(j, i)) {
-    if (i) *o++ = ';';
-    memcpy(o, j->h[i].lname, j->h[i].nlen);
-    o += j->h[i].nlen;
+/* Whether the kept layout was made for this request's header names and mode. */
+static int layout_fits(const job *j, const hdr_layout *l, unsigned mode) {
+  if (!l->valid || l->mode != mode || l->n_given != j->rq->n_headers) return 0;
+  for (size_t i = 0; i < l->n_given; i++) {
+    const char *name = j->rq->headers[i].name;
+    if (!name || strcmp(name, l->given.p + l->given_off[i]) != 0) return 0;
   }
-  return o;
+  return 1;
 }
 
-/* Presigning needs the list before the canonical request (it is a query parameter). */
-static int prepare_presign_headers(job *j) {
-  sbuf *b = &j->st->signed_headers;
+/* This request's values in the layout's order. */
+static int collect_headers(job *j) {
+  hdr_layout *l = &j->st->layout;
+  unsigned mode = layout_mode(j);
+  if (!layout_fits(j, l, mode)) {
+    int rc = make_layout(j, l, mode);
+    if (rc) return rc;
+  }
+  j->layout = l;
+  j->sh = l->signed_headers.p, j->sh_len = l->signed_headers.len;
   size_t total = 0;
-  for (size_t i = 0; i < j->nh; i++) total += j->h[i].nlen + 1;
-  sb_reset(b);
-  if (sb_need(b, total)) b->len = (size_t)(write_signed_headers(j, b->p) - b->p);
-  int rc = sb_finish(b);
-  j->sh = b->p, j->sh_len = b->len;
-  return rc;
+  for (size_t i = 0; i < l->n; i++) {
+    hdr *h = &j->h[i];
+    switch (l->e[i].src) {
+    case OWN_DATE: h->value = j->amz_date, h->vlen = SIGV4_AMZ_DATE_LEN; break;
+    case OWN_TOKEN:
+      h->value = j->cr->session_token, h->vlen = strlen(j->cr->session_token);
+      break;
+    case OWN_CONTENT_SHA256: h->value = j->payload_hash, h->vlen = j->payload_len; break;
+    default:
+      if (!(h->value = j->rq->headers[l->e[i].src].value))
+        return fail(SIGV4_ERR_INVALID, "a header name or value is NULL");
+      h->vlen = strlen(h->value);
+    }
+    total += h->vlen;
+  }
+  j->values_len = total;
+  return SIGV4_OK;
 }
 
 /* Canonical headers, blank line, signed headers, payload hash: the canonical request's
- * tail, written with one reservation. The signed headers written here are the ones the
- * Authorization value reuses (j->sh_off). */
+ * tail, written with one reservation. */
 static void put_canonical_tail(job *j, sbuf *b) {
-  size_t total = 2 + j->payload_len;
-  for (size_t i = 0; i < j->nh; i++) total += 2 * j->h[i].nlen + j->h[i].vlen + 3;
-  if (!sb_need(b, total)) return;
+  const hdr_layout *l = j->layout;
+  if (!sb_need(b, l->names_len + j->values_len + 2 * l->n + 2 + j->sh_len + j->payload_len))
+    return;
   char *o = b->p + b->len;
-  for (size_t i = 0, e; i < j->nh; i = e) {
-    e = group_end(j, i);
-    memcpy(o, j->h[i].lname, j->h[i].nlen);
-    o += j->h[i].nlen;
-    *o++ = ':';
-    for (size_t k = i; k < e; k++) {
-      if (k > i) *o++ = ',';
-      o += fold_value(o, j->h[k].value, j->h[k].vlen);
+  for (size_t i = 0; i < l->n; i++) {
+    const layout_entry *e = &l->e[i];
+    if (!e->first) {
+      *o++ = ',';
+    } else {
+      if (i) *o++ = '\n';
+      memcpy(o, e->lname, e->nlen);
+      o += e->nlen;
+      *o++ = ':';
     }
-    *o++ = '\n';
+    o += fold_value(o, j->h[i].value, j->h[i].vlen);
   }
-  *o++ = '\n';
-  j->sh_off = (size_t)(o - b->p);
-  o = write_signed_headers(j, o);
-  j->sh_len = (size_t)(o - b->p) - j->sh_off;
+  memcpy(o, "\n\n", 2);
+  memcpy(o + 2, j->sh, j->sh_len);
+  o += 2 + j->sh_len;
   *o++ = '\n';
   memcpy(o, j->payload_hash, j->payload_len);
   b->len = (size_t)(o + j->payload_len - b->p);
@@ -946,8 +975,7 @@ static int prepare(job *j, const sigv4_request *rq, const sigv4_credentials *cr,
   if (!rc) rc = bind_key(j);
   if (!rc) rc = set_payload_hash(j);
   if (!rc) rc = collect_headers(j);
-  if (rc) return rc;
-  return j->presign ? prepare_presign_headers(j) : SIGV4_OK;
+  return rc;
 }
 
 static int build_canonical_request(job *j) {
@@ -969,9 +997,7 @@ static int build_canonical_request(job *j) {
   if (rc) return rc;
   sb_putc(b, '\n');
   put_canonical_tail(j, b);
-  rc = sb_finish(b);
-  if (!rc) j->sh = b->p + j->sh_off; /* creq is complete: it no longer moves */
-  return rc;
+  return sb_finish(b);
 }
 
 #define LIT(o, lit) (memcpy((o), lit, sizeof lit - 1), (o) + sizeof lit - 1)

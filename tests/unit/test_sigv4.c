@@ -242,6 +242,78 @@ static void test_headers(void) {
   free(creq);
 }
 
+/* The canonical request from a cold signer (no kept header layout, no cached key). */
+static char *cold_creq(const sigv4_request *rq, const sigv4_credentials *c,
+                       const sigv4_params *p) {
+  char *creq = NULL;
+  sigv4_thread_cleanup();
+  if (sigv4_canonical_request(rq, c, p, &creq) != SIGV4_OK) return NULL;
+  return creq;
+}
+
+/* Warm after a request with other header names, other values, another mode or a name
+ * changed in place, the signer must give what a cold one gives. */
+static void check_warm(const sigv4_request *warm_rq, const sigv4_credentials *warm_c,
+                       const sigv4_params *warm_p, const sigv4_request *rq,
+                       const sigv4_credentials *c, const sigv4_params *p, const char *what) {
+  char *want_first = cold_creq(warm_rq, warm_c, warm_p), *want = cold_creq(rq, c, p);
+  char *first = NULL, *got = NULL;
+  sigv4_thread_cleanup();
+  int rc1 = sigv4_canonical_request(warm_rq, warm_c, warm_p, &first);
+  int rc2 = sigv4_canonical_request(rq, c, p, &got);
+  ok(want_first && want && rc1 == SIGV4_OK && rc2 == SIGV4_OK, "%s: signed warm and cold", what);
+  is_str(first, want_first, "%s: the first request", what);
+  is_str(got, want, "%s", what);
+  free(want_first);
+  free(want);
+  free(first);
+  free(got);
+}
+
+static void test_header_layout(void) {
+  char name[] = "x-a";
+  sigv4_header h1[] = {{"host", "x"}, {name, "1"}, {"x-amz-security-token", "caller"}};
+  sigv4_header h2[] = {{"Host", "x"}, {"X-A", "1"}, {"x-amz-security-token", "caller"}};
+  sigv4_header h3[] = {{"host", "y"}, {"x-a", " 2  two "}, {"x-amz-security-token", "c2"}};
+  sigv4_header h4[] = {{"host", "x"}, {"x-a", "1"}};
+  sigv4_request r1 = {.method = "GET", .path = "/", .headers = h1, .n_headers = 3};
+  sigv4_request r2 = r1, r3 = r1, r4 = r1;
+  r2.headers = h2, r3.headers = h3, r4.headers = h4, r4.n_headers = 2;
+  sigv4_credentials tok = {AK, SK, TOK}, notok = {AK, SK, NULL};
+  sigv4_params p = params_for("us-east-1", "s3", 1);
+  sigv4_params sha = params_for("us-east-1", "s3", 1 | SIGV4_ADD_CONTENT_SHA256);
+  sigv4_params pre = params_for("us-east-1", "s3", 1 | SIGV4_PRESIGN);
+  pre.expires = 60;
+  check_warm(&r1, &tok, &p, &r2, &tok, &p, "layout: same names in other case");
+  check_warm(&r1, &tok, &p, &r3, &tok, &p, "layout: same names, new values");
+  check_warm(&r1, &tok, &p, &r1, &notok, &p, "layout: without a token the caller's is kept");
+  check_warm(&r1, &notok, &p, &r1, &tok, &p, "layout: with a token the caller's is dropped");
+  check_warm(&r1, &tok, &p, &r1, &tok, &sha, "layout: content-sha256 added");
+  check_warm(&r1, &tok, &sha, &r1, &tok, &p, "layout: content-sha256 gone again");
+  check_warm(&r1, &tok, &p, &r1, &tok, &pre, "layout: presigned");
+  check_warm(&r1, &tok, &p, &r4, &tok, &p, "layout: fewer headers");
+  char *before = NULL, *after = NULL;
+  sigv4_canonical_request(&r1, &tok, &p, &before);
+  memcpy(name, "x-b", 3); /* the same pointers, another name */
+  sigv4_canonical_request(&r1, &tok, &p, &after);
+  char *want = cold_creq(&r1, &tok, &p);
+  ok(before && after && want && strstr(after, "x-b:1\n") && !strstr(after, "x-a:") &&
+         strcmp(after, want) == 0 && strcmp(before, after) != 0,
+     "layout: a name changed in place is seen");
+  free(before);
+  free(after);
+  free(want);
+  sigv4_output out;
+  char buf[512];
+  sigv4_request r5 = r4;
+  sigv4_header h5[] = {{"host", "x"}, {"x-a", NULL}};
+  r5.headers = h5;
+  is_int(sign_into(&r4, SK, "us-east-1", 1, &out, buf, sizeof buf), SIGV4_OK,
+         "layout: warm with a request");
+  is_int(sign_into(&r5, SK, "us-east-1", 1, &out, buf, sizeof buf), SIGV4_ERR_INVALID,
+         "layout: same names, a NULL value refused");
+}
+
 static void test_truncation(void) {
   sigv4_request rq = ddb_request();
   sigv4_output out;
@@ -483,6 +555,7 @@ int main(void) {
   test_paths();
   test_query();
   test_headers();
+  test_header_layout();
   test_truncation();
   test_errors();
   test_parser();
