@@ -9,13 +9,17 @@
  *    algorithm on each call and costs ~3x for small inputs);
  *  - a key-cache slot holds kSigning loaded in its own HMAC context (one keyless re-init
  *    per signature) plus the scope and credential strings; it is found by byte-equal
- *    secret and scope parts (no hashing per signature), which also makes re-validating
- *    them unnecessary;
- *  - header names already in lower case are used in place; values are folded 8 bytes at
- *    a time; each output block is reserved once and written without per-piece checks;
+ *    scope parts and a constant-time compare of the secret (no hashing per signature),
+ *    which also makes re-validating them unnecessary;
+ *  - the header layout (names lower-cased and validated, the signer's own headers, the
+ *    canonical order, the SignedHeaders list) is kept from the last request and reused
+ *    while the caller's header names and the mode are byte-equal: callers sign request
+ *    after request with the same names, so only the values are new;
+ *  - values are folded 8 bytes at a time; hex is 16 bytes at a time (SSE2); each output
+ *    block is reserved once and written without per-piece checks;
  *  - the Authorization value is written straight into the caller's buffer.
  * Scratch buffers keep their high-water size, so a warm signer allocates nothing itself
- * (OpenSSL 3.0's EVP layer allocates per digest init internally, as in the baseline).
+ * (OpenSSL 3.0's EVP layer allocates per HMAC init internally, as in the floor).
  * Over 600 lines on purpose: it is one concern (SigV4 canonicalisation and signing) in the
  * six sections above, its helpers are private to it, and the conformance suite
  * (tests/unit/test_sigv4.c) covers it as one unit. Presign mode stays here: `rotator sign`

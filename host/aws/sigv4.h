@@ -35,11 +35,13 @@
  *    line breaks of folded values) collapsed to one space, duplicates joined with ',' in
  *    the order given. Headers named Authorization are never signed.
  *
- * Threads: each thread lazily gets its own OpenSSL digest and MAC contexts, scratch buffers
- * and a 4-entry cache of derived signing keys per (access key, secret, date, region,
- * service). The secret is identified by a keyed SipHash tag under a random per-thread key,
- * never stored. Signing needs no locks and, once warm, no heap allocation of its own.
- * Call sigv4_thread_cleanup() before a signing thread exits and at process exit.
+ * Threads: each thread lazily gets its own OpenSSL digest and MAC contexts, scratch buffers,
+ * a 4-entry cache of derived signing keys per (access key, secret, date, region, service)
+ * and the header layout of its last request (reused while the header names are the same).
+ * A cached key is found by comparing the secret in constant time with a copy held in the
+ * thread's state, which is wiped when freed. Signing needs no locks and, once warm, no
+ * heap allocation of its own. Call sigv4_thread_cleanup() before a signing thread exits
+ * and at process exit.
  *
  * Secrets: no function ever copies the secret key or session token into an error message. */
 #ifndef ROTATOR_SIGV4_H
