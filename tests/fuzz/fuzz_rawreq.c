@@ -6,7 +6,9 @@
  * order of distinct headers; its query is made of encoded pairs sorted by key then value;
  * its header names are lower case, unique and sorted, its values trimmed with no runs of
  * spaces; the signed-headers line lists exactly those names; the string to sign carries
- * the SHA-256 of the canonical request; the signature is 64 lowercase hex digits. */
+ * the SHA-256 of the canonical request; the signature is 64 lowercase hex digits. A
+ * signer kept warm by another mode or header order (its header layout made for them)
+ * gives what a cold one gives. */
 #include <openssl/sha.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -133,8 +135,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     .flags = MODES[size % 4], .expires = 60};
   char auth[8192];
   sigv4_output out = {.buf = auth, .size = sizeof auth};
-  char *c1 = NULL, *c2 = NULL, *c3 = NULL, *sts = NULL;
-  int rc = sigv4_canonical_request(&rq.req, &cr, &p, &c1);
+  char *c0 = NULL, *c1 = NULL, *c2 = NULL, *c3 = NULL, *c4 = NULL, *sts = NULL;
+  char *o0 = NULL, *o1 = NULL;
+  sigv4_params other = p;
+  other.flags = MODES[(size + 1) % 4];
+  int rc0 = sigv4_canonical_request(&rq.req, &cr, &p, &c0); /* cold */
+  sigv4_thread_cleanup();
+  int ro0 = sigv4_canonical_request(&rq.req, &cr, &other, &o0); /* cold */
+  int rc = sigv4_canonical_request(&rq.req, &cr, &p, &c1);      /* warm from the other mode */
+  int ro1 = sigv4_canonical_request(&rq.req, &cr, &other, &o1); /* and back */
+  if (rc != rc0 || ro1 != ro0 || (rc == SIGV4_OK && strcmp(c0, c1) != 0) ||
+      (ro1 == SIGV4_OK && strcmp(o0, o1) != 0))
+    abort();
+  free(o0);
+  free(o1);
   if (rc == SIGV4_OK) {
     if (!c1 || sigv4_canonical_request(&rq.req, &cr, &p, &c2) != SIGV4_OK || strcmp(c1, c2) != 0) abort();
     if (sigv4_string_to_sign(&rq.req, &cr, &p, &sts) != SIGV4_OK) abort();
@@ -147,13 +161,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       sigv4_request r2 = rq.req;
       r2.headers = rev;
       if (sigv4_canonical_request(&r2, &cr, &p, &c3) != SIGV4_OK || strcmp(c1, c3) != 0) abort();
+      if (sigv4_canonical_request(&rq.req, &cr, &p, &c4) != SIGV4_OK || strcmp(c1, c4) != 0) abort();
     }
   } else if (sigv4_sign(&rq.req, &cr, &p, &out) == SIGV4_OK) {
     abort(); /* signed what it could not canonicalise */
   }
+  free(c0);
   free(c1);
   free(c2);
   free(c3);
+  free(c4);
   free(sts);
   sigv4_thread_cleanup();
   rawreq_free(&rq);
