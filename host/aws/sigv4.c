@@ -686,6 +686,9 @@ static void add_entry(hdr_layout *l, int src, size_t loff, size_t nlen) {
   e->src = src, e->loff = loff, e->nlen = nlen;
 }
 
+/* Room past the end of the layout's strings and of a reservation for copy_short(). */
+#define COPY_SLACK 16
+
 /* A header the signer adds: its lower-case name goes to lnames like the others. */
 #define ADD_OWN(l, lit, src) \
   (add_entry((l), (src), (l)->lnames.len, sizeof lit - 1), sb_put(&(l)->lnames, lit, sizeof lit - 1))
@@ -757,10 +760,12 @@ static int make_layout(job *j, hdr_layout *l, unsigned mode) {
   if (!j->presign && j->sign_token) ADD_OWN(l, "x-amz-security-token", OWN_TOKEN);
   if (!j->presign && (j->p->flags & SIGV4_ADD_CONTENT_SHA256))
     ADD_OWN(l, "x-amz-content-sha256", OWN_CONTENT_SHA256);
+  sb_need(&l->lnames, COPY_SLACK);
   int rc = sb_finish(&l->given);
   if (!rc) rc = sb_finish(&l->lnames);
   if (rc) return rc;
   if (!order_entries(l)) return fail(SIGV4_ERR_INVALID, "the request has no Host header");
+  sb_need(&l->signed_headers, COPY_SLACK);
   if ((rc = sb_finish(&l->signed_headers))) return rc;
   l->mode = mode;
   l->n_given = j->rq->n_headers;
@@ -808,11 +813,20 @@ static int collect_headers(job *j) {
   return SIGV4_OK;
 }
 
+/* Copies n bytes of a layout string in 16-byte blocks, inline rather than a libc call
+ * per short name: the layout's strings and the reservation below carry COPY_SLACK bytes
+ * of readable and writable room past their ends. */
+static char *copy_short(char *o, const char *s, size_t n) {
+  for (size_t k = 0; k < n; k += 16) memcpy(o + k, s + k, 16);
+  return o + n;
+}
+
 /* Canonical headers, blank line, signed headers, payload hash: the canonical request's
  * tail, written with one reservation. */
 static void put_canonical_tail(job *j, sbuf *b) {
   const hdr_layout *l = j->layout;
-  if (!sb_need(b, l->names_len + j->values_len + 2 * l->n + 2 + j->sh_len + j->payload_len))
+  if (!sb_need(b, l->names_len + j->values_len + 2 * l->n + 2 + j->sh_len + j->payload_len +
+                      COPY_SLACK))
     return;
   char *o = b->p + b->len;
   for (size_t i = 0; i < l->n; i++) {
@@ -821,15 +835,13 @@ static void put_canonical_tail(job *j, sbuf *b) {
       *o++ = ',';
     } else {
       if (i) *o++ = '\n';
-      memcpy(o, e->lname, e->nlen);
-      o += e->nlen;
+      o = copy_short(o, e->lname, e->nlen);
       *o++ = ':';
     }
     o += fold_value(o, j->h[i].value, j->h[i].vlen);
   }
   memcpy(o, "\n\n", 2);
-  memcpy(o + 2, j->sh, j->sh_len);
-  o += 2 + j->sh_len;
+  o = copy_short(o + 2, j->sh, j->sh_len);
   *o++ = '\n';
   memcpy(o, j->payload_hash, j->payload_len);
   b->len = (size_t)(o + j->payload_len - b->p);
