@@ -179,17 +179,31 @@ static int has_space_or_ctl(uint64_t x) {
 
 /* Writes v to o the SigV4 way: trimmed, each whitespace run (folded lines included) one
  * ' '. Returns the bytes written (<= n). The usual value has no space or control byte
- * at all: it is copied 8 bytes at a time up to the first such byte, and the general loop
- * (which still copies runs of 8 plain bytes at once) takes over from there. */
+ * at all: it is copied 16 (SSE2) or 8 bytes at a time up to the first such byte, its
+ * last bytes checked and copied as one overlapping 8-byte word (the output so far is
+ * the input, byte for byte), and the general loop (which still copies runs of 8 plain
+ * bytes at once) takes over where a space or control byte is. */
 static size_t fold_value(char *o, const char *v, size_t n) {
   size_t i = 0;
   uint64_t x;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(0x20);
+  for (; n - i >= 16; i += 16) {
+    __m128i y = _mm_loadu_si128((const __m128i *)(const void *)(v + i));
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(y, space), y))) break;
+    _mm_storeu_si128((__m128i *)(void *)(o + i), y);
+  }
+#endif
   for (; n - i >= 8; i += 8) {
     memcpy(&x, v + i, 8);
     if (has_space_or_ctl(x)) break;
     memcpy(o + i, v + i, 8);
   }
   if (n - i < 8) {
+    if (n >= 8 && (memcpy(&x, v + n - 8, 8), !has_space_or_ctl(x))) {
+      memcpy(o + n - 8, &x, 8);
+      return n;
+    }
     for (; i < n && (unsigned char)v[i] > 0x20; i++) o[i] = v[i];
     if (i == n) return n;
   }

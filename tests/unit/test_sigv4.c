@@ -314,6 +314,52 @@ static void test_header_layout(void) {
          "layout: same names, a NULL value refused");
 }
 
+/* The rule, byte by byte: trimmed, each run of spaces, tabs and line breaks one space. */
+static void ref_fold(const char *v, char *o) {
+  size_t w = 0;
+  int gap = 0;
+  for (; *v; v++) {
+    if (strchr(" \t\r\n", *v)) {
+      gap = w > 0;
+      continue;
+    }
+    if (gap) o[w++] = ' ';
+    gap = 0;
+    o[w++] = *v;
+  }
+  o[w] = '\0';
+}
+
+/* Values of every length up to 40 with a blank run, a tab or a control byte at every
+ * place: the word-at-a-time paths must fold as the rule does. */
+static void test_fold_positions(void) {
+  static const char *const blanks[] = {" ", "  ", "\t", "\r\n ", "\x01"};
+  int bad = 0, n = 0;
+  for (size_t len = 1; len <= 40; len++)
+    for (size_t at = 0; at <= len; at++)
+      for (size_t b = 0; b < sizeof blanks / sizeof *blanks; b++) {
+        char v[64], want[96], line[128], *creq = NULL;
+        memset(v, 'v', len);
+        size_t bl = strlen(blanks[b]);
+        memmove(v + at + bl, v + at, len - at);
+        memcpy(v + at, blanks[b], bl);
+        v[len + bl] = '\0';
+        ref_fold(v, want);
+        sigv4_header h[] = {{"host", "x"}, {"x-v", v}};
+        sigv4_request rq = {.method = "GET", .path = "/", .headers = h, .n_headers = 2};
+        sigv4_credentials c = {AK, SK, NULL};
+        sigv4_params p = params_for("us-east-1", "s3", 1);
+        snprintf(line, sizeof line, "\nx-v:%s\n", want);
+        n++;
+        if (sigv4_canonical_request(&rq, &c, &p, &creq) != SIGV4_OK || !strstr(creq, line)) {
+          if (!bad) printf("# first mismatch: value '%s', want '%s'\n", v, want);
+          bad++;
+        }
+        free(creq);
+      }
+  ok(bad == 0, "fold: %d values with a blank or control byte at each place match the rule", n);
+}
+
 static void test_truncation(void) {
   sigv4_request rq = ddb_request();
   sigv4_output out;
@@ -556,6 +602,7 @@ int main(void) {
   test_query();
   test_headers();
   test_header_layout();
+  test_fold_positions();
   test_truncation();
   test_errors();
   test_parser();
