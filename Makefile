@@ -1,6 +1,6 @@
 # Rotator build. `make` builds ./rotator; `make test` installs what is missing, builds and
 # runs every test under prove; `make asan` runs the same suite on an ASan+UBSan build.
-PKGS    := lua5.4 libcurl libpcre2-8 openssl libedit sqlite3 libsystemd libmicrohttpd
+PKGS    := lua5.4 libcurl libpcre2-8 openssl libedit sqlite3 libmicrohttpd
 BUILD   ?= build
 OUT     ?= rotator
 PREFIX  ?= /usr/local
