@@ -1,9 +1,10 @@
 # Rotator build. `make` builds ./rotator; `make test` installs what is missing, builds and
 # runs every test under prove; `make asan` runs the same suite on an ASan+UBSan build.
-PKGS    := lua5.4 libcurl libpcre2-8 openssl sqlite3 libmicrohttpd
-# Opened at run time where needed (dlopen), so only their headers are built against:
-# libedit, for the REPL on a terminal (host/cli/repl.c).
-DLOPEN_PKGS := libedit
+PKGS    := lua5.4 libcurl libpcre2-8 openssl sqlite3
+# Opened at run time where needed (dlopen, util/dl.h), so only their headers are built
+# against: libedit for the REPL on a terminal (cli/repl.c), libmicrohttpd for
+# --metrics-listen (svc/metrics_http.c).
+DLOPEN_PKGS := libedit libmicrohttpd
 BUILD   ?= build
 OUT     ?= rotator
 PREFIX  ?= /usr/local
@@ -122,7 +123,7 @@ install: $(OUT)
 # PREFIX=/usr` puts down (the unit under /lib/systemd/system, as Debian 12 ships units),
 # /etc/default/rotator as a conffile and the maintainer scripts in vendor/debian/.
 # Depends comes from dpkg-shlibdeps, plus the libraries the binary dlopens (DLOPEN_PKGS:
-# libedit2), which it cannot see; the changelog is dated by the last commit.
+# libedit2, libmicrohttpd12), which it cannot see; the changelog is dated by the last commit.
 DEB_VERSION = $(shell cat VERSION)
 DEB_ARCH    = $(shell dpkg --print-architecture)
 DEB_DIR     = $(BUILD)/deb

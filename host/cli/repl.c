@@ -5,7 +5,6 @@
  * "incomplete", and turns Ctrl-C during a wait into a cancel frame, so the wait is
  * abandoned and the daemon keeps running. `repl --local` starts a private engine process
  * on a socketpair instead of attaching to a daemon. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -22,6 +21,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "core/frame.h"
+#include "util/dl.h"
 #include "version.h"
 
 static volatile sig_atomic_t interrupted;
@@ -129,11 +129,10 @@ int ctl_exchange(int fd, int type, const char *chunk, size_t n) {
   return t;
 }
 
-/* libedit is opened here, when the REPL runs on a terminal, instead of being linked: a
- * linked library (with libtinfo, libbsd and libmd, which it pulls in) is mapped into every
- * process of this binary, the daemon too, where it is about 0.35 MB of RSS for nothing.
- * The header still types each symbol; the soname is libedit's (libedit2 in Debian, a
- * Depends of the package). Without it the REPL reads plain lines and says so. */
+/* libedit is opened when the REPL runs on a terminal (util/dl.h): linked, it and the
+ * libtinfo, libbsd and libmd it pulls in were about 0.35 MB of every process's RSS, the
+ * daemon's too. The soname is libedit's (Debian's libedit2, a Depends of the package).
+ * Without it the REPL reads plain lines and says so. */
 #define EDITLINE_SONAME "libedit.so.2"
 static struct {
   __typeof__(&readline) readline;
@@ -143,17 +142,11 @@ static struct {
 } el;
 
 static int editline_load(void) {
-  void *h = dlopen(EDITLINE_SONAME, RTLD_NOW | RTLD_LOCAL);
-  if (h) {
-    *(void **)&el.readline = dlsym(h, "readline");
-    *(void **)&el.add_history = dlsym(h, "add_history");
-    *(void **)&el.read_history = dlsym(h, "read_history");
-    *(void **)&el.write_history = dlsym(h, "write_history");
-    if (el.readline && el.add_history && el.read_history && el.write_history) return 1;
-  }
-  fprintf(stderr, "rotator: no line editing or history: cannot load %s (%s); install libedit2\n", EDITLINE_SONAME,
-          h ? "a symbol is missing" : dlerror());
-  memset(&el, 0, sizeof el);
+  const dl_sym_t syms[] = {{"readline", (void **)&el.readline}, {"add_history", (void **)&el.add_history},
+                           {"read_history", (void **)&el.read_history}, {"write_history", (void **)&el.write_history}};
+  char err[256];
+  if (dl_load(EDITLINE_SONAME, syms, sizeof syms / sizeof syms[0], err, sizeof err) == 0) return 1;
+  fprintf(stderr, "rotator: no line editing or history (%s); install libedit2\n", err);
   return 0;
 }
 
