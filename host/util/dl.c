@@ -13,7 +13,11 @@ int dl_load(const char *soname, const dl_sym_t *syms, size_t n, char *err, size_
   }
   if (h && !missing) return 0;
   for (size_t i = 0; i < n; i++) *syms[i].slot = NULL;
-  if (missing) snprintf(err, errlen, "cannot load %s: it has no symbol %s", soname, missing);
-  else snprintf(err, errlen, "cannot load %s: %s", soname, dlerror());
+  if (missing) {
+    snprintf(err, errlen, "cannot load %s: it has no symbol %s", soname, missing);
+    dlclose(h);
+  } else {
+    snprintf(err, errlen, "cannot load %s: %s", soname, dlerror());
+  }
   return -1;
 }
