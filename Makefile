@@ -1,13 +1,17 @@
 # Rotator build. `make` builds ./rotator; `make test` installs what is missing, builds and
 # runs every test under prove; `make asan` runs the same suite on an ASan+UBSan build.
-PKGS    := lua5.4 libcurl libpcre2-8 openssl libedit sqlite3 libsystemd libmicrohttpd
+PKGS    := lua5.4 libcurl libpcre2-8 openssl sqlite3
+# Opened at run time where needed (dlopen, util/dl.h), so only their headers are built
+# against: libedit for the REPL on a terminal (cli/repl.c), libmicrohttpd for
+# --metrics-listen (svc/metrics_http.c).
+DLOPEN_PKGS := libedit libmicrohttpd
 BUILD   ?= build
 OUT     ?= rotator
 PREFIX  ?= /usr/local
 
 OPT     ?= -O2 -g
 # Recursively expanded on purpose: pkg-config runs when a recipe needs it, after `deps`.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(DLOPEN_PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
              -Ihost -I$(BUILD) $(PKG_CFLAGS) $(CFLAGS)
@@ -118,7 +122,8 @@ install: $(OUT)
 # `make deb`: rotator_<VERSION>_<arch>.deb from the binary $(OUT), the files `make install
 # PREFIX=/usr` puts down (the unit under /lib/systemd/system, as Debian 12 ships units),
 # /etc/default/rotator as a conffile and the maintainer scripts in vendor/debian/.
-# Depends comes from dpkg-shlibdeps; the changelog is dated by the last commit.
+# Depends comes from dpkg-shlibdeps, plus the libraries the binary dlopens (DLOPEN_PKGS:
+# libedit2, libmicrohttpd12), which it cannot see; the changelog is dated by the last commit.
 DEB_VERSION = $(shell cat VERSION)
 DEB_ARCH    = $(shell dpkg --print-architecture)
 DEB_DIR     = $(BUILD)/deb

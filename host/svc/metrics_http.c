@@ -14,9 +14,44 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "lua/state.h"
+#include "util/dl.h"
 
 #define CONNECTION_TIMEOUT_S 10u
 #define CONNECTION_LIMIT 32u
+
+/* libmicrohttpd is opened when --metrics-listen asks for the listener (util/dl.h), not
+ * linked: a daemon without the option maps none of it. Soname of Debian's libmicrohttpd12. */
+#define MHD_SONAME "libmicrohttpd.so.12"
+static struct {
+  __typeof__(&MHD_add_response_header) add_response_header;
+  __typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+  __typeof__(&MHD_destroy_response) destroy_response;
+  __typeof__(&MHD_get_daemon_info) get_daemon_info;
+  __typeof__(&MHD_get_timeout) get_timeout;
+  __typeof__(&MHD_queue_response) queue_response;
+  __typeof__(&MHD_run) run;
+  __typeof__(&MHD_start_daemon) start_daemon;
+  __typeof__(&MHD_stop_daemon) stop_daemon;
+} mhd;
+
+static int mhd_load(char *err, size_t errlen) {
+  if (mhd.start_daemon) return 0;
+  const dl_sym_t syms[] = {
+      {"MHD_add_response_header", (void **)&mhd.add_response_header},
+      {"MHD_create_response_from_buffer", (void **)&mhd.create_response_from_buffer},
+      {"MHD_destroy_response", (void **)&mhd.destroy_response},
+      {"MHD_get_daemon_info", (void **)&mhd.get_daemon_info},
+      {"MHD_get_timeout", (void **)&mhd.get_timeout},
+      {"MHD_queue_response", (void **)&mhd.queue_response},
+      {"MHD_run", (void **)&mhd.run},
+      {"MHD_start_daemon", (void **)&mhd.start_daemon},
+      {"MHD_stop_daemon", (void **)&mhd.stop_daemon},
+  };
+  char why[256];
+  if (dl_load(MHD_SONAME, syms, sizeof syms / sizeof syms[0], why, sizeof why) == 0) return 0;
+  snprintf(err, errlen, "--metrics-listen: %s; install libmicrohttpd12, or run without --metrics-listen", why);
+  return -1;
+}
 
 static struct {
   host_t *h;
@@ -41,13 +76,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 /* For HEAD, MHD sends the headers (Content-Length included) and not the body. */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
                              size_t len) {
-  struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+  struct MHD_Response *r = mhd.create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (!r) return MHD_NO;
-  enum MHD_Result ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-  if (ok == MHD_YES) ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-  if (ok == MHD_YES && status == MHD_HTTP_METHOD_NOT_ALLOWED) ok = MHD_add_response_header(r, "Allow", "GET, HEAD");
-  if (ok == MHD_YES) ok = MHD_queue_response(c, status, r);
-  MHD_destroy_response(r);
+  enum MHD_Result ok = mhd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+  if (ok == MHD_YES) ok = mhd.add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  if (ok == MHD_YES && status == MHD_HTTP_METHOD_NOT_ALLOWED) ok = mhd.add_response_header(r, "Allow", "GET, HEAD");
+  if (ok == MHD_YES) ok = mhd.queue_response(c, status, r);
+  mhd.destroy_response(r);
   return ok;
 }
 
@@ -128,7 +163,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 /* MHD says how long it may wait at most; no timeout (no connection open): no timer. */
 static void rearm(void) {
   MHD_UNSIGNED_LONG_LONG ms;
-  if (MHD_get_timeout(S.d, &ms) != MHD_YES) {
+  if (mhd.get_timeout(S.d, &ms) != MHD_YES) {
     loop_timer_stop(S.h->loop, &S.timer);
     return;
   }
@@ -137,7 +172,7 @@ static void rearm(void) {
 }
 
 static void run_mhd(void) {
-  if (MHD_run(S.d) != MHD_YES) log_msg(LOG_ERROR, "metrics.http", "MHD_run failed");
+  if (mhd.run(S.d) != MHD_YES) log_msg(LOG_ERROR, "metrics.http", "MHD_run failed");
   rearm();
 }
 
@@ -214,7 +249,7 @@ static void describe(const addr_t *a, uint16_t port) {
 /* ---- start and stop ---- */
 
 static int watch_daemon(char *err, size_t errlen) {
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_EPOLL_FD);
+  const union MHD_DaemonInfo *info = mhd.get_daemon_info(S.d, MHD_DAEMON_INFO_EPOLL_FD);
   S.epfd = info ? info->epoll_fd : -1;
   if (S.epfd < 0 || loop_watch(S.h->loop, S.epfd, LOOP_READ, on_epoll, NULL) < 0) {
     snprintf(err, errlen, "--metrics-listen: cannot watch the listener's epoll fd");
@@ -236,9 +271,10 @@ int metrics_http_start(host_t *h, const char *addr, int allow_any, char *err, si
              "add --metrics-listen-any to expose it anyway, or listen on 127.0.0.1", addr);
     return -1;
   }
+  if (mhd_load(err, errlen) < 0) return -1;
   unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (a.sa.sa_family == AF_INET6 ? MHD_USE_IPv6 : 0);
   S.h = h;
-  S.d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &a.sa,
+  S.d = mhd.start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &a.sa,
                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
                          CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT, MHD_OPTION_END);
   if (!S.d) {
@@ -250,7 +286,7 @@ int metrics_http_start(host_t *h, const char *addr, int allow_any, char *err, si
     metrics_http_stop();
     return -1;
   }
-  const union MHD_DaemonInfo *pi = MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_BIND_PORT);
+  const union MHD_DaemonInfo *pi = mhd.get_daemon_info(S.d, MHD_DAEMON_INFO_BIND_PORT);
   describe(&a, pi ? pi->port : ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in4.sin_port));
   rearm();
   return 0;
@@ -262,7 +298,7 @@ void metrics_http_stop(void) {
   if (!S.d) return;
   if (S.epfd >= 0) loop_unwatch(S.h->loop, S.epfd);
   loop_timer_stop(S.h->loop, &S.timer);
-  MHD_stop_daemon(S.d);
+  mhd.stop_daemon(S.d);
   S.d = NULL;
   S.epfd = -1;
   S.address[0] = '\0';

@@ -1,4 +1,4 @@
-/* The service manager's notify protocol (sd_notify(3), libsystemd): readiness, reload,
+/* The service manager's notify protocol (sd_notify(3)): readiness, reload,
  * stop and status lines, and the watchdog. Every function is a no-op when the process
  * was not started with NOTIFY_SOCKET (not under systemd, or not Type=notify).
  *

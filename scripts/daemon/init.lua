@@ -253,9 +253,12 @@ function M.serve(ctx, opts)
   start_reconcile(ctx, opts, true)
   if not opts.queue_url then
     log.warn("intake.idle", { reason = "no queue configured (--queue-url or ROTATOR_QUEUE_URL)" })
-    return true
+  else
+    intake.adopt(ctx)
   end
-  intake.adopt(ctx)
+  -- Start-up leaves the garbage of loading the policies and the journal behind, and the
+  -- daemon may then idle for hours: collect it now and give the freed heap back.
+  host.release_memory()
   return true
 end
 

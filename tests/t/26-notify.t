@@ -91,4 +91,27 @@ got = messages_until(lambda m: False, timeout=3.5)
 t.ok(sum(1 for m in got if m.get("WATCHDOG") == "1") >= 2, "pings resume when the loop is free again", got)
 p.send_signal(signal.SIGTERM)
 t.ok(p.wait(10) == 0, "the watchdog daemon stops cleanly")
+
+# WATCHDOG_PID names the process the watchdog is for: another pid's gets no pings.
+p = start({"WATCHDOG_USEC": "400000", "WATCHDOG_PID": str(os.getpid())})
+got = messages_until(lambda m: "READY" in m)
+got += messages_until(lambda m: False, timeout=1.0)
+t.ok(any(m.get("READY") == "1" for m in got) and not any("WATCHDOG" in m for m in got),
+     "WATCHDOG_PID of another process: READY, and no pings", got)
+p.send_signal(signal.SIGTERM)
+p.wait(10)
+
+# NOTIFY_SOCKET=@name is a socket in the abstract namespace (no file).
+abstract = "rotator-notify-%d" % os.getpid()
+srv.close()
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+srv.bind("\0" + abstract)
+srv.settimeout(0.2)
+sock_path = "@" + abstract
+p = start({})
+got = messages_until(lambda m: "READY" in m)
+t.ok(any(m.get("READY") == "1" for m in got), "READY=1 reaches an abstract-namespace NOTIFY_SOCKET (@name)", got)
+p.send_signal(signal.SIGTERM)
+got = messages_until(lambda m: "STOPPING" in m)
+t.ok(any(m.get("STOPPING") == "1" for m in got) and p.wait(10) == 0, "and STOPPING=1 at SIGTERM", got)
 t.done()

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -208,6 +209,18 @@ static int h_notify(lua_State *L) {
   return 1;
 }
 
+/* host.release_memory(): a full collection of this state, then the C heap's free pages
+ * handed back to the kernel (malloc_trim). For the end of start-up, which leaves the
+ * garbage of loading policies and modules behind and then may idle for hours. Returns the
+ * Lua heap's size in bytes after the collection. */
+static int h_release_memory(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
+  malloc_trim(0);
+  lua_Integer kb = lua_gc(L, LUA_GCCOUNT), b = lua_gc(L, LUA_GCCOUNTB);
+  lua_pushinteger(L, kb * 1024 + b);
+  return 1;
+}
+
 static int h_watchdog(lua_State *L) {
   int64_t usec = notify_watchdog_start(host_from_lua(L)->loop);
   if (usec < 0) return luaL_error(L, "host.watchdog: cannot arm the watchdog timer");
@@ -287,6 +300,7 @@ static const luaL_Reg funcs[] = {
     {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex},
     {"bounded", bound_lua_call}, {"bound_adopt", bound_lua_adopt},
     {"bound_sliced", bound_lua_sliced}, {"notify", h_notify}, {"lock_state_dir", h_lock_state_dir}, {"watchdog", h_watchdog},
+    {"release_memory", h_release_memory},
     {"test_block_loop", h_test_block_loop}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
