@@ -90,7 +90,9 @@ local function restore_dynamodb(ctx, wf)
   doc.RestoreTableFromBackupOutput = res
   doc.TableArn = res.TableDescription and res.TableDescription.TableArn
   started(ctx, wf, "Restore Started")
-  log.info("restore.started", D.fields(doc, { request_id = rid, backup = doc.RecoveryPointArn }))
+  if log.enabled("info") then
+    log.info("restore.started", D.fields(doc, { request_id = rid, backup = doc.RecoveryPointArn }))
+  end
 end
 
 -- StartRestoreJob's DynamoDB Metadata from the rule: targetTableName, and the encryption
