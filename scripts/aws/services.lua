@@ -81,10 +81,14 @@ function M.new(opts)
 end
 
 -- opts.reason (e.g. retention's "beyond the newest 2") is appended as "reason".
--- A key ("dynamodb.TagResource") needs no JSON escaping: it is quoted as it is.
+-- A key ("dynamodb.TagResource") needs no JSON escaping: it is quoted as it is (and
+-- remembered: the keys are the few actions the workflow calls).
+local QUOTED = {}
+for key in pairs(M.MUTATING) do QUOTED[key] = '"' .. key .. '"' end
+
 function Svc:plan_line(key, params, opts)
   local reason = opts and opts.reason and ',"reason":' .. assert(json.encode(tostring(opts.reason))) or ""
-  local quoted = key:find("^[%w.]+$") and '"' .. key .. '"' or assert(json.encode(key))
+  local quoted = QUOTED[key] or key:find("^[%w.]+$") and '"' .. key .. '"' or assert(json.encode(key))
   return '{"call":' .. quoted .. ',"input":' .. assert(json.encode(params)) .. reason .. "}"
 end
 
