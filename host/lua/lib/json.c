@@ -54,9 +54,21 @@ enum { KIND_AUTO, KIND_ARRAY, KIND_OBJECT };
  * iteration keys on the stack while it appends. */
 /* ---- output ---- */
 
-static void put(lua_State *L, buf_t *b, const char *p, size_t n) { lbuf_put(L, b, p, n); }
+/* Appends in place while the buffer has room (the usual case: the scratch buffer is
+ * reused), else through lbuf_put, which grows it or raises. */
+static inline void put(lua_State *L, buf_t *b, const char *p, size_t n) {
+  if (n <= b->cap - b->len) {
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return;
+  }
+  lbuf_put(L, b, p, n);
+}
 
-static void putc1(lua_State *L, buf_t *b, char c) { put(L, b, &c, 1); }
+static inline void putc1(lua_State *L, buf_t *b, char c) {
+  if (b->len < b->cap) b->data[b->len++] = c;
+  else lbuf_put(L, b, &c, 1);
+}
 
 /* ---- table kinds ---- */
 
@@ -557,25 +569,52 @@ static void dec_array(dec_t *d) {
   d->depth--;
 }
 
+/* The n key/value pairs above base into a table made for `size` keys, which takes the
+ * place of the first key (the stack ends just above it). */
+static void make_object(lua_State *L, int base, int n) {
+  lua_createtable(L, 0, n);
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(L, base + 1 + 2 * i);
+    lua_pushvalue(L, base + 2 + 2 * i);
+    lua_rawset(L, -3);
+  }
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+}
+
+/* The first OBJ_HELD members wait on the stack, so the table is made at its size once
+ * instead of being rehashed as it grows (most objects are that small); later members go
+ * straight into it. In order either way: a repeated key keeps its last value. */
+#define OBJ_HELD 32
+
 static void dec_object(dec_t *d) {
+  lua_State *L = d->L;
   enter(d);
   d->pos++;
-  lua_newtable(d->L);
   skip_ws(d);
   if (peek(d) == '}') {
     d->pos++;
     d->depth--;
+    lua_newtable(L);
     return;
   }
+  int base = lua_gettop(L), held = 0, made = 0;
   do {
     skip_ws(d);
     if (peek(d) != '"') dec_fail(d, "expected string key");
+    if (!made) luaL_checkstack(L, 3, "json: object too large");
     dec_string(d);
     expect(d, ':', "expected ':'");
     dec_value(d);
-    lua_rawset(d->L, -3);
+    if (made) {
+      lua_rawset(L, -3);
+    } else if (++held == OBJ_HELD) {
+      make_object(L, base, held);
+      made = 1;
+    }
   } while (next_member(d));
   expect(d, '}', "expected ',' or '}'");
+  if (!made) make_object(L, base, held);
   d->depth--;
 }
 
