@@ -50,7 +50,7 @@ local LABELS = {
   recovery_point_arn = { "[Rr]ecovery [Pp]oint ARN%s*:%s*(%S+)", "oint ARN", 10 },
   resource_arn = { "Resource ARN%s*:%s*(%S+)", "Resource ARN", 0 },
   backup_job_id = { "Backup ?Job I[Dd]%s*:%s*(%S+)", "Job I", 7 },
-  copy_job_id = { "Copy ?Job I[Dd]%s*:%s*(%S+)", "Job I", 5 },
+  copy_job_id = { "Copy ?Job I[Dd]%s*:%s*(%S+)", "Copy", 0 }, -- ("Job I" would find the backup job's label)
 }
 
 local function after(text, label)

@@ -231,11 +231,13 @@ static void enc_array(enc_t *e, int idx, lua_Integer n) {
   putc1(e->L, e->b, ']');
 }
 
-static void enc_object(enc_t *e, int idx) {
+/* With started, the first key/value pair is already on the stack (enc_table's look). */
+static void enc_object(enc_t *e, int idx, int started) {
   int first = 1;
   putc1(e->L, e->b, '{');
-  lua_pushnil(e->L);
-  while (lua_next(e->L, idx)) {
+  if (!started) lua_pushnil(e->L);
+  while (started || lua_next(e->L, idx)) {
+    started = 0;
     int key = lua_gettop(e->L) - 1;
     if (!first) putc1(e->L, e->b, ',');
     first = 0;
@@ -257,9 +259,24 @@ static void enc_table(enc_t *e, int idx) {
   e->path[e->depth].key_idx = 0;
   e->path[e->depth].index = 0;
   e->depth++;
+  if (kind == KIND_AUTO) {
+    /* A first key that is a string makes it an object: no need to count the keys */
+    lua_pushnil(e->L);
+    if (!lua_next(e->L, idx)) {
+      enc_object(e, idx, 0); /* {} */
+      e->depth--;
+      return;
+    }
+    if (lua_type(e->L, -2) == LUA_TSTRING) {
+      enc_object(e, idx, 1);
+      e->depth--;
+      return;
+    }
+    lua_pop(e->L, 2);
+  }
   count = kind == KIND_OBJECT ? 0 : count_keys(e->L, idx, &max);
   if (kind == KIND_OBJECT || (kind == KIND_AUTO && (count == 0 || max < 0))) {
-    enc_object(e, idx);
+    enc_object(e, idx, 0);
   } else if (max < 0) {
     enc_fail(e, "table marked as array has keys other than 1..n");
   } else if (max != count) {

@@ -183,6 +183,15 @@ static int scan(reader_t *r, int mode, size_t *end, const char **problem, char *
     } else if (mode == MODE_ALL) {
       if (ch == '\n' && (stop = text_ends_at(r, i)) < 0) return -1;
     } else {
+      if (j.instr && !j.esc && ch != '"' && ch != '\\' && ch != '\n') {
+        /* inside a string, only a quote, a backslash or a line break matters: run to the
+         * next one (within what is read, and the size limit) without stepping each byte */
+        size_t lim = r->len < r->rec_start + r->max ? r->len : r->rec_start + r->max;
+        size_t k = i + 1;
+        while (k < lim && r->buf[k] != '"' && r->buf[k] != '\\' && r->buf[k] != '\n') k++;
+        i = k - 1;
+        continue;
+      }
       int k = json_step(&j, ch);
       if (k < 0) {
         *problem = "line break inside a JSON string (a truncated or corrupt line?)";
