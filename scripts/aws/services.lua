@@ -41,7 +41,7 @@ local err_mt = {
 
 function M.error(service, action, code, message, extra)
   local e = { service = service, action = action, code = code, message = message, retryable = false }
-  for k, v in pairs(extra or {}) do e[k] = v end
+  if extra then for k, v in pairs(extra) do e[k] = v end end
   return setmetatable(e, err_mt)
 end
 
@@ -75,7 +75,9 @@ function M.new(opts)
     backend = opts.backend,
     custom_backend = opts.backend ~= nil,
     emit = opts.emit or function(line) io.stdout:write(line, "\n") io.stdout:flush() end,
-    planned = {},     -- every planned call, in order ({call=, input=})
+    planned = {},     -- every planned call, in order ({call=, input=}); none kept with
+                      -- opts.keep_plan == false (replay: each is printed, and that is all)
+    keep_plan = opts.keep_plan ~= false,
     calls = 0,
   }, Svc)
 end
@@ -96,7 +98,7 @@ function Svc:call(service, action, params, opts)
   local key = service .. "." .. action
   self.calls = self.calls + 1
   if self.dry_run and M.MUTATING[key] then
-    self.planned[#self.planned + 1] = { call = key, input = params, reason = opts and opts.reason }
+    if self.keep_plan then self.planned[#self.planned + 1] = { call = key, input = params, reason = opts and opts.reason } end
     self.emit(self:plan_line(key, params, opts))
     local planner = PLANNED[key]
     return planner and planner(params) or {}, "dry-run"

@@ -64,16 +64,18 @@ end
 -- Facts the body text carries (both wordings AWS has used).
 function M.parse_body(text)
   if type(text) ~= "string" then return nil end
+  local state
+  if text:find("completed successfully", 1, true) then state = "COMPLETED"
+  elseif text:find("failed", 1, true) then state = "FAILED"
+  elseif text:find("expired", 1, true) then state = "EXPIRED"
+  elseif text:find("aborted", 1, true) then state = "ABORTED" end
   local facts = {
     recovery_point_arn = after(text, LABELS.recovery_point_arn),
     resource_arn = after(text, LABELS.resource_arn),
     backup_job_id = after(text, LABELS.backup_job_id),
     copy_job_id = after(text, LABELS.copy_job_id),
+    state = state,
   }
-  if text:find("completed successfully", 1, true) then facts.state = "COMPLETED"
-  elseif text:find("failed", 1, true) then facts.state = "FAILED"
-  elseif text:find("expired", 1, true) then facts.state = "EXPIRED"
-  elseif text:find("aborted", 1, true) then facts.state = "ABORTED" end
   if not (facts.resource_arn or facts.recovery_point_arn or facts.backup_job_id or facts.copy_job_id) then return nil end
   return facts
 end
