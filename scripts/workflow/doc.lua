@@ -56,7 +56,10 @@ function M.is_dry_run(doc)
 end
 
 function M.step(doc, state)
-  local s = { State = state, Started = clock.rfc3339(clock.now()), _t0 = clock.mono() }
+  -- (the nil fields only give the table room for what done() and the step add: a
+  -- constructor sizes the table for every field it names, and nil values are not stored)
+  local s = { State = state, Started = clock.rfc3339(clock.now()), _t0 = clock.mono(), Seconds = nil,
+    RequestId = nil, Skipped = nil }
   doc.Steps = doc.Steps or {}
   doc.Steps[#doc.Steps + 1] = s
   return s
