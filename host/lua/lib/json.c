@@ -148,13 +148,18 @@ static void enc_fail(enc_t *e, const char *what) {
 
 static void enc_value(enc_t *e, int idx);
 
+/* 1 for the bytes a JSON string cannot hold as they are: control characters, '"', '\\'. */
+static const unsigned char SPECIAL[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1};
+
 static void enc_string_bytes(enc_t *e, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0;
   putc1(e->L, e->b, '"');
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (!SPECIAL[c]) continue;
     put(e->L, e->b, s + run, i - run);
     run = i + 1;
     const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
@@ -489,6 +494,7 @@ static void dec_string(dec_t *d) {
   int escaped = 0;
   d->scratch->len = 0;
   for (;;) {
+    while (d->pos < d->len && !SPECIAL[(unsigned char)d->s[d->pos]]) d->pos++;
     if (d->pos >= d->len) dec_fail(d, "unterminated string");
     unsigned char c = (unsigned char)d->s[d->pos];
     if (c == '"') break;
