@@ -43,8 +43,9 @@ local function tags_for(doc, rule)
     { Key = retention.TAG_JOB, Value = doc.BackupJobId },
     { Key = retention.TAG_RULE, Value = doc.Rule },
   }
+  if not rule.tags then return list end
   local extra = {}
-  for k in pairs(rule.tags or {}) do extra[#extra + 1] = k end
+  for k in pairs(rule.tags) do extra[#extra + 1] = k end
   table.sort(extra)
   for _, k in ipairs(extra) do list[#list + 1] = { Key = k, Value = rule.tags[k] } end
   return list

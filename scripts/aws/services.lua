@@ -94,8 +94,20 @@ function Svc:plan_line(key, params, opts)
   return '{"call":' .. quoted .. ',"input":' .. assert(json.encode(params)) .. reason .. "}"
 end
 
+-- "service.action", made once per pair (service -> action -> key)
+local KEYS = {}
+local function key_of(service, action)
+  local names = KEYS[service]
+  local key = names and names[action]
+  if key then return key end
+  key = service .. "." .. action
+  if not names then names = {} KEYS[service] = names end
+  names[action] = key
+  return key
+end
+
 function Svc:call(service, action, params, opts)
-  local key = service .. "." .. action
+  local key = key_of(service, action)
   self.calls = self.calls + 1
   if self.dry_run and M.MUTATING[key] then
     if self.keep_plan then self.planned[#self.planned + 1] = { call = key, input = params, reason = opts and opts.reason } end
@@ -138,7 +150,7 @@ end
 function Svc:call_cb(service, action, params, opts, fn)
   local cancelled = false
   local function deliver(v, e) if not cancelled then fn(v, e) end end
-  local key = service .. "." .. action
+  local key = key_of(service, action)
   -- A real AWS call (no test backend given to new()): use the cancellable callback form.
   if not self.custom_backend and not self.offline and not (self.dry_run and M.MUTATING[key]) then
     self.calls = self.calls + 1
