@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "lua/alloc.h"
 #include "lua/bound.h"
 #include "lua/modules.h"
 
@@ -134,7 +135,7 @@ void lstate_adopted(lua_State *L) {
 }
 
 lua_State *lstate_new(host_t *h) {
-  lua_State *L = luaL_newstate();
+  lua_State *L = lalloc_newstate();
   if (!L) return NULL;
   lua_pushcfunction(L, open_all);
   lua_pushlightuserdata(L, h);

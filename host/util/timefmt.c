@@ -376,6 +376,21 @@ long tf_format(tf_time_t t, const char *layout, size_t llen, char *buf, size_t c
   return (long)o.len;
 }
 
+/* gmtime_r, remembering the last second converted: timestamps come in runs of the same
+ * second (every step of a workflow, every log line), and the conversion is most of the cost. */
+static struct tm *utc_of(const time_t *secs, struct tm *out) {
+  static _Thread_local time_t last_secs;
+  static _Thread_local struct tm last_tm;
+  static _Thread_local int have;
+  if (have && *secs == last_secs) {
+    *out = last_tm;
+    return out;
+  }
+  if (!gmtime_r(secs, out)) return NULL;
+  last_secs = *secs, last_tm = *out, have = 1;
+  return out;
+}
+
 long tf_rfc3339(tf_time_t t, char *buf, size_t cap) {
   long ms = (t.nsec + 500000L) / 1000000L;
   if (ms >= 1000) {
@@ -385,7 +400,7 @@ long tf_rfc3339(tf_time_t t, char *buf, size_t cap) {
   t.nsec = (int32_t)(ms * 1000000L);
   struct tm tm;
   time_t secs = (time_t)t.sec;
-  if ((int64_t)secs == t.sec && gmtime_r(&secs, &tm) && tm.tm_year >= -1900 && tm.tm_year <= 9999 - 1900) {
+  if ((int64_t)secs == t.sec && utc_of(&secs, &tm) && tm.tm_year >= -1900 && tm.tm_year <= 9999 - 1900) {
     /* the common case, without parsing a layout: YYYY-MM-DDTHH:MM:SS[.mmm]Z */
     char s[32];
     const int f[6] = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};

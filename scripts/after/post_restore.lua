@@ -43,8 +43,9 @@ local function tags_for(doc, rule)
     { Key = retention.TAG_JOB, Value = doc.BackupJobId },
     { Key = retention.TAG_RULE, Value = doc.Rule },
   }
+  if not rule.tags then return list end
   local extra = {}
-  for k in pairs(rule.tags or {}) do extra[#extra + 1] = k end
+  for k in pairs(rule.tags) do extra[#extra + 1] = k end
   table.sort(extra)
   for _, k in ipairs(extra) do list[#list + 1] = { Key = k, Value = rule.tags[k] } end
   return list
@@ -107,36 +108,48 @@ local function set_protection(ctx, doc, rule, s)
   return true, rid
 end
 
-local function run_step(ctx, doc, rule, state, fn)
+local function run_step(ctx, doc, rule, state, fn, rec)
   local s = H.step(doc, state)
-  local ok, rid = fn(ctx, doc, rule, s)
+  local ok, rid = fn(ctx, doc, rule, s, rec)
   if not ok then
     H.done(s, H.rid(rid), rid)
     return nil, ("%s failed on %s: %s"):format(state, tostring(doc.TargetTableName), tostring(rid)), H.rid(rid)
   end
   H.done(s, rid ~= "dry-run" and rid or nil)
-  log.info("post_restore.applied", H.fields(doc, { step = state, request_id = s.RequestId,
-    skipped = s.Skipped, dry_run = ctx.dry_run or nil }))
+  if log.enabled("info") then
+    log.info("post_restore.applied", H.fields(doc, { step = state, request_id = s.RequestId,
+      skipped = s.Skipped, dry_run = ctx.dry_run or nil }))
+  end
   return true
 end
 
+local TAG, TTL, PITR = { "Tag Table", tag_table }, { "Copy TTL", copy_ttl }, { "Point-in-time Recovery", set_pitr }
+local VALIDATE, PROTECTION = { "Validate Restore", validation.step }, { "Deletion Protection", set_protection }
+
 local function steps(rule)
-  local list = { { "Tag Table", tag_table } }
-  if rule.copy_ttl then list[#list + 1] = { "Copy TTL", copy_ttl } end
-  if rule.pitr ~= nil then list[#list + 1] = { "Point-in-time Recovery", set_pitr } end
-  local carried, memo = carry_over.steps_before_validation(rule)
-  table.move(carried, 1, #carried, #list + 1, list)
-  list[#list + 1] = { "Validate Restore", validation.step }
-  if rule.deletion_protection ~= nil then list[#list + 1] = { "Deletion Protection", set_protection } end
-  local last = carry_over.steps_last(rule, memo)
-  table.move(last, 1, #last, #list + 1, list)
+  local list = { TAG }
+  if rule.copy_ttl then list[#list + 1] = TTL end
+  if rule.pitr ~= nil then list[#list + 1] = PITR end
+  -- (carry_over's step lists share a memo of one run: built only for a rule that has them)
+  local carry = rule.carry_over ~= nil and next(rule.carry_over) ~= nil
+  local carried, memo
+  if carry then
+    carried, memo = carry_over.steps_before_validation(rule)
+    table.move(carried, 1, #carried, #list + 1, list)
+  end
+  list[#list + 1] = VALIDATE
+  if rule.deletion_protection ~= nil then list[#list + 1] = PROTECTION end
+  if carry then
+    local last = carry_over.steps_last(rule, memo)
+    table.move(last, 1, #last, #list + 1, list)
+  end
   return list
 end
 
 -- Call site: table ACTIVE, SSM not yet switched.
 function M.after_active(ctx, doc, rule, rec)
   for _, st in ipairs(steps(rule)) do
-    local ok, msg, rid = run_step(ctx, doc, rule, st[1], function(c, d, r, s) return st[2](c, d, r, s, rec) end)
+    local ok, msg, rid = run_step(ctx, doc, rule, st[1], st[2], rec)
     if not ok then
       log.error("post_restore.failed", H.fields(doc, { step = st[1], error = msg, request_id = rid }))
       H.fail(msg, rid)

@@ -41,7 +41,7 @@ local err_mt = {
 
 function M.error(service, action, code, message, extra)
   local e = { service = service, action = action, code = code, message = message, retryable = false }
-  for k, v in pairs(extra or {}) do e[k] = v end
+  if extra then for k, v in pairs(extra) do e[k] = v end end
   return setmetatable(e, err_mt)
 end
 
@@ -75,24 +75,42 @@ function M.new(opts)
     backend = opts.backend,
     custom_backend = opts.backend ~= nil,
     emit = opts.emit or function(line) io.stdout:write(line, "\n") io.stdout:flush() end,
-    planned = {},     -- every planned call, in order ({call=, input=})
+    planned = {},     -- every planned call, in order ({call=, input=}); none kept with
+                      -- opts.keep_plan == false (replay: each is printed, and that is all)
+    keep_plan = opts.keep_plan ~= false,
     calls = 0,
   }, Svc)
 end
 
 -- opts.reason (e.g. retention's "beyond the newest 2") is appended as "reason".
--- A key ("dynamodb.TagResource") needs no JSON escaping: it is quoted as it is.
+-- A key ("dynamodb.TagResource") needs no JSON escaping: it is quoted as it is (and
+-- remembered: the keys are the few actions the workflow calls).
+local QUOTED = {}
+for key in pairs(M.MUTATING) do QUOTED[key] = '"' .. key .. '"' end
+
 function Svc:plan_line(key, params, opts)
   local reason = opts and opts.reason and ',"reason":' .. assert(json.encode(tostring(opts.reason))) or ""
-  local quoted = key:find("^[%w.]+$") and '"' .. key .. '"' or assert(json.encode(key))
+  local quoted = QUOTED[key] or key:find("^[%w.]+$") and '"' .. key .. '"' or assert(json.encode(key))
   return '{"call":' .. quoted .. ',"input":' .. assert(json.encode(params)) .. reason .. "}"
 end
 
+-- "service.action", made once per pair (service -> action -> key)
+local KEYS = {}
+local function key_of(service, action)
+  local names = KEYS[service]
+  local key = names and names[action]
+  if key then return key end
+  key = service .. "." .. action
+  if not names then names = {} KEYS[service] = names end
+  names[action] = key
+  return key
+end
+
 function Svc:call(service, action, params, opts)
-  local key = service .. "." .. action
+  local key = key_of(service, action)
   self.calls = self.calls + 1
   if self.dry_run and M.MUTATING[key] then
-    self.planned[#self.planned + 1] = { call = key, input = params, reason = opts and opts.reason }
+    if self.keep_plan then self.planned[#self.planned + 1] = { call = key, input = params, reason = opts and opts.reason } end
     self.emit(self:plan_line(key, params, opts))
     local planner = PLANNED[key]
     return planner and planner(params) or {}, "dry-run"
@@ -132,7 +150,7 @@ end
 function Svc:call_cb(service, action, params, opts, fn)
   local cancelled = false
   local function deliver(v, e) if not cancelled then fn(v, e) end end
-  local key = service .. "." .. action
+  local key = key_of(service, action)
   -- A real AWS call (no test backend given to new()): use the cancellable callback form.
   if not self.custom_backend and not self.offline and not (self.dry_run and M.MUTATING[key]) then
     self.calls = self.calls + 1

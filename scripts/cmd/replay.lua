@@ -140,7 +140,6 @@ local function replay_file(path, ctx)
     else recs, why, resync = parse_record(text) end
     if recs then
       run_records(recs, ctx, ("%s:%d"):format(name, line), counts)
-      ctx.svc.planned = {} -- already printed; keeping them would grow with the file
     else
       local fields = { file = name, line = line, offset = offset, reason = why }
       if resync then
@@ -163,7 +162,9 @@ local function run(argv)
   local ctx = {
     -- Plan lines are buffered (line by line on a terminal) and flushed after each file,
     -- not written one syscall each.
-    svc = services.new({ dry_run = opts.dry_run, offline = opts.dry_run, emit = function(line) io.stdout:write(line, "\n") end }),
+    -- The printed line is the whole plan: the service keeps no list of it.
+    svc = services.new({ dry_run = opts.dry_run, offline = opts.dry_run, keep_plan = false,
+      emit = function(line) io.stdout:write(line, "\n") end }),
     rules = function() return list end,
     dry_run = opts.dry_run or false,
   }

@@ -42,7 +42,7 @@ function M.spawn(fn, ...)
   local co = coroutine.create(fn)
   local parent = contexts[coroutine.running()]
   if parent then
-    local c = {}
+    local c = { message_id = nil, workflow = nil } -- (room for the usual fields; nils are not stored)
     for k, v in pairs(parent) do c[k] = v end
     contexts[co] = c
   end

@@ -287,6 +287,7 @@ end
 function M.check_table_name(name)
   if type(name) ~= "string" then return "table name is a " .. type(name) .. ", not a string" end
   if #name < 3 or #name > 255 then return ("is %d characters; DynamoDB allows 3-255"):format(#name) end
+  if name:find("^[%w_.-]*$") then return nil end -- (one anchored pass; the search below tries every position)
   local bad = name:match("[^%w_.-]")
   if bad then return ("contains %q; DynamoDB allows only [A-Za-z0-9_.-]"):format(bad) end
 end

@@ -125,8 +125,10 @@ local function finish(ctx, reg, wf, ok, e)
   doc.Seconds = math.floor((clock.now() - doc.StartedAt) * 1000 + 0.5) / 1000
   if ok then
     doc.Status, doc.Phase = "Complete", "Complete"
-    log.info("workflow.complete", D.fields(doc, { table_arn = doc.TableArn, parameter = doc.SSMParameterName,
-      seconds = doc.Seconds }))
+    if log.enabled("info") then
+      log.info("workflow.complete", D.fields(doc, { table_arn = doc.TableArn, parameter = doc.SSMParameterName,
+        seconds = doc.Seconds }))
+    end
   else
     failed(ctx, wf, e)
   end

@@ -71,7 +71,9 @@ function M.start(rec, rule, ctx)
       return wf
     end
   end
-  log.info("workflow.accepted", D.fields(wf.doc, { backup = rec.recovery_point_arn, rule = wf.doc.Rule }))
+  if log.enabled("info") then
+    log.info("workflow.accepted", D.fields(wf.doc, { backup = rec.recovery_point_arn, rule = wf.doc.Rule }))
+  end
   return driver.spawn(ctx, wf)
 end
 

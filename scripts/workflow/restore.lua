@@ -21,8 +21,9 @@ local M = {}
 
 local function restore_params(wf, target)
   local rec, rule = wf.doc.Record, wf.rule
-  local overrides, err = rules.restore_overrides(rule, { table_name = rec.table_name, target = target,
-    backup_job_id = rec.backup_job_id })
+  -- (what a restore hook is called with: built only for a rule that has one)
+  local overrides, err = rules.restore_overrides(rule, type(rule.restore) == "function" and
+    { table_name = rec.table_name, target = target, backup_job_id = rec.backup_job_id } or nil)
   if not overrides then D.fail(err) end
   local p = { TargetTableName = target, BackupArn = rec.recovery_point_arn }
   for k, v in pairs(overrides) do p[k] = v end
@@ -90,7 +91,9 @@ local function restore_dynamodb(ctx, wf)
   doc.RestoreTableFromBackupOutput = res
   doc.TableArn = res.TableDescription and res.TableDescription.TableArn
   started(ctx, wf, "Restore Started")
-  log.info("restore.started", D.fields(doc, { request_id = rid, backup = doc.RecoveryPointArn }))
+  if log.enabled("info") then
+    log.info("restore.started", D.fields(doc, { request_id = rid, backup = doc.RecoveryPointArn }))
+  end
 end
 
 -- StartRestoreJob's DynamoDB Metadata from the rule: targetTableName, and the encryption

@@ -42,7 +42,9 @@ local function put(ctx, wf, s)
   D.done(s, prid)
   doc.UpdateSSMParameterOutput = res
   if not ctx.dry_run then metrics.set("rotator_ssm_last_update_timestamp_seconds", { parameter = name }, clock.now()) end
-  log.info("ssm.updated", D.fields(doc, { parameter = name, value = doc.TableArn, request_id = prid }))
+  if log.enabled("info") then
+    log.info("ssm.updated", D.fields(doc, { parameter = name, value = doc.TableArn, request_id = prid }))
+  end
 end
 
 function M.update(ctx, wf, locks)

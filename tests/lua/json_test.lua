@@ -180,4 +180,22 @@ T["whitespace and a notification body"] = function()
   eq(again.Message, doc.Message, "round trip message")
 end
 
+T["objects of any size decode whole, a repeated key keeping its last value"] = function()
+  for _, n in ipairs({ 1, 2, 31, 32, 33, 100 }) do
+    local parts = { '"dup":"first"' }
+    for i = 1, n do parts[#parts + 1] = ('"k%d":%d'):format(i, i) end
+    parts[#parts + 1] = '"dup":"last"'
+    local v = assert(json.decode("{" .. table.concat(parts, ",") .. "}"))
+    local count = 0
+    for _ in pairs(v) do count = count + 1 end
+    eq(count, n + 1, n .. " members: keys")
+    eq(v.dup, "last", n .. " members: repeated key")
+    for i = 1, n do eq(v["k" .. i], i, n .. " members: k" .. i) end
+  end
+  local nested = assert(json.decode('{"a":{"b":{"c":[1,{"d":2}]},"e":3},"f":{}}'))
+  eq(nested.a.b.c[2].d, 2, "nested")
+  eq(nested.a.e, 3, "sibling after a nested object")
+  eq(next(nested.f), nil, "empty object")
+end
+
 return T

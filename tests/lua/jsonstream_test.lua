@@ -116,4 +116,17 @@ function tests.open_errors_name_the_path()
   os.remove(p)
 end
 
+-- Inside a string only a quote, a backslash or a line break ends a run: a NUL byte, an
+-- escaped quote or backslash, brackets and a long run across a read chunk do not.
+function tests.string_contents_skip_to_what_matters()
+  local long = string.rep("a", 70000)
+  local recs = split('{"a":"x\0y\\"}z","b":"{["}\n{"c":"\\\\"}\n{"d":"' .. long .. '"}\n{"e":"cut\n"}\n{"f":2}\n')
+  T.eq(#recs, 5)
+  T.eq({ recs[1].text, recs[1].line }, { '{"a":"x\0y\\"}z","b":"{["}', 1 })
+  T.eq({ recs[2].text, recs[2].line }, { '{"c":"\\\\"}', 2 })
+  T.eq({ #recs[3].text, recs[3].line }, { #long + 8, 3 })
+  T.eq(recs[4].problem ~= nil, true, "a line break inside a string is reported")
+  T.eq({ recs[5].text, recs[5].line }, { '{"f":2}', 6 })
+end
+
 return tests

@@ -54,9 +54,21 @@ enum { KIND_AUTO, KIND_ARRAY, KIND_OBJECT };
  * iteration keys on the stack while it appends. */
 /* ---- output ---- */
 
-static void put(lua_State *L, buf_t *b, const char *p, size_t n) { lbuf_put(L, b, p, n); }
+/* Appends in place while the buffer has room (the usual case: the scratch buffer is
+ * reused), else through lbuf_put, which grows it or raises. */
+static inline void put(lua_State *L, buf_t *b, const char *p, size_t n) {
+  if (n <= b->cap - b->len) {
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return;
+  }
+  lbuf_put(L, b, p, n);
+}
 
-static void putc1(lua_State *L, buf_t *b, char c) { put(L, b, &c, 1); }
+static inline void putc1(lua_State *L, buf_t *b, char c) {
+  if (b->len < b->cap) b->data[b->len++] = c;
+  else lbuf_put(L, b, &c, 1);
+}
 
 /* ---- table kinds ---- */
 
@@ -136,13 +148,18 @@ static void enc_fail(enc_t *e, const char *what) {
 
 static void enc_value(enc_t *e, int idx);
 
+/* 1 for the bytes a JSON string cannot hold as they are: control characters, '"', '\\'. */
+static const unsigned char SPECIAL[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1};
+
 static void enc_string_bytes(enc_t *e, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0;
   putc1(e->L, e->b, '"');
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (!SPECIAL[c]) continue;
     put(e->L, e->b, s + run, i - run);
     run = i + 1;
     const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
@@ -219,11 +236,13 @@ static void enc_array(enc_t *e, int idx, lua_Integer n) {
   putc1(e->L, e->b, ']');
 }
 
-static void enc_object(enc_t *e, int idx) {
+/* With started, the first key/value pair is already on the stack (enc_table's look). */
+static void enc_object(enc_t *e, int idx, int started) {
   int first = 1;
   putc1(e->L, e->b, '{');
-  lua_pushnil(e->L);
-  while (lua_next(e->L, idx)) {
+  if (!started) lua_pushnil(e->L);
+  while (started || lua_next(e->L, idx)) {
+    started = 0;
     int key = lua_gettop(e->L) - 1;
     if (!first) putc1(e->L, e->b, ',');
     first = 0;
@@ -245,9 +264,24 @@ static void enc_table(enc_t *e, int idx) {
   e->path[e->depth].key_idx = 0;
   e->path[e->depth].index = 0;
   e->depth++;
+  if (kind == KIND_AUTO) {
+    /* A first key that is a string makes it an object: no need to count the keys */
+    lua_pushnil(e->L);
+    if (!lua_next(e->L, idx)) {
+      enc_object(e, idx, 0); /* {} */
+      e->depth--;
+      return;
+    }
+    if (lua_type(e->L, -2) == LUA_TSTRING) {
+      enc_object(e, idx, 1);
+      e->depth--;
+      return;
+    }
+    lua_pop(e->L, 2);
+  }
   count = kind == KIND_OBJECT ? 0 : count_keys(e->L, idx, &max);
   if (kind == KIND_OBJECT || (kind == KIND_AUTO && (count == 0 || max < 0))) {
-    enc_object(e, idx);
+    enc_object(e, idx, 0);
   } else if (max < 0) {
     enc_fail(e, "table marked as array has keys other than 1..n");
   } else if (max != count) {
@@ -460,6 +494,7 @@ static void dec_string(dec_t *d) {
   int escaped = 0;
   d->scratch->len = 0;
   for (;;) {
+    while (d->pos < d->len && !SPECIAL[(unsigned char)d->s[d->pos]]) d->pos++;
     if (d->pos >= d->len) dec_fail(d, "unterminated string");
     unsigned char c = (unsigned char)d->s[d->pos];
     if (c == '"') break;
@@ -557,25 +592,52 @@ static void dec_array(dec_t *d) {
   d->depth--;
 }
 
+/* The n key/value pairs above base into a table made for `size` keys, which takes the
+ * place of the first key (the stack ends just above it). */
+static void make_object(lua_State *L, int base, int n) {
+  lua_createtable(L, 0, n);
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(L, base + 1 + 2 * i);
+    lua_pushvalue(L, base + 2 + 2 * i);
+    lua_rawset(L, -3);
+  }
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+}
+
+/* The first OBJ_HELD members wait on the stack, so the table is made at its size once
+ * instead of being rehashed as it grows (most objects are that small); later members go
+ * straight into it. In order either way: a repeated key keeps its last value. */
+#define OBJ_HELD 32
+
 static void dec_object(dec_t *d) {
+  lua_State *L = d->L;
   enter(d);
   d->pos++;
-  lua_newtable(d->L);
   skip_ws(d);
   if (peek(d) == '}') {
     d->pos++;
     d->depth--;
+    lua_newtable(L);
     return;
   }
+  int base = lua_gettop(L), held = 0, made = 0;
   do {
     skip_ws(d);
     if (peek(d) != '"') dec_fail(d, "expected string key");
+    if (!made) luaL_checkstack(L, 3, "json: object too large");
     dec_string(d);
     expect(d, ':', "expected ':'");
     dec_value(d);
-    lua_rawset(d->L, -3);
+    if (made) {
+      lua_rawset(L, -3);
+    } else if (++held == OBJ_HELD) {
+      make_object(L, base, held);
+      made = 1;
+    }
   } while (next_member(d));
   expect(d, '}', "expected ',' or '}'");
+  if (!made) make_object(L, base, held);
   d->depth--;
 }
 

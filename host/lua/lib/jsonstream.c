@@ -38,7 +38,7 @@
 typedef struct {
   int fd, own;
   char *buf;
-  size_t cap, len, pos; /* buf[0..len) holds input from file offset `base` */
+  size_t cap, len, pos; /* buf[0..len) holds input from file offset `base`; buf[len] is 0 */
   long long base, line; /* line: the line number at buf[pos] */
   int eof, first;
   size_t max;
@@ -55,7 +55,7 @@ static reader_t *check(lua_State *L) {
 /* Drop buf[0..keep). */
 static void compact(reader_t *r, size_t keep) {
   if (keep == 0) return;
-  memmove(r->buf, r->buf + keep, r->len - keep);
+  memmove(r->buf, r->buf + keep, r->len - keep + 1);
   r->len -= keep;
   r->pos -= keep;
   r->base += (long long)keep;
@@ -65,9 +65,9 @@ static void compact(reader_t *r, size_t keep) {
 /* Read one chunk: >0 bytes read, 0 end of input, -1 error (errno set). */
 static long fill(reader_t *r) {
   if (r->eof) return 0;
-  if (r->cap - r->len < CHUNK) {
+  if (r->cap - r->len < CHUNK + 1) {
     size_t want = r->cap ? r->cap * 2 : 2 * CHUNK;
-    if (want < r->len + CHUNK) want = r->len + CHUNK;
+    if (want < r->len + CHUNK + 1) want = r->len + CHUNK + 1;
     char *nb = realloc(r->buf, want);
     if (!nb) { errno = ENOMEM; return -1; }
     r->buf = nb;
@@ -79,6 +79,7 @@ static long fill(reader_t *r) {
     if (n < 0) return -1;
     if (n == 0) r->eof = 1;
     r->len += (size_t)n;
+    r->buf[r->len] = '\0';
     return (long)n;
   }
 }
@@ -183,6 +184,14 @@ static int scan(reader_t *r, int mode, size_t *end, const char **problem, char *
     } else if (mode == MODE_ALL) {
       if (ch == '\n' && (stop = text_ends_at(r, i)) < 0) return -1;
     } else {
+      if (j.instr && !j.esc && ch != '"' && ch != '\\' && ch != '\n') {
+        /* inside a string, only a quote, a backslash or a line break matters: run to the
+         * next one (within what is read, and the size limit) without stepping each byte */
+        size_t lim = r->len < r->rec_start + r->max ? r->len : r->rec_start + r->max;
+        size_t k = i + 1 + strcspn(r->buf + i + 1, "\"\\\n"); /* stops at a NUL byte too, or buf[len] */
+        i = (k < lim ? k : lim) - 1;
+        continue;
+      }
       int k = json_step(&j, ch);
       if (k < 0) {
         *problem = "line break inside a JSON string (a truncated or corrupt line?)";
