@@ -53,9 +53,12 @@ static int hex4(cur_t *c, unsigned *cp) {
   return 0;
 }
 
-/* RFC 8259 escapes only. \u0000 is refused (the value is a C string: a NUL would cut
- * it), and so is a lone UTF-16 surrogate (it has no UTF-8 form); a pair becomes one
- * code point. */
+#define HAS_NUL (-3) /* internal: never returned by json_get */
+
+/* RFC 8259 escapes only. \u0000 gives HAS_NUL once the string is read on (a value or
+ * key read out is a C string, which a NUL would cut; a string skipped may hold one), and
+ * a lone UTF-16 surrogate is refused (it has no UTF-8 form); a pair becomes one code
+ * point. */
 static int escape(cur_t *c, char *out, size_t cap, size_t *n) {
   if (c->p >= c->end) return -1;
   char e = *c->p++;
@@ -68,7 +71,8 @@ static int escape(cur_t *c, char *out, size_t cap, size_t *n) {
     case 't': return put(out, cap, n, '\t');
     case 'u': {
       unsigned cp, lo;
-      if (hex4(c, &cp) != 0 || cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) return -1;
+      if (hex4(c, &cp) != 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) return -1;
+      if (cp == 0) return HAS_NUL;
       if (cp >= 0xD800 && cp <= 0xDBFF) {
         if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u') return -1;
         c->p += 2;
@@ -81,19 +85,24 @@ static int escape(cur_t *c, char *out, size_t cap, size_t *n) {
   }
 }
 
-/* Parses a string at c->p (on the quote); out may be NULL to skip. */
+/* Parses a string at c->p (on the quote); out may be NULL to skip. Returns 0, -1 (not
+ * JSON), GET_TOO_LONG, or HAS_NUL: the string is well formed but holds \u0000, so it
+ * cannot be read out (the cursor is past it all the same). */
 static int string(cur_t *c, char *out, size_t cap) {
   size_t n = 0;
+  int nul = 0;
   if (c->p >= c->end || *c->p != '"') return -1;
   c->p++;
   while (c->p < c->end && *c->p != '"') {
     if ((unsigned char)*c->p < 0x20) return -1; /* control characters must be escaped */
     int rc = *c->p == '\\' ? (c->p++, escape(c, out, cap, &n)) : put(out, cap, &n, *c->p++);
-    if (rc != 0) return -1;
+    if (rc == HAS_NUL) nul = 1;
+    else if (rc != 0) return -1;
   }
   if (c->p >= c->end) return -1;
   c->p++;
   if (!out) return 0;
+  if (nul) return HAS_NUL;
   out[n < cap ? n : cap - 1] = 0;
   return n < cap ? 0 : GET_TOO_LONG;
 }
@@ -131,8 +140,12 @@ int json_get(const char *json, size_t len, const char *key, char *out, size_t ou
     if (c.p >= c.end || *c.p++ != ':') return -1;
     ws(&c);
     /* a key over 63 bytes is no key we look for: its cut prefix must not match one */
+    /* a key holding \u0000 is none either: no C string equals it */
     if (kr == 0 && strcmp(k, key) == 0) {
-      if (c.p < c.end && *c.p == '"') return string(&c, out, outlen);
+      if (c.p < c.end && *c.p == '"') {
+        int vr = string(&c, out, outlen);
+        return vr == HAS_NUL ? -1 : vr;
+      }
       const char *start = c.p;
       if (skip_value(&c) != 0 || *start == '{' || *start == '[') return -1;
       size_t n = (size_t)(c.p - start);

@@ -222,6 +222,14 @@ static void test_json_strict_strings(void) {
   is_int(json_get(ctl, strlen(ctl), "k", out, sizeof out), -1, "a raw control character is refused");
   const char *z = "{\"k\": \"a\\u0000b\"}";
   is_int(json_get(z, strlen(z), "k", out, sizeof out), -1, "\\u0000 is refused (it would cut the value)");
+  /* found by tests/fuzz/fuzz_lua_json.c: a \u0000 in another member's string made the
+   * whole lookup fail, though the object is valid JSON */
+  const char *other = "{\"a\": \"x\\u0000y\", \"k\": \"v\"}";
+  ok(json_get(other, strlen(other), "k", out, sizeof out) == 0 && strcmp(out, "v") == 0,
+     "\\u0000 in a member skipped over does not hide the next one");
+  const char *nulkey = "{\"k\\u0000\": \"no\", \"k\": \"yes\"}";
+  ok(json_get(nulkey, strlen(nulkey), "k", out, sizeof out) == 0 && strcmp(out, "yes") == 0,
+     "a name holding \\u0000 matches no name (its C prefix is not the name)");
   const char *lone = "{\"k\": \"\\ud83d\"}";
   is_int(json_get(lone, strlen(lone), "k", out, sizeof out), -1, "a lone surrogate is refused");
   const char *pair = "{\"k\": \"\\ud83d\\ude00\"}";
