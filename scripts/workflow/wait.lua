@@ -16,6 +16,7 @@ local function next_poll(ctx, wf, what)
   doc.PollInterval = math.min((doc.PollInterval or c.first_poll) * c.poll_factor, c.max_poll)
   doc.NextPollAt = clock.now() + doc.PollInterval
   S.record(ctx, wf, what)
+  doc._durable_poll = doc.NextPollAt -- journaled: the sleep may be held dormant (driver.lua)
 end
 
 local function retryable(err) return type(err) == "table" and err.retryable end

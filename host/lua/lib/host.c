@@ -19,6 +19,9 @@
  *                                          sent, false without NOTIFY_SOCKET
  *   host.watchdog()                       start WATCHDOG=1 pings from a loop timer if
  *                                          WATCHDOG_USEC asks; -> ping interval (s) or nil
+ *   host.trim_memory()                    collect Lua garbage and hand the heap's free pages
+ *                                          back to the system (after a burst of short-lived
+ *                                          data, e.g. the journal's documents at start)
  *   host.test_block_loop(seconds [, mark]) TEST HOOK (only with ROTATOR_TEST_HOOKS=1): block
  *                                          the event loop, as a wedged callback would;
  *                                          creates the file MARK first (so a test knows
@@ -26,6 +29,7 @@
  *   host.config                           scripts_dir, policies_dir, state_dir, version,
  *                                          stop_timeout_ms (--stop-timeout) */
 #include <dirent.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 #include <errno.h>
@@ -281,12 +285,21 @@ static int h_lock_state_dir(lua_State *L) {
   return 1;
 }
 
+static int h_trim_memory(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
+#ifdef __GLIBC__
+  malloc_trim(0); /* its result only says whether anything was released */
+#endif
+  return 0;
+}
+
 static const luaL_Reg funcs[] = {
     {"on_signal", h_on_signal}, {"exit", h_exit}, {"stopping", h_stopping},
     {"hold", h_hold}, {"inflight", h_inflight}, {"list_dir", h_list_dir},
     {"read_file", h_read_file}, {"pid", h_pid}, {"mkdir", h_mkdir}, {"reload", h_reload}, {"sha256_hex", h_sha256_hex},
     {"bounded", bound_lua_call}, {"bound_adopt", bound_lua_adopt},
     {"bound_sliced", bound_lua_sliced}, {"notify", h_notify}, {"lock_state_dir", h_lock_state_dir}, {"watchdog", h_watchdog},
+    {"trim_memory", h_trim_memory},
     {"test_block_loop", h_test_block_loop}, {NULL, NULL}};
 
 int luaopen_rotator_host(lua_State *L) {
