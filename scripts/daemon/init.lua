@@ -80,10 +80,11 @@ local function register_hooks()
   host.on_signal("TERM", M.stop)
 end
 
--- The journal, unless this is a dry run (planned calls must not count as done).
-local function open_store(opts)
+-- The journal, unless this is a dry run (planned calls must not count as done). A state
+-- that adopts a reload opens the file this process checked at start (no second check).
+local function open_store(opts, adopting)
   if opts.dry_run then return nil end
-  local s, err = store.open(nil)
+  local s, err = store.open(nil, { checked = adopting })
   if not s then return nil, tostring(err) end
   s:compact_every()
   s:checkpoint_every()
@@ -199,7 +200,7 @@ function M.start(opts, handover)
       if not ok then return nil, lerr, pid and 2 or nil end
     end
   end
-  local store, err = open_store(opts)
+  local store, err = open_store(opts, handover ~= nil)
   if err then return nil, err end
   register_hooks()
   M.started, M.opts = true, opts

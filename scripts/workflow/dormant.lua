@@ -16,7 +16,7 @@
 --   set:take(id) -> at, since, rule | nil   remove an entry (it wakes or is resumed early)
 --   set:has(id) / set.count / set:each(fn(id, at, since, rule))
 --   set:pause() / set:resume()     no wake while a reload quiesces
---   set:export(label) -> {ids, at, since, rule}   arrays for the reload handover
+--   set:export(label) -> {ids, times, rules, rule_index}   the reload handover
 --   set:import(h)                  take a handover in (one heapify, no per-entry work
 --                                   beyond three table stores)
 --   set:close()                    cancel the timer (the set is dropped)
@@ -157,33 +157,49 @@ end
 Set.close = Set.pause
 
 -- label(rule) -> string: what crosses into the new state instead of the rule table.
+-- The handover is what the host copies cheaply: the ids (one array of strings), the wake
+-- times and wait starts packed in one string ("<d" pairs), the rules as a list of labels
+-- and one packed index per entry ("<I4").
 function Set:export(label)
-  local ids, at, since, rule = {}, {}, {}, {}
+  local ids, times, labels, index, of = {}, {}, {}, {}, {}
   local n = 0
   for id, t in pairs(self.at) do
     n = n + 1
     local r = self.rule[id]
-    ids[n], at[n], since[n], rule[n] = id, t, self.since[id], type(r) == "table" and label(r) or r
+    if type(r) == "table" then r = label(r) end
+    r = r or ""
+    local k = of[r]
+    if not k then
+      k = #labels + 1
+      labels[k], of[r] = r, k
+    end
+    ids[n], times[2 * n - 1], times[2 * n], index[n] = id, t, self.since[id], k
   end
-  return { ids = ids, at = at, since = since, rule = rule }
+  return { ids = ids, times = string.pack("<" .. ("d"):rep(2 * n), table.unpack(times, 1, 2 * n)),
+    rules = labels, rule_index = string.pack("<" .. ("I4"):rep(n), table.unpack(index, 1, n)) }
 end
 
 function Set:import(h)
-  local ids, at, since, rule = h.ids or {}, h.at or {}, h.since or {}, h.rule or {}
+  local ids = h.ids or {}
+  local n = #ids
+  if n == 0 then return 0 end
+  local times = { string.unpack("<" .. ("d"):rep(2 * n), h.times) }
+  local index = { string.unpack("<" .. ("I4"):rep(n), h.rule_index) }
+  local labels = h.rules
   local A, S, R, hk, hv = self.at, self.since, self.rule, self.hk, self.hv
-  local n = self.hn
-  for i = 1, #ids do
-    local id = ids[i]
+  local m = self.hn
+  for i = 1, n do
+    local id, at = ids[i], times[2 * i - 1]
     if A[id] == nil then self.count = self.count + 1 end
-    A[id], S[id], R[id] = at[i], since[i], rule[i]
-    n = n + 1
-    hk[n], hv[n] = at[i], id
+    A[id], S[id], R[id] = at, times[2 * i], labels[index[i]]
+    m = m + 1
+    hk[m], hv[m] = at, id
   end
-  self.hn = n
-  for i = n // 2, 1, -1 do down(hk, hv, n, i) end
+  self.hn = m
+  for i = m // 2, 1, -1 do down(hk, hv, m, i) end
   self.timer_at = nil
   arm(self)
-  return #ids
+  return n
 end
 
 return M

@@ -192,7 +192,7 @@ end
 -- The dormant entries of ctx as arrays for the handover (rule tables become labels).
 function M.snapshot_dormant(ctx)
   local reg = registry.of(ctx)
-  if not reg.dormant then return { ids = {}, at = {}, since = {}, rule = {} } end
+  if not reg.dormant then return { ids = {} } end
   return reg.dormant:export(rules.label)
 end
 
