@@ -81,8 +81,8 @@ function M.listen(addr, any)
   return metrics.listen(addr, any)
 end
 
--- status: workflows by state (running now, by phase and by rule; finished since start
--- by outcome; the journal's totals).
+-- status: workflows by state (running now, by phase and by rule, and how many of them
+-- are dormant: workflow/dormant.lua; finished since start by outcome; the journal's totals).
 function M.workflows(journal_counts)
   local running, by_rule, total = {}, {}, 0
   for _, c in ipairs(live_counts()) do
@@ -95,7 +95,8 @@ function M.workflows(journal_counts)
   for _, s in ipairs(fam and fam.series or {}) do
     finished[s.labels.outcome] = (finished[s.labels.outcome] or 0) + math.tointeger(s.value)
   end
-  return { running = total, by_state = running, by_rule = by_rule, finished = finished, journal = journal_counts }
+  return { running = total, dormant = daemon.ctx and workflow.dormant_count(daemon.ctx) or 0, by_state = running,
+    by_rule = by_rule, finished = finished, journal = journal_counts }
 end
 
 -- status: AWS calls in flight apart from the SQS long poll; messages this daemon holds.
