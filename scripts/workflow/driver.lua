@@ -296,7 +296,7 @@ function M.wake(ctx, id, _, since, rule)
   if type(rule) ~= "table" then rule = M.rule_for(doc, ctx.rules and ctx.rules() or {}) end
   local wf = M.handle(doc, rule)
   wf.slot = true -- carried over from the dormant entry
-  if p then wf.waiters, wf.log = p.waiters, p.log end
+  if p then wf.waiters, wf.log, p.woken = p.waiters, p.log, wf end
   return M.spawn(ctx, wf)
 end
 

@@ -134,7 +134,8 @@ function M.rearm(doc, rule, ctx, quiet, bulk)
 end
 
 function M.await(wf)
-  if wf.finished then return wf.doc end -- (a proxy's doc is the journal's: it never is)
+  if wf.woken then return M.await(wf.woken) end -- a dormant workflow's proxy, since woken
+  if wf.finished then return wf.doc end
   local f = task.future()
   wf.waiters[#wf.waiters + 1] = f
   return f:wait()
