@@ -284,10 +284,20 @@ function M.wake(ctx, id, _, since, rule)
   local reg = registry.of(ctx)
   local p = reg.proxies[id]
   reg.proxies[id] = nil
-  local row, err = ctx.store:get(id)
-  if not row or row.finished or row.doc.journal_error or row.doc.Phase ~= "Wait for Restore" then
-    return wake_failed(reg, id, p, row and (row.doc.journal_error or ("journal: the workflow is "
-      .. tostring(row.finished and "finished" or row.doc.Phase))) or ("journal: " .. tostring(err or "no such workflow")))
+  local ok, row = pcall(ctx.store.get, ctx.store, id)
+  if not ok or not row then
+    -- Unreadable just now (or gone from under us): stay dormant, slot and waiters kept, and
+    -- try again later rather than drop a workflow the journal may still hold.
+    local retry = config.values.max_poll
+    log.error("workflow.wake_retry", { workflow = id, error = ok and "no journal row for this workflow" or tostring(row),
+      retry_in = retry, next = "check the state directory's journal (`rotator journal check`)" })
+    if p then reg.proxies[id] = p end
+    M.dormant_of(ctx):put(id, clock.now() + retry, since, rule)
+    return
+  end
+  if row.finished or row.doc.journal_error or row.doc.Phase ~= "Wait for Restore" then
+    return wake_failed(reg, id, p, row.doc.journal_error or ("journal: the workflow is "
+      .. tostring(row.finished and "finished" or row.doc.Phase)))
   end
   local doc = row.doc
   doc._durable_poll = doc.NextPollAt

@@ -465,6 +465,37 @@ return {
     os.execute("rm -rf " .. dir)
   end,
 
+  -- A journal read that fails at the wake keeps the workflow dormant (slot and all) and
+  -- tries again; it is never dropped.
+  dormant_wake_retries_an_unreadable_journal = function()
+    workflow.configure({ first_poll = 0.1, max_poll = 0.1, deadline = 30, restores_per_second = 1000,
+      dormant_after = 0.05 })
+    local store, task = require "daemon.store", require "engine.task"
+    local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
+    local s <close> = assert(store.open(dir))
+    local failing = 1
+    local flaky = setmetatable({ get = function(self, id)
+      if failing > 0 then failing = failing - 1 error("disk I/O error (test)") end
+      return s:get(id)
+    end }, { __index = function(_, k)
+      local v = s[k]
+      if type(v) == "function" then return function(_, ...) return v(s, ...) end end
+      return v
+    end })
+    local aws = fake({ creating_polls = 0 })
+    aws.ctx.store = flaky
+    workflow.start(record({ backup_job_id = "job-flaky" }), RULE, aws.ctx)
+    task.sleep(0.15) -- the first wake failed to read the journal
+    T.eq(failing, 0, "the wake tried to read the journal")
+    T.eq(workflow.dormant_count(aws.ctx), 1, "still dormant")
+    T.eq(workflow.admission(aws.ctx).active, 1, "with its slot")
+    local doc = workflow.await(workflow.find(aws.ctx, "job-flaky"))
+    T.eq(doc.Status, "Complete", doc.Error)
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+      deadline = 5, restores_per_second = 1000 })
+    os.execute("rm -rf " .. dir)
+  end,
+
   -- The set itself: earliest first, a moved or taken entry never fires, a burst of due
   -- entries is spread over loop turns.
   dormant_set_wakes_in_order = function()
