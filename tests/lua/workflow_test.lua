@@ -78,6 +78,14 @@ local function fake(opts)
   return st
 end
 
+-- Dormancy needs a journal: poll intervals first, max, a fresh store and its folder.
+local function dormant_journal(first, max)
+  workflow.configure({ first_poll = first, max_poll = max, deadline = 30, restores_per_second = 1000,
+    dormant_after = 0.05 })
+  local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
+  return assert(require("daemon.store").open(dir)), dir
+end
+
 return {
   happy_path_restores_waits_and_updates_ssm = function()
     local aws = fake({ creating_polls = 2 })
@@ -387,11 +395,8 @@ return {
   -- A long wait with a journal: the task ends, one compact entry stays (dormant.lua);
   -- lookups see it, it wakes from the journal and completes, its wait one closed step.
   dormant_wait_wakes_from_the_journal_and_completes = function()
-    workflow.configure({ first_poll = 0.1, max_poll = 0.2, deadline = 30, restores_per_second = 1000,
-      dormant_after = 0.05 })
-    local store, task = require "daemon.store", require "engine.task"
-    local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
-    local s <close> = assert(store.open(dir))
+    local s <close>, dir = dormant_journal(0.1, 0.2)
+    local task = require "engine.task"
     local aws = fake({ creating_polls = 2 })
     aws.ctx.store = s
     local wf = workflow.start(record({ backup_job_id = "job-dorm" }), RULE, aws.ctx)
@@ -427,11 +432,8 @@ return {
   -- A reload hands over the dormant entries only (no documents), and a restart's journal
   -- documents become dormant entries, not tasks; both wake and complete.
   dormant_entries_cross_a_reload_and_a_restart = function()
-    workflow.configure({ first_poll = 0.3, max_poll = 0.3, deadline = 30, restores_per_second = 1000,
-      dormant_after = 0.05 })
-    local store, task, json = require "daemon.store", require "engine.task", require "json"
-    local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
-    local s <close> = assert(store.open(dir))
+    local s <close>, dir = dormant_journal(0.3, 0.3)
+    local task, json = require "engine.task", require "json"
     local aws = fake({ creating_polls = 1 })
     aws.ctx.store = s
     for i = 1, 3 do workflow.start(record({ backup_job_id = "job-r" .. i, start_epoch = 1795575600 + i * 3600 }), RULE, aws.ctx) end
@@ -468,11 +470,8 @@ return {
   -- A journal read that fails at the wake keeps the workflow dormant (slot and all) and
   -- tries again; it is never dropped.
   dormant_wake_retries_an_unreadable_journal = function()
-    workflow.configure({ first_poll = 0.1, max_poll = 0.1, deadline = 30, restores_per_second = 1000,
-      dormant_after = 0.05 })
-    local store, task = require "daemon.store", require "engine.task"
-    local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
-    local s <close> = assert(store.open(dir))
+    local s <close>, dir = dormant_journal(0.1, 0.1)
+    local task = require "engine.task"
     local failing = 1
     local flaky = setmetatable({ get = function(self, id)
       if failing > 0 then failing = failing - 1 error("disk I/O error (test)") end
