@@ -20,7 +20,7 @@
 -- (workflow.await), or naming the message that holds it, carries over to the woken task.
 -- A dry run (no journal) keeps every workflow in memory.
 --   M.dormant_of(ctx) -> set     M.can_sleep_dormant(ctx, doc, delay) -> bool
---   M.make_dormant(ctx, doc, rule[, since]) -> proxy   M.lookup(ctx, id) -> wf | proxy | nil
+--   M.make_dormant(ctx, doc, rule[, since])   M.lookup(ctx, id) -> wf | proxy | nil
 local log = require "log"
 local task = require "engine.task"
 local clock = require "clock"
@@ -246,12 +246,10 @@ function M.lookup(ctx, id)
   end
 end
 
--- Hold doc dormant (its slot is owed: counted in admission here). Returns its proxy.
+-- Hold doc dormant (its slot is owed: counted in admission here).
 function M.make_dormant(ctx, doc, rule, since)
-  local reg = registry.of(ctx)
-  reg.admission:hold()
+  registry.of(ctx).admission:hold()
   M.dormant_of(ctx):put(doc.WorkflowId, doc.NextPollAt, since or wait_since(doc), rule)
-  return M.lookup(ctx, doc.WorkflowId)
 end
 
 function M.go_dormant(ctx, reg, wf)

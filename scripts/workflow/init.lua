@@ -120,11 +120,11 @@ function M.rearm(doc, rule, ctx, quiet, bulk)
   end
   doc.Status, doc.Error = nil, nil
   if driver.can_sleep_dormant(ctx, doc, (doc.NextPollAt or 0) - clock.now()) then
-    local p = driver.make_dormant(ctx, doc, rule)
+    driver.make_dormant(ctx, doc, rule)
     log.debug("workflow.rearmed", D.fields(doc, { phase = doc.Phase, rule = rules.label(rule), dormant = true,
       wait = math.max(0, doc.NextPollAt - clock.now()) }))
     if bulk then return nil end
-    return p
+    return driver.lookup(ctx, doc.WorkflowId)
   end
   local reg = registry.of(ctx)
   if doc.Phase == "Wait for Restore" and not ctx.dry_run then reg.admission:acquire(wf, true) end

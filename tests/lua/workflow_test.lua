@@ -455,6 +455,7 @@ return {
       T.eq(workflow.rearm(row.doc, workflow.rule_for(row.doc, { RULE }), aws.ctx, true, true), nil, "bulk: no handle")
     end
     T.eq(workflow.dormant_count(aws.ctx), 3, "every waiting one is dormant again")
+    T.eq(next(require("workflow.registry").of(aws.ctx).proxies), nil, "and holds no proxy handle")
     T.eq(workflow.admission(aws.ctx).active, 3)
     for i = 1, 3 do
       local doc = workflow.await(workflow.find(aws.ctx, "job-r" .. i))
