@@ -253,9 +253,18 @@ function M.make_dormant(ctx, doc, rule, since)
 end
 
 function M.go_dormant(ctx, reg, wf)
-  local doc = wf.doc
-  if reg.live[wf.id] == wf then reg.live[wf.id] = nil end
+  local doc, id = wf.doc, wf.id
+  if reg.live[id] == wf then reg.live[id] = nil end
   wf.gen = wf.gen + 1 -- the dropped handle is stale from now on
+  -- Who still holds the handle and awaits it later follows the workflow: its proxy while
+  -- dormant, its next task once woken, or its final document from the journal.
+  wf.successor = function()
+    local nxt = M.lookup(ctx, id)
+    if nxt then return nxt end
+    local row = ctx.store:get(id)
+    return { finished = true, doc = row and row.doc or { WorkflowId = id, Status = "Error", Phase = "Error",
+      Error = "journal: no record of this workflow" } }
+  end
   M.dormant_of(ctx):put(wf.id, doc.NextPollAt, wait_since(doc), wf.rule)
   if #wf.waiters > 0 or (wf.log and wf.log.message_id) then
     local p = proxy(reg, wf.id)
@@ -271,8 +280,8 @@ local function wake_failed(reg, id, p, why)
   log.error("workflow.wake_failed", { workflow = id, error = why,
     next = "see `rotator journal show " .. id .. "`; a redelivered notification resumes it" })
   if p then
-    p.finished = true
     local doc = { WorkflowId = id, Status = "Error", Phase = "Error", Error = why }
+    p.finished, p.doc = true, doc
     for _, f in ipairs(p.waiters) do f:set(doc) end
   end
 end
@@ -304,7 +313,10 @@ function M.wake(ctx, id, _, since, rule)
   if type(rule) ~= "table" then rule = M.rule_for(doc, ctx.rules and ctx.rules() or {}) end
   local wf = M.handle(doc, rule)
   wf.slot = true -- carried over from the dormant entry
-  if p then wf.waiters, wf.log, p.woken = p.waiters, p.log, wf end
+  if p then
+    wf.waiters, wf.log = p.waiters, p.log
+    p.successor = function() return wf end -- a proxy awaited from now on follows the task
+  end
   return M.spawn(ctx, wf)
 end
 

@@ -134,7 +134,7 @@ function M.rearm(doc, rule, ctx, quiet, bulk)
 end
 
 function M.await(wf)
-  if wf.woken then return M.await(wf.woken) end -- a dormant workflow's proxy, since woken
+  while wf.successor do wf = wf.successor() end -- it went dormant, or woke (driver.lua)
   if wf.finished then return wf.doc end
   local f = task.future()
   wf.waiters[#wf.waiters + 1] = f
