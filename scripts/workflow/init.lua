@@ -5,7 +5,8 @@
 -- (driver.lua); each state has its file (restore.lua, wait.lua, ssm.lua, and after/ for
 -- the steps after ACTIVE). This file is the public API:
 --   M.start(rec, rule, ctx) -> wf      new workflow, journaled ("Accepted"), driven in a task
---   M.rearm(doc, rule, ctx[, quiet]) -> wf  carry on from a document (journal or reload snapshot)
+--   M.rearm(doc, rule, ctx[, quiet[, bulk]]) -> wf  carry on from a document (journal or
+--                                      reload snapshot; a long wait is re-armed dormant)
 --   M.await(wf) -> doc                 wait (inside a task) until it is Complete or Error
 --   M.run(rec, rule, ctx) -> doc       start + await (replay, tests)
 --   M.find(ctx, id) -> wf | nil        the workflow of that id driven for this ctx (a
