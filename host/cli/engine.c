@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "lua/chunkcache.h"
 #include "lua/state.h"
 #include "svc/metrics_http.h"
 
@@ -56,6 +57,7 @@ int cmd_engine(host_t *h, int argc, char **argv) {
   host_reload_cleanup(h);
   lua_close(h->L);
   h->L = NULL;
+  chunkcache_clear();
   host_aws_close(h);
   metrics_free_all();
   return code;

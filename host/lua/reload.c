@@ -1,6 +1,7 @@
 /* Hot reload (after rspamd's reread_config): build a new Lua state, validate, swap.
  *
- *   1. A fresh state loads the engine and runs cli.reload_prepare(): every script and
+ *   1. A fresh state loads the engine (from the bytecode kept by the previous reload where
+ *      a script did not change: lua/chunkcache.c) and runs cli.reload_prepare(): every script and
  *      policy loads and validates, exactly as `rotator check`. Failure: the candidate is
  *      closed, "reload.failed ... configuration not changed" is logged, nothing else moves.
  *      The policies load in a coroutine of the candidate, resumed from a loop timer: the
@@ -24,6 +25,7 @@
 #include "core/host.h"
 #include "core/log.h"
 #include "lua/bound.h"
+#include "lua/chunkcache.h"
 #include "lua/state.h"
 #include "lua/transfer.h"
 #include "svc/notify.h"
@@ -149,6 +151,7 @@ static int prepare(host_t *h) {
   lua_State *L2 = lstate_new(h);
   if (!L2) { log_failed("prepare", "out of memory"); return -1; }
   h->reload_next = L2;
+  chunkcache_install(L2); /* the engine's modules from the bytecode of the last load */
   if (lstate_require(L2, "cli") != 0) {
     snprintf(err, sizeof err, "%s", lua_tostring(L2, -1) ? lua_tostring(L2, -1) : "unknown error");
     prepare_failed(h, "prepare", err);

@@ -77,6 +77,7 @@ struct journal {
   sqlite3 *db;
   char *path;
   int readonly;
+  int checked;            /* JOURNAL_CHECKED: no quick_check at open */
   sqlite3_stmt *st[ST_N];
   int errcode;            /* SQLite's extended result code of the last failure, or 0 */
   char err[1024];
@@ -332,7 +333,7 @@ static int configure(journal_t *j) {
       exec_sql(j, "PRAGMA journal_size_limit=" XSTR(WAL_SIZE_LIMIT_BYTES), "limiting the WAL size") < 0)
     return -1;
   if (v == 0) return create_schema(j);
-  return damaged(j, 1);
+  return j->checked ? 0 : damaged(j, 1);
 }
 
 static journal_t *open_fail(journal_t *j, char **err) {
@@ -412,6 +413,7 @@ journal_t *journal_open(const char *path, int flags, char **err) {
   journal_t *j = calloc(1, sizeof *j);
   if (!j) return NULL;
   j->readonly = (flags & JOURNAL_READONLY) != 0;
+  j->checked = (flags & JOURNAL_CHECKED) != 0;
   if (!(j->path = strdup(path))) return open_fail(j, err);
   if (!j->readonly && (make_parent_dirs(path) < 0 || create_file(path) < 0)) {
     failf(j, "cannot create it: %s; check --state-dir / ROTATOR_STATE_DIR and its permissions",

@@ -18,7 +18,10 @@
 
 typedef struct journal journal_t;
 
-enum { JOURNAL_READONLY = 1 }; /* open flags: readers (rotator journal) never write */
+/* open flags: readers (rotator journal) never write; CHECKED: this process checked the
+ * file when it first opened it and has written it since (a hot reload's new state), so
+ * the quick_check at open, O(journal size), is not run again. */
+enum { JOURNAL_READONLY = 1, JOURNAL_CHECKED = 2 };
 
 typedef struct {
   const char *workflow;   /* workflow id (derived from the backup job id) */

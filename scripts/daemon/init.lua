@@ -13,6 +13,10 @@
 -- Hot reload (daemon/reload.lua, host/lua/reload.c): quiesce stops receiving, lets our AWS calls
 -- finish, parks every workflow at a step boundary and hands their documents, the SQS
 -- claims and the ReceiveMessage still in flight over; adopt re-arms them in the new state.
+-- Dormant workflows (a long wait, the document durable: workflow/dormant.lua) cross as
+-- compact entries only (ids and wake times), not documents, and are not re-armed: they
+-- wake from the journal when due. The same holds for the journal's waiting workflows at
+-- start, so neither a reload nor a restart does per-workflow work for them in one turn.
 -- Bounded by ROTATOR_QUIESCE_TIMEOUT (default 60 s, past the longest AWS call): what still
 -- moves then restarts its step from its last journaled boundary in the new state
 -- (idempotent, see workflow/restore.lua). A stop that began meanwhile stops the adopting state too.
@@ -76,10 +80,11 @@ local function register_hooks()
   host.on_signal("TERM", M.stop)
 end
 
--- The journal, unless this is a dry run (planned calls must not count as done).
-local function open_store(opts)
+-- The journal, unless this is a dry run (planned calls must not count as done). A state
+-- that adopts a reload opens the file this process checked at start (no second check).
+local function open_store(opts, adopting)
   if opts.dry_run then return nil end
-  local s, err = store.open(nil)
+  local s, err = store.open(nil, { checked = adopting })
   if not s then return nil, tostring(err) end
   s:compact_every()
   s:checkpoint_every()
@@ -104,8 +109,10 @@ local function rearm_all(docs, ctx, quiet)
     if wa ~= wb then return wa end
     return (a.StartedAt or 0) < (b.StartedAt or 0)
   end)
-  for _, doc in ipairs(docs) do workflow.rearm(doc, workflow.rule_for(doc, M.rules), ctx, quiet) end
-  return #docs
+  local before = workflow.dormant_count(ctx)
+  for _, doc in ipairs(docs) do workflow.rearm(doc, workflow.rule_for(doc, M.rules), ctx, quiet, true) end
+  local dormant = workflow.dormant_count(ctx) - before
+  return #docs, #docs - dormant, dormant
 end
 
 local function resume_journal(ctx)
@@ -117,11 +124,17 @@ local function resume_journal(ctx)
     if r.doc.journal_error then
       log.error("journal.unreadable", { workflow = r.id, error = r.doc.journal_error })
     else
+      r.doc._durable_poll = r.doc.NextPollAt -- it is the journal's: a long wait can be dormant
       docs[#docs + 1] = r.doc
     end
   end
-  local n = rearm_all(docs, ctx)
-  if n > 0 then log.info("journal.resumed", { workflows = n, journal = ctx.store:path() }) end
+  rows = nil
+  local n, active, dormant = rearm_all(docs, ctx)
+  docs = nil
+  if dormant > 0 then host.release_memory() end -- the documents were read for this moment only
+  if n > 0 then
+    log.info("journal.resumed", { workflows = n, active = active, dormant = dormant, journal = ctx.store:path() })
+  end
   return n
 end
 
@@ -187,7 +200,7 @@ function M.start(opts, handover)
       if not ok then return nil, lerr, pid and 2 or nil end
     end
   end
-  local store, err = open_store(opts)
+  local store, err = open_store(opts, handover ~= nil)
   if err then return nil, err end
   register_hooks()
   M.started, M.opts = true, opts
@@ -198,9 +211,11 @@ function M.start(opts, handover)
   if handover then
     M.startup = { state = "ready", queue = opts.queue_url, since = clock.now() }
     ready(opts, ctx)
-    local n = rearm_all(handover.workflows or {}, ctx, true)
+    local d = workflow.adopt_dormant(ctx, handover.dormant) -- their slots first: they are owed
+    local n, active, dormant = rearm_all(handover.workflows or {}, ctx, true)
     if not opts.dry_run then schedule.start(ctx, M.rules) end
-    log.info("reload.adopted", { workflows = n, claims = #(handover.claims or {}),
+    log.info("reload.adopted", { workflows = n + d, active = active, dormant = dormant + d,
+      claims = #(handover.claims or {}),
       receive = handover.receive and tostring(handover.receive) or "none" })
     if opts.queue_url then intake.adopt(ctx, handover.claims, handover.receive) end
     start_reconcile(ctx, opts, false)
@@ -310,8 +325,9 @@ function M.quiesce(done)
     if M.ctx and M.ctx.store and M.ctx.store.ckpt_timer then M.ctx.store.ckpt_timer:cancel() M.ctx.store.ckpt_timer = nil end
     local claims, receive = intake.snapshot()
     M.handover = { opts = M.opts, workflows = workflow.snapshot(M.ctx or {}), claims = claims, receive = receive,
-      health = health.snapshot() }
-    log.info("reload.quiesced", { workflows = #M.handover.workflows, claims = #M.handover.claims,
+      health = health.snapshot(), dormant = workflow.snapshot_dormant(M.ctx or {}) }
+    log.info("reload.quiesced", { workflows = #M.handover.workflows + #M.handover.dormant.ids,
+      active = #M.handover.workflows, dormant = #M.handover.dormant.ids, claims = #M.handover.claims,
       receive = receive and tostring(receive) or "none", ms = math.floor((clock.mono() - started) * 1000 + 0.5) })
     done(M.handover)
   end

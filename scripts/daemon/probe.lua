@@ -9,7 +9,7 @@
 local host = require "host"
 local metrics = require "engine.metrics"
 local aws = require "aws"
-local registry = require "workflow.registry"
+local workflow = require "workflow"
 local daemon = require "daemon"
 local intake = require "daemon.intake"
 local health = require "daemon.health"
@@ -19,22 +19,23 @@ local M = {}
 
 local RANK_VALUE = { ok = 0, degraded = 1, failing = 2 }
 
--- Live workflows of the daemon's ctx: { {state, rule, n} } counted by phase and rule.
+-- Live workflows of the daemon's ctx, dormant ones included: { {state, rule, n} }
+-- counted by phase and rule.
 local function live_counts()
   local out, by = {}, {}
   local ctx = daemon.ctx
   if not ctx then return out end
-  for _, wf in pairs(registry.of(ctx).live) do
-    if not wf.finished then
-      local state, rule = tostring(wf.doc.Phase or "Accepted"), tostring(wf.doc.Rule or "")
-      local key = state .. "\0" .. rule
-      if not by[key] then
-        by[key] = { state = state, rule = rule, n = 0 }
-        out[#out + 1] = by[key]
-      end
-      by[key].n = by[key].n + 1
+  workflow.each_running(ctx, function(_, phase, label)
+    local state, rule = tostring(phase), tostring(label)
+    local key = state .. "\0" .. rule
+    local c = by[key]
+    if not c then
+      c = { state = state, rule = rule, n = 0 }
+      by[key] = c
+      out[#out + 1] = c
     end
-  end
+    c.n = c.n + 1
+  end)
   return out
 end
 
@@ -80,8 +81,8 @@ function M.listen(addr, any)
   return metrics.listen(addr, any)
 end
 
--- status: workflows by state (running now, by phase and by rule; finished since start
--- by outcome; the journal's totals).
+-- status: workflows by state (running now, by phase and by rule, and how many of them
+-- are dormant: workflow/dormant.lua; finished since start by outcome; the journal's totals).
 function M.workflows(journal_counts)
   local running, by_rule, total = {}, {}, 0
   for _, c in ipairs(live_counts()) do
@@ -94,7 +95,8 @@ function M.workflows(journal_counts)
   for _, s in ipairs(fam and fam.series or {}) do
     finished[s.labels.outcome] = (finished[s.labels.outcome] or 0) + math.tointeger(s.value)
   end
-  return { running = total, by_state = running, by_rule = by_rule, finished = finished, journal = journal_counts }
+  return { running = total, dormant = daemon.ctx and workflow.dormant_count(daemon.ctx) or 0, by_state = running,
+    by_rule = by_rule, finished = finished, journal = journal_counts }
 end
 
 -- status: AWS calls in flight apart from the SQS long poll; messages this daemon holds.

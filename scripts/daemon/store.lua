@@ -329,12 +329,13 @@ end
 
 -- Open the store in state_dir (default: M.default_state_dir()). opts: keep_finished,
 -- retain (seconds, or false to keep latest documents forever), compact_every (seconds),
--- readonly. Returns the store or nil, msg.
+-- readonly, checked (this process checked the file at its first open: a reload skips the
+-- quick_check). Returns the store or nil, msg.
 function M.open(state_dir, opts)
   opts = opts or {}
   local path, err = M.path(state_dir)
   if not path then return nil, err end
-  local j, jerr = journal.open(path, { readonly = opts.readonly })
+  local j, jerr = journal.open(path, { readonly = opts.readonly, checked = opts.checked })
   if not j then return nil, jerr end
   local retain = opts.retain
   if retain == nil then retain = M.defaults.retain end

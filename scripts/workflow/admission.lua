@@ -33,6 +33,12 @@ function Admission:acquire(wf, force, block)
   end)
 end
 
+-- n slots owed to workflows without a handle (dormant: workflow/dormant.lua); one comes
+-- back with release({ slot = true }).
+function Admission:hold(n)
+  self.active = self.active + (n or 1)
+end
+
 function Admission:release(wf)
   if not wf.slot then return end
   wf.slot = nil

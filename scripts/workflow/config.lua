@@ -11,12 +11,14 @@ M.defaults = {
   restores_per_second = 10,    -- RestoreTableFromBackup calls per second
   limit_backoff = 120,         -- LimitExceededException: requeue after 2 min ...
   limit_backoff_max = 900,     -- ... doubling up to 15 min
+  dormant_after = 5,           -- a wait at least this long is held dormant (workflow/dormant.lua)
 }
 
 local ENV = {
   first_poll = "ROTATOR_WAIT_FIRST", max_poll = "ROTATOR_WAIT_MAX", deadline = "ROTATOR_WAIT_DEADLINE",
   max_concurrent = "ROTATOR_MAX_RESTORES", restores_per_second = "ROTATOR_RESTORES_PER_SECOND",
   limit_backoff = "ROTATOR_LIMIT_BACKOFF", limit_backoff_max = "ROTATOR_LIMIT_BACKOFF_MAX",
+  dormant_after = "ROTATOR_DORMANT_AFTER",
 }
 
 M.values = {}

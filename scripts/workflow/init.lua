@@ -5,11 +5,15 @@
 -- (driver.lua); each state has its file (restore.lua, wait.lua, ssm.lua, and after/ for
 -- the steps after ACTIVE). This file is the public API:
 --   M.start(rec, rule, ctx) -> wf      new workflow, journaled ("Accepted"), driven in a task
---   M.rearm(doc, rule, ctx[, quiet]) -> wf  carry on from a document (journal or reload snapshot)
+--   M.rearm(doc, rule, ctx[, quiet[, bulk]]) -> wf  carry on from a document (journal or
+--                                      reload snapshot; a long wait is re-armed dormant)
 --   M.await(wf) -> doc                 wait (inside a task) until it is Complete or Error
 --   M.run(rec, rule, ctx) -> doc       start + await (replay, tests)
---   M.find(ctx, id) -> wf | nil        the workflow of that id driven for this ctx
+--   M.find(ctx, id) -> wf | nil        the workflow of that id driven for this ctx (a
+--                                      dormant one's proxy handle: driver.lua)
 --   M.quiesce(ctx, cb) / M.snapshot(ctx) / M.reset(ctx)   park every workflow (reload)
+--   M.snapshot_dormant(ctx) / M.adopt_dormant(ctx, h)   the dormant entries' handover
+--   M.each_running(ctx, fn(id, phase, rule_label))   live and dormant workflows (status, metrics)
 -- ctx: { svc (services.lua), store (store.lua, optional: nil journals nothing), dry_run,
 --        workflows (registry.lua: made on first use) }. The registry of live workflows,
 -- admission slots and SSM locks belongs to the ctx, so a dry run (its own ctx) never
@@ -23,6 +27,13 @@
 -- (task.cancel: timer, queue place or lock) and bumps the generation; an AWS completion
 -- that carries an older generation is dropped, never resumed. A workflow inside a step
 -- (an AWS call in flight) parks at the end of the step.
+--
+-- Dormant workflows (driver.lua, dormant.lua): a workflow that sleeps long in Wait for
+-- Restore with its document durable is held as a compact entry, not a task. A reload
+-- hands over only those entries (ids, wake times, wait starts, rule labels: arrays the
+-- host copies cheaply), never their documents, and re-arms only the active workflows;
+-- so a reload costs O(active + entries), and the per-entry part is a few table stores.
+-- Re-arming from the journal (restart) makes dormant entries too, not tasks.
 local log = require "log"
 local task = require "engine.task"
 local clock = require "clock"
@@ -47,7 +58,26 @@ M.config = config.values
 M.configure = config.configure
 
 function M.find(ctx, id)
-  return registry.of(ctx).live[id]
+  return driver.lookup(ctx, id)
+end
+
+-- fn(id, phase, rule label) for every unfinished workflow of ctx, dormant ones included.
+function M.each_running(ctx, fn)
+  local reg = registry.of(ctx)
+  for id, wf in pairs(reg.live) do
+    if not wf.finished then fn(id, wf.doc.Phase or "Accepted", wf.doc.Rule or "") end
+  end
+  if reg.dormant then
+    reg.dormant:each(function(id, _, _, rule)
+      fn(id, "Wait for Restore", type(rule) == "table" and rules.label(rule) or rule or "")
+    end)
+  end
+end
+
+-- How many workflows of ctx are dormant.
+function M.dormant_count(ctx)
+  local reg = registry.of(ctx)
+  return reg.dormant and reg.dormant.count or 0
 end
 
 function M.admission(ctx)
@@ -80,7 +110,10 @@ end
 -- Carry a workflow on from its document: the same step, the remaining wait.
 -- quiet: a reload handover (summarised by the daemon) logs each at debug level only.
 -- A document never changes mode: a dry run's is not re-armed by a real ctx, nor the reverse.
-function M.rearm(doc, rule, ctx, quiet)
+-- A waiting document that is durable (from the journal, or marked so by wait.lua) and
+-- sleeps long is held dormant; bulk (many at once: a restart or a reload) then returns
+-- nothing instead of its proxy handle.
+function M.rearm(doc, rule, ctx, quiet, bulk)
   local wf = driver.handle(doc, rule)
   if D.is_dry_run(doc) ~= (ctx.dry_run == true) then
     log.error("workflow.not_rearmed", D.fields(doc, { phase = doc.Phase, dry_run_doc = D.is_dry_run(doc),
@@ -89,6 +122,13 @@ function M.rearm(doc, rule, ctx, quiet)
     return wf
   end
   doc.Status, doc.Error = nil, nil
+  if driver.can_sleep_dormant(ctx, doc, (doc.NextPollAt or 0) - clock.now()) then
+    driver.make_dormant(ctx, doc, rule)
+    log.debug("workflow.rearmed", D.fields(doc, { phase = doc.Phase, rule = rules.label(rule), dormant = true,
+      wait = math.max(0, doc.NextPollAt - clock.now()) }))
+    if bulk then return nil end
+    return driver.lookup(ctx, doc.WorkflowId)
+  end
   local reg = registry.of(ctx)
   if doc.Phase == "Wait for Restore" and not ctx.dry_run then reg.admission:acquire(wf, true) end
   log[quiet and "debug" or "info"]("workflow.rearmed", D.fields(doc, { phase = doc.Phase, rule = rules.label(rule),
@@ -97,6 +137,7 @@ function M.rearm(doc, rule, ctx, quiet)
 end
 
 function M.await(wf)
+  while wf.successor do wf = wf.successor() end -- it went dormant, or woke (driver.lua)
   if wf.finished then return wf.doc end
   local f = task.future()
   wf.waiters[#wf.waiters + 1] = f
@@ -110,15 +151,7 @@ end
 
 -- The rule a document was started with (by label), else the first that matches its
 -- source table, else a rule rebuilt from the document (no hooks: the restore started).
-function M.rule_for(doc, list)
-  for _, r in ipairs(list or {}) do
-    if rules.label(r) == doc.Rule and r.source_pattern == doc.SourcePattern then return r end
-  end
-  local r = rules.match(list or {}, doc.SourceTableName or "")
-  if r then return r end
-  return { name = doc.Rule, source_pattern = doc.SourcePattern, replacement = doc.ReplacementPattern,
-    ssm_parameter = doc.SSMParameterName, wait_for_active = doc.WaitForActive }
-end
+M.rule_for = driver.rule_for
 
 ---------------------------------------------------------------- quiesce (hot reload)
 -- Park every live workflow of ctx at a step boundary; cb() once all are parked or
@@ -137,6 +170,7 @@ function M.quiesce(ctx, cb)
     called = true
     cb()
   end
+  if reg.dormant then reg.dormant:pause() end -- no wake while parking: they are handed over
   parking.bulk = true -- one check after the loop, not one per workflow
   for _, wf in pairs(reg.live) do
     if wf.where ~= "step" and not wf.parked then driver.park_blocked(reg, wf) end
@@ -159,8 +193,26 @@ function M.snapshot(ctx)
   return docs
 end
 
+-- The dormant entries of ctx as arrays for the handover (rule tables become labels).
+function M.snapshot_dormant(ctx)
+  local reg = registry.of(ctx)
+  if not reg.dormant then return { ids = {} } end
+  return reg.dormant:export(rules.label)
+end
+
+-- The new state takes the entries over; each holds its admission slot. Returns how many.
+function M.adopt_dormant(ctx, h)
+  if not (h and h.ids and #h.ids > 0) then return 0 end
+  local set = driver.dormant_of(ctx)
+  local n = set:import(h)
+  registry.of(ctx).admission:hold(n)
+  return n
+end
+
 -- Reload aborted: forget the parked handles of ctx, take work again.
 function M.reset(ctx)
+  local reg = ctx.workflows
+  if reg and reg.dormant then reg.dormant:close() end
   ctx.workflows = registry.new()
 end
 

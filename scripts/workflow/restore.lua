@@ -66,6 +66,7 @@ local function started(ctx, wf, what)
   doc.RestoreStartedAt = doc.RestoreStartedAt or clock.now()
   doc.RetryAt = nil
   S.record(ctx, wf, what)
+  doc._durable_poll = doc.NextPollAt -- journaled: the first wait may be held dormant (driver.lua)
 end
 
 local function already_started(ctx, wf, err)

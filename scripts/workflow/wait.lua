@@ -16,6 +16,7 @@ local function next_poll(ctx, wf, what)
   doc.PollInterval = math.min((doc.PollInterval or c.first_poll) * c.poll_factor, c.max_poll)
   doc.NextPollAt = clock.now() + doc.PollInterval
   S.record(ctx, wf, what)
+  doc._durable_poll = doc.NextPollAt -- journaled: the sleep may be held dormant (driver.lua)
 end
 
 local function retryable(err) return type(err) == "table" and err.retryable end
@@ -85,7 +86,10 @@ function M.step(ctx, wf)
     if not wf.waiting then wf.waiting = D.open_step(doc, "Wait for Restore") or D.step(doc, "Wait for Restore") end
     return left
   end
-  if wf.waiting then D.done(wf.waiting) wf.waiting = nil end
+  -- The wait is over: close its step (a workflow woken from dormancy or handed over by
+  -- a reload carries it open in the document).
+  local w = wf.waiting or D.open_step(doc, "Wait for Restore")
+  if w then D.done(w) wf.waiting = nil end
   local s = D.step(doc, "Check Restore Status")
   if doc.RestoreJobId and not doc.RestoreJobCompleted then return check_restore_job(ctx, wf, s) end
   check_table(ctx, wf, s)

@@ -78,6 +78,22 @@ local function fake(opts)
   return st
 end
 
+-- Wait (inside a task) until fn() is true, at most `seconds`; returns fn()'s last value.
+local function eventually(fn, seconds)
+  local task, clock = require "engine.task", require "clock"
+  local deadline = clock.mono() + (seconds or 5)
+  while not fn() and clock.mono() < deadline do task.sleep(0.002) end
+  return fn()
+end
+
+-- Dormancy needs a journal: poll intervals first, max, a fresh store and its folder.
+local function dormant_journal(first, max)
+  workflow.configure({ first_poll = first, max_poll = max, deadline = 30, restores_per_second = 1000,
+    dormant_after = 0.05 })
+  local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
+  return assert(require("daemon.store").open(dir)), dir
+end
+
 return {
   happy_path_restores_waits_and_updates_ssm = function()
     local aws = fake({ creating_polls = 2 })
@@ -382,5 +398,138 @@ return {
     for _, wf in ipairs(wfs) do T.eq(wf.finished, nil, "the parked handle never finishes") end
     workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
       deadline = 5, restores_per_second = 1000 })
+  end,
+
+  -- A long wait with a journal: the task ends, one compact entry stays (dormant.lua);
+  -- lookups see it, it wakes from the journal and completes, its wait one closed step.
+  dormant_wait_wakes_from_the_journal_and_completes = function()
+    local s <close>, dir = dormant_journal(0.1, 0.2)
+    local task = require "engine.task"
+    local aws = fake({ creating_polls = 2 })
+    aws.ctx.store = s
+    local wf = workflow.start(record({ backup_job_id = "job-dorm" }), RULE, aws.ctx)
+    -- restored, then sleeping 0.1 s until the first DescribeTable
+    T.eq(eventually(function() return workflow.dormant_count(aws.ctx) == 1 end), true, "held dormant")
+    T.eq(require("workflow.registry").of(aws.ctx).live["job-dorm"], nil, "no live handle")
+    T.eq(workflow.admission(aws.ctx).active, 1, "it keeps its admission slot")
+    local seen = {}
+    workflow.each_running(aws.ctx, function(id, phase, rule) seen[#seen + 1] = id .. "|" .. phase .. "|" .. rule end)
+    T.eq(seen, { "job-dorm|Wait for Restore|t" }, "listed with its phase and rule")
+    local p = workflow.find(aws.ctx, "job-dorm")
+    T.eq(p and p.dormant, true, "a lookup finds it (a proxy handle)")
+    T.eq(p.doc.TargetTableName, "orders-staging-20261125-03-00-00", "its document is the journal's")
+    local doc = workflow.await(p)
+    T.eq(doc.Status, "Complete", doc.Error)
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 1)
+    T.eq(wf.finished, nil, "the handle that went dormant never finishes ...")
+    T.eq(workflow.await(wf).Status, "Complete", "... but awaited late it follows the workflow to its end")
+    local waits = 0
+    for _, st in ipairs(doc.Steps) do
+      if st.State == "Wait for Restore" then
+        waits = waits + 1
+        assert(st.Seconds and st.Seconds >= 0.09, "the wait is closed with its length: " .. tostring(st.Seconds))
+      end
+    end
+    T.eq(waits, 3, "one step per wait")
+    T.eq(workflow.dormant_count(aws.ctx), 0)
+    T.eq(workflow.admission(aws.ctx).active, 0, "the slot is released at the end")
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+      deadline = 5, restores_per_second = 1000 })
+    os.execute("rm -rf " .. dir)
+  end,
+
+  -- A reload hands over the dormant entries only (no documents), and a restart's journal
+  -- documents become dormant entries, not tasks; both wake and complete.
+  dormant_entries_cross_a_reload_and_a_restart = function()
+    local s <close>, dir = dormant_journal(0.3, 0.3)
+    local task, json = require "engine.task", require "json"
+    local aws = fake({ creating_polls = 1 })
+    aws.ctx.store = s
+    for i = 1, 3 do workflow.start(record({ backup_job_id = "job-r" .. i, start_epoch = 1795575600 + i * 3600 }), RULE, aws.ctx) end
+    -- all three restored and dormant until their first poll, 0.3 s out
+    T.eq(eventually(function() return workflow.dormant_count(aws.ctx) == 3 end), true, "all three dormant")
+    local parked = task.future()
+    workflow.quiesce(aws.ctx, function() parked:set(true) end)
+    T.eq(parked:wait(), true)
+    T.eq(#workflow.snapshot(aws.ctx), 0, "no document is handed over")
+    local h = json.decode(json.encode(workflow.snapshot_dormant(aws.ctx)))
+    T.eq(#h.ids, 3, "three compact entries are")
+    workflow.reset(aws.ctx)
+    T.eq(workflow.adopt_dormant(aws.ctx, h), 3)
+    T.eq(workflow.admission(aws.ctx).active, 3, "each holds its slot in the new registry")
+    -- restart: what the journal holds unfinished is re-armed dormant (the daemon marks it durable)
+    workflow.reset(aws.ctx)
+    for _, row in ipairs(s:unfinished()) do
+      row.doc._durable_poll = row.doc.NextPollAt
+      T.eq(workflow.rearm(row.doc, workflow.rule_for(row.doc, { RULE }), aws.ctx, true, true), nil, "bulk: no handle")
+    end
+    T.eq(workflow.dormant_count(aws.ctx), 3, "every waiting one is dormant again")
+    T.eq(next(require("workflow.registry").of(aws.ctx).proxies), nil, "and holds no proxy handle")
+    T.eq(workflow.admission(aws.ctx).active, 3)
+    local handles = {}
+    for i = 1, 3 do handles[i] = workflow.find(aws.ctx, "job-r" .. i) end
+    for i = 1, 3 do
+      local doc = workflow.await(handles[i])
+      T.eq(doc.Status, "Complete", doc.Error)
+      T.eq(s:get("job-r" .. i).finished, true, "finished in the journal")
+    end
+    T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 3, "one restore per job")
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+      deadline = 5, restores_per_second = 1000 })
+    os.execute("rm -rf " .. dir)
+  end,
+
+  -- A journal read that fails at the wake keeps the workflow dormant (slot and all) and
+  -- tries again; it is never dropped.
+  dormant_wake_retries_an_unreadable_journal = function()
+    local s <close>, dir = dormant_journal(0.1, 0.1)
+    local task = require "engine.task"
+    local failing = 1
+    local flaky = setmetatable({ get = function(self, id)
+      if failing > 0 then failing = failing - 1 error("disk I/O error (test)") end
+      return s:get(id)
+    end }, { __index = function(_, k)
+      local v = s[k]
+      if type(v) == "function" then return function(_, ...) return v(s, ...) end end
+      return v
+    end })
+    local aws = fake({ creating_polls = 0 })
+    aws.ctx.store = flaky
+    workflow.start(record({ backup_job_id = "job-flaky" }), RULE, aws.ctx)
+    T.eq(eventually(function() return failing == 0 end), true, "the wake tried to read the journal")
+    T.eq(workflow.dormant_count(aws.ctx), 1, "still dormant")
+    T.eq(workflow.admission(aws.ctx).active, 1, "with its slot")
+    local doc = workflow.await(workflow.find(aws.ctx, "job-flaky"))
+    T.eq(doc.Status, "Complete", doc.Error)
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+      deadline = 5, restores_per_second = 1000 })
+    os.execute("rm -rf " .. dir)
+  end,
+
+  -- The set itself: earliest first, a moved or taken entry never fires, a burst of due
+  -- entries is spread over loop turns.
+  dormant_set_wakes_in_order = function()
+    local dormant, task, clock = require "workflow.dormant", require "engine.task", require "clock"
+    local fired, done = {}, task.future()
+    local set
+    set = dormant.new(function(id) fired[#fired + 1] = id if set.count == 0 then done:set() end end)
+    local now = clock.now()
+    set:put("c", now + 0.06, now, "r")
+    set:put("a", now + 0.02, now, "r")
+    set:put("b", now + 0.04, now, "r")
+    set:put("x", now + 0.01, now, "r")
+    set:take("x")
+    set:put("b", now + 0.08, now, "r") -- moved later
+    T.eq(set.count, 3)
+    done:wait()
+    T.eq(fired, { "a", "c", "b" })
+    local old = dormant.BATCH
+    dormant.BATCH = 2
+    fired, done = {}, task.future()
+    for i = 1, 5 do set:put("d" .. i, clock.now() - 1, now, "r") end
+    done:wait()
+    dormant.BATCH = old
+    T.eq(#fired, 5, "all due entries woke, two per turn")
+    set:close()
   end,
 }

@@ -26,6 +26,7 @@
  *   host.config                           scripts_dir, policies_dir, state_dir, version,
  *                                          stop_timeout_ms (--stop-timeout) */
 #include <dirent.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 #include <errno.h>

@@ -1,5 +1,6 @@
 /* `journal` module: the durable workflow journal (journal.c) for scripts.
- *   journal.open(path [, {readonly = true}]) -> j | nil, msg
+ *   journal.open(path [, {readonly = true, checked = true}]) -> j | nil, msg
+ *       checked: this process already checked the file (a reload): no quick_check
  *   j:append(id, step, doc [, meta]) -> seq | nil, msg   doc: JSON text or a table
  *       (encoded with require "json"); meta: {state, source, backup_job, finished, at}.
  *       Returns after the commit is fsync'd.
@@ -51,6 +52,8 @@ static int j_open(lua_State *L) {
   int flags = 0;
   if (lua_istable(L, 2) && lua_getfield(L, 2, "readonly") != LUA_TNIL && lua_toboolean(L, -1))
     flags |= JOURNAL_READONLY;
+  if (lua_istable(L, 2) && lua_getfield(L, 2, "checked") != LUA_TNIL && lua_toboolean(L, -1))
+    flags |= JOURNAL_CHECKED;
   ljournal_t *lj = lua_newuserdatauv(L, sizeof *lj, 0);
   lj->j = NULL;
   luaL_setmetatable(L, JOURNAL_MT);
