@@ -16,8 +16,9 @@
 // DescribeTable calls, then ACTIVE; -creating-polls -1 keeps them CREATING), their tags,
 // and parameter values with versions.
 //
-// The queue starts held: messages become receivable after POST /_bench/release, so the
-// bench can read the daemon's CPU and RSS before intake. GET /_bench/stats answers JSON:
+// The queue starts held: messages become receivable after POST /_bench/release (all at
+// once, or ?rate=R a second), so the bench can read the daemon's CPU and RSS before
+// intake, and time a message's way through an otherwise quiet daemon. GET /_bench/stats answers JSON:
 // calls by action, the stand-in's own service time, and for each message the time its
 // ReceiveMessage answer was written and the time its restore call arrived, with the
 // service time of that workflow's calls in between (for the receive -> restore latency).
@@ -83,6 +84,7 @@ type server struct {
 	wake          chan struct{}
 	msgs          []*message
 	visible       []*message // FIFO of receivable messages
+	held          []*message // not released yet
 	byReceipt     map[string]*message
 	bySource      map[string]*message
 	tables        map[string]*table
@@ -121,7 +123,7 @@ func newServer(n, creatingPolls int, queue string) *server {
 		m := &message{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), body: body, md5: hex.EncodeToString(sum[:]),
 			table: fmt.Sprintf("bench%05d-production", i), sentAt: -1, restoreAt: -1}
 		s.msgs = append(s.msgs, m)
-		s.visible = append(s.visible, m)
+		s.held = append(s.held, m)
 		s.bySource[m.table] = m
 	}
 	return s
@@ -447,14 +449,44 @@ func (s *server) serveAWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
+// Wake the long polls. Called with s.mu held.
+func (s *server) notify() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// Release the held messages one at a time, rate a second.
+func (s *server) trickle(rate float64) {
+	next := time.Now()
+	for {
+		next = next.Add(time.Duration(float64(time.Second) / rate))
+		time.Sleep(time.Until(next))
+		s.mu.Lock()
+		if len(s.held) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		s.visible = append(s.visible, s.held[0])
+		s.held = s.held[1:]
+		s.notify()
+		s.mu.Unlock()
+	}
+}
+
 func (s *server) serveBench(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch r.URL.Path {
-	case "/_bench/release":
+	case "/_bench/release": // all at once, or ?rate=R messages per second
+		rate, _ := strconv.ParseFloat(r.URL.Query().Get("rate"), 64)
 		s.released = true
-		close(s.wake)
-		s.wake = make(chan struct{})
+		if rate <= 0 {
+			s.visible = append(s.visible, s.held...)
+			s.held = nil
+			s.notify()
+		} else {
+			go s.trickle(rate)
+		}
 		fmt.Fprintln(w, "released")
 	case "/_bench/stats":
 		lat := []map[string]int64{}
