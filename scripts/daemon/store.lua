@@ -217,9 +217,16 @@ function Store:flush()
   local q = self.queue
   self.queue = nil
   if not q or #q == 0 then return end
+  -- Queued after the store closed (a task that ran on during shutdown): never written,
+  -- so never acknowledged; the task stays parked and its step restarts from the last
+  -- journaled boundary.
+  if self.closed then return end
   local t0 = clock.mono()
   local pok, ok, res, kind = pcall(write_batch, self.j, q)
-  if not pok then ok, res, kind = nil, tostring(ok), "error" end
+  if not pok then
+    pcall(self.j.rollback, self.j) -- no batch may stay open for the next record
+    ok, res, kind = nil, tostring(ok), "error"
+  end
   metrics.observe("rotator_journal_append_duration_seconds", nil, clock.mono() - t0)
   if not ok then
     self:failed(q[1].id, q[1].step, res, kind, #q)
@@ -404,7 +411,7 @@ function Store:checkpoint_every(seconds)
 end
 
 function Store:close()
-  if self.queue and self.j then self:flush() end -- the turn's records, before the file goes
+  if self.queue and self.j and not self.closed then self:flush() end -- the turn's records first
   self.closed = true
   if self.timer then self.timer:cancel(); self.timer = nil end
   if self.ckpt_timer then self.ckpt_timer:cancel(); self.ckpt_timer = nil end
