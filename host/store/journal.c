@@ -21,7 +21,7 @@
 #define WAL_SIZE_LIMIT_BYTES 524288 /* 512 KiB */
 
 enum {
-  ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_UPSERT, ST_INSERT, ST_GET, ST_FIND_JOB, ST_LIST,
+  ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO, ST_UPSERT, ST_INSERT, ST_GET, ST_FIND_JOB, ST_LIST,
   ST_HISTORY, ST_TRIM, ST_DROP, ST_COUNTS, ST_N
 };
 
@@ -35,6 +35,9 @@ static const char *const SQL[ST_N] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT record",
+    [ST_RELEASE] = "RELEASE record",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO record",
     [ST_UPSERT] =
         "INSERT INTO workflows(id, state, source, backup_job, started, updated, finished, doc)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)"
@@ -78,6 +81,7 @@ struct journal {
   char *path;
   int readonly;
   int checked;            /* JOURNAL_CHECKED: no quick_check at open */
+  int batch;              /* inside journal_begin .. journal_commit */
   sqlite3_stmt *st[ST_N];
   int errcode;            /* SQLite's extended result code of the last failure, or 0 */
   char err[1024];
@@ -464,9 +468,12 @@ static int upsert_workflow(journal_t *j, const journal_entry_t *e, double at) {
   int rc = sqlite3_step(s);
   done(s);
   if (rc == SQLITE_DONE) return 0;
-  if (rc == SQLITE_CONSTRAINT_UNIQUE)
-    return failf(j, "backup job %s already belongs to another workflow than %s; "
-                 "derive the workflow id from the backup job id", e->backup_job, e->workflow);
+  if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+    failf(j, "backup job %s already belongs to another workflow than %s; "
+          "derive the workflow id from the backup job id", e->backup_job, e->workflow);
+    j->errcode = rc; /* kind "constraint": refused for good, retrying cannot help */
+    return -1;
+  }
   return fail(j, "recording the workflow");
 }
 
@@ -481,11 +488,33 @@ static int insert_transition(journal_t *j, const journal_entry_t *e, double at, 
   return 0;
 }
 
+/* Inside a batch each record is a savepoint: a record refused on its own (a constraint)
+ * leaves the others of the batch standing. */
+static int append_in_batch(journal_t *j, const journal_entry_t *e, double at, int64_t *seq) {
+  if (sqlite3_get_autocommit(j->db)) /* an earlier failure ended the batch's transaction */
+    return failf(j, "the batch was rolled back after a failed record; write it again");
+  if (run(j, ST_SAVEPOINT, "starting a record") < 0) return -1;
+  if (upsert_workflow(j, e, at) < 0 || insert_transition(j, e, at, seq) < 0) {
+    char err[sizeof j->err];
+    int code = j->errcode;
+    memcpy(err, j->err, sizeof err);
+    if (!sqlite3_get_autocommit(j->db)) { /* SQLite may have rolled the whole batch back */
+      (void)run(j, ST_ROLLBACK_TO, "undoing a record");
+      (void)run(j, ST_RELEASE, "undoing a record");
+    }
+    memcpy(j->err, err, sizeof err);
+    j->errcode = code;
+    return -1;
+  }
+  return run(j, ST_RELEASE, "finishing a record");
+}
+
 int journal_append(journal_t *j, const journal_entry_t *e, int64_t *seq) {
   if (j->readonly) return failf(j, "opened read-only");
   if (!e->workflow || !*e->workflow || !e->step || !*e->step || !e->doc)
     return failf(j, "a transition needs a workflow id, a step and a document");
   double at = e->at > 0 ? e->at : now_seconds();
+  if (j->batch) return append_in_batch(j, e, at, seq);
   if (run(j, ST_BEGIN, "starting a transaction") < 0) return -1;
   if (upsert_workflow(j, e, at) < 0 || insert_transition(j, e, at, seq) < 0 ||
       run(j, ST_COMMIT, "committing (the disk may be full or failing)") < 0) {
@@ -493,6 +522,31 @@ int journal_append(journal_t *j, const journal_entry_t *e, int64_t *seq) {
     return -1;
   }
   return 0;
+}
+
+int journal_begin(journal_t *j) {
+  if (j->readonly) return failf(j, "opened read-only");
+  if (j->batch) return failf(j, "a batch is already open");
+  if (run(j, ST_BEGIN, "starting a transaction") < 0) return -1;
+  j->batch = 1;
+  return 0;
+}
+
+int journal_commit(journal_t *j) {
+  if (!j->batch) return failf(j, "no batch is open");
+  j->batch = 0;
+  if (sqlite3_get_autocommit(j->db)) /* SQLite rolled it back after an I/O error */
+    return failf(j, "the batch was rolled back after a failed record; write it again");
+  if (run(j, ST_COMMIT, "committing (the disk may be full or failing)") < 0) {
+    rollback(j);
+    return -1;
+  }
+  return 0;
+}
+
+void journal_rollback(journal_t *j) {
+  j->batch = 0;
+  rollback(j);
 }
 
 /* ------------------------------------------------------------------ reading */

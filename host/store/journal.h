@@ -79,6 +79,14 @@ const char *journal_errkind(const journal_t *j);
 const char *journal_path(const journal_t *j);
 
 int journal_append(journal_t *j, const journal_entry_t *e, int64_t *seq);
+/* Group commit: journal_begin(), any number of journal_append() (each then only writes,
+ * as a savepoint of its own: one that fails is undone alone, and *seq is its final
+ * sequence number), journal_commit() makes them all durable with one fsync. Nothing
+ * appended in the batch is durable (or may be acknowledged) before journal_commit()
+ * returns 0; after a failed commit none of it is. journal_rollback() drops the batch. */
+int journal_begin(journal_t *j);
+int journal_commit(journal_t *j);
+void journal_rollback(journal_t *j);
 /* 1 found (fn called once), 0 not found, -1 error. */
 int journal_get(journal_t *j, const char *id, journal_workflow_fn fn, void *ud);
 int journal_find_backup_job(journal_t *j, const char *job, journal_workflow_fn fn, void *ud);

@@ -83,6 +83,7 @@ Tuning (environment): ROTATOR_WAIT_FIRST (5), ROTATOR_WAIT_MAX (60),
 ROTATOR_WAIT_DEADLINE (86400), ROTATOR_MAX_RESTORES (50),
 ROTATOR_RESTORES_PER_SECOND (10), ROTATOR_LIMIT_BACKOFF (120),
 ROTATOR_VISIBILITY_TIMEOUT (300), ROTATOR_HEARTBEAT (120),
+ROTATOR_MAX_MESSAGES (100: SQS messages held at once; the intake stops receiving there),
 ROTATOR_QUIESCE_TIMEOUT (60: how long a reload waits for AWS calls in flight),
 ROTATOR_DORMANT_AFTER (5: a wait for a table at least this long holds the workflow
 as a compact entry and reads its document back from the journal when it is due)

@@ -35,7 +35,7 @@ local health = require "daemon.health"
 local M = {
   visibility = tonumber(os.getenv("ROTATOR_VISIBILITY_TIMEOUT") or "") or 300,
   heartbeat = tonumber(os.getenv("ROTATOR_HEARTBEAT") or "") or 120,
-  max_messages_inflight = 100,
+  max_messages_inflight = tonumber(os.getenv("ROTATOR_MAX_MESSAGES") or "") or 100,
   stats = { received = 0, deleted = 0, left = 0, unparsable = 0, match_failed = 0 },
   claims = {},   -- message id -> { msg, last_beat (wall), beat (timer), parked }
   planned = {},  -- dry run: message id -> true once its plan was printed

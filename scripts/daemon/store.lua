@@ -5,6 +5,9 @@
 --   local s = assert(store.open())            -- the state directory's journal.db
 --   assert(s:record(doc, "Restore Backup"))   -- returns after the record is fsync'd;
 --                                             -- only then acknowledge the step's effect
+--   s:record_wait(doc, "Restore Backup")      -- in a task: the same, sharing one commit
+--                                             -- (one fsync) with the records of the
+--                                             -- same loop turn (group commit)
 --   for _, w in ipairs(s:unfinished()) do resume(w.doc) end
 --
 -- A workflow's id is its backup job id (store.workflow_id), so an SQS/SNS redelivery or a
@@ -55,6 +58,9 @@ M.FILE = "journal.db"
 M.defaults = { keep_finished = 100, retain = 14 * 86400, compact_every = 3600, checkpoint_every = 10, idle = 2 }
 M.retry = { first = tonumber(os.getenv("ROTATOR_JOURNAL_RETRY") or "") or 1, max = 30 }
 M.report_every = 60
+-- Group commit for records made inside tasks (Store:record_wait); ROTATOR_JOURNAL_GROUP=0
+-- gives every record its own transaction and fsync (benchmarks compare the two).
+M.group = os.getenv("ROTATOR_JOURNAL_GROUP") ~= "0"
 
 -- What to do, by failure kind (journal.c journal_errkind).
 local NEXT = {
@@ -138,31 +144,127 @@ end
 local Store = {}
 Store.__index = Store
 
--- Record a transition: the document as it is after `step`. Returns the sequence number
--- once the record is durable, or nil, msg (then the step must not be acknowledged).
-function Store:record(doc, step)
+-- The record's id, JSON text and listing fields, or nil, msg when it cannot be journaled.
+local function prepare(doc, step)
   assert(type(doc) == "table", "store:record(doc, step): doc must be a table")
   assert(type(step) == "string" and step ~= "", "store:record(doc, step): step must be a string")
   local id = id_of(doc)
   if type(id) ~= "string" or id == "" then
-    error("store:record: the document has no id (set doc.id or doc.BackupJobId)", 2)
+    error("store:record: the document has no id (set doc.id or doc.BackupJobId)", 3)
   end
   local text, jerr = json.encode(snapshot(doc))
-  if not text then return nil, "store: workflow " .. id .. " cannot be journaled: " .. jerr, "encode" end
-  local t0 = clock.mono()
-  local seq, err, kind = self.j:append(id, step, text, meta_of(doc, step))
-  metrics.observe("rotator_journal_append_duration_seconds", nil, clock.mono() - t0)
-  if not seq then
-    metrics.inc("rotator_journal_append_errors_total")
-    health.set("journal", "failing", "journal append failed: " .. tostring(err),
-      NEXT[kind] or ("check the state directory's disk (space, permissions): " .. tostring(self:path())))
-    self:note_failure(id, step, err, kind)
-    return nil, err, kind
-  end
+  if not text then return nil, "store: workflow " .. id .. " cannot be journaled: " .. jerr end
+  return id, text, meta_of(doc, step)
+end
+
+-- Health and metrics after a failed append (or a failed batch, for its first record).
+function Store:failed(id, step, err, kind, n)
+  metrics.inc("rotator_journal_append_errors_total", nil, n or 1)
+  health.set("journal", "failing", "journal append failed: " .. tostring(err),
+    NEXT[kind] or ("check the state directory's disk (space, permissions): " .. tostring(self:path())))
+  self:note_failure(id, step, err, kind)
+  return nil, err, kind
+end
+
+-- After a commit of n records.
+function Store:committed(n)
+  self.commits, self.records = self.commits + 1, self.records + n
+  metrics.inc("rotator_journal_commits_total")
+  metrics.inc("rotator_journal_records_total", nil, n)
   health.clear("journal")
   self.last_write = clock.mono()
   self:note_success()
+end
+
+-- Record a transition: the document as it is after `step`. Returns the sequence number
+-- once the record is durable, or nil, msg (then the step must not be acknowledged).
+-- Synchronous: its own transaction and fsync (CLI commands, recovery, tests).
+function Store:record(doc, step)
+  local id, text, meta = prepare(doc, step)
+  if not id then return nil, text, "encode" end
+  local t0 = clock.mono()
+  local seq, err, kind = self.j:append(id, step, text, meta)
+  metrics.observe("rotator_journal_append_duration_seconds", nil, clock.mono() - t0)
+  if not seq then return self:failed(id, step, err, kind) end
+  self:committed(1)
   return seq
+end
+
+---------------------------------------------------------------- group commit
+-- Inside a task, a record joins the records of the same loop turn: they are written at
+-- the start of the next turn in one transaction and one fsync (Store:flush), and each
+-- waiting task resumes only then, with its own sequence number or error. Nothing that
+-- depends on a record happens before it is durable, as with Store:record.
+
+-- Write the queued records in one batch: true, {seq | {nil, err, kind}} per record, or
+-- nil, err, kind when the batch as a whole failed (none of it is durable).
+local function write_batch(j, q)
+  local ok, err, kind = j:begin()
+  if not ok then return nil, err, kind end
+  local res = {}
+  for i, e in ipairs(q) do
+    local seq, aerr, akind = j:append(e.id, e.step, e.text, e.meta)
+    if seq then res[i] = seq
+    elseif akind == "constraint" then res[i] = { aerr, akind } -- refused alone, the rest stands
+    else j:rollback() return nil, aerr, akind end
+  end
+  ok, err, kind = j:commit()
+  if not ok then return nil, err, kind end
+  return true, res
+end
+
+function Store:flush()
+  local q = self.queue
+  self.queue = nil
+  if not q or #q == 0 then return end
+  -- Queued after the store closed (a task that ran on during shutdown): never written,
+  -- so never acknowledged; the task stays parked and its step restarts from the last
+  -- journaled boundary.
+  if self.closed then return end
+  local t0 = clock.mono()
+  local pok, ok, res, kind = pcall(write_batch, self.j, q)
+  if not pok then
+    pcall(self.j.rollback, self.j) -- no batch may stay open for the next record
+    ok, res, kind = nil, tostring(ok), "error"
+  end
+  metrics.observe("rotator_journal_append_duration_seconds", nil, clock.mono() - t0)
+  if not ok then
+    self:failed(q[1].id, q[1].step, res, kind, #q)
+    for _, e in ipairs(q) do if e.wake then e.wake(nil, res, kind) end end
+    return
+  end
+  local n = 0
+  for _, r in ipairs(res) do if type(r) ~= "table" then n = n + 1 end end
+  if n > 0 then self:committed(n) end
+  for i, e in ipairs(q) do
+    local r = res[i]
+    if type(r) == "table" then self:failed(e.id, e.step, r[1], r[2]) end
+    if e.wake then
+      if type(r) == "table" then e.wake(nil, r[1], r[2]) else e.wake(r) end
+    end
+  end
+end
+
+-- Queue the record for this turn's batch and wait for its commit (inside a task).
+-- on_wait(true) once queued, on_wait(false) once it returns.
+function Store:record_group(doc, step, on_wait)
+  local id, text, meta = prepare(doc, step)
+  if not id then return nil, text, "encode" end
+  local q = self.queue
+  if not q then
+    q = {}
+    self.queue = q
+    task.defer(function() self:flush() end)
+  end
+  local e = { id = id, step = step, text = text, meta = meta }
+  q[#q + 1] = e
+  if on_wait then on_wait(true) end
+  local seq, err, kind = task.wait(function(wake)
+    e.wake = wake
+    return function() e.wake = nil end
+  end)
+  if on_wait then on_wait(false) end
+  return seq, err, kind
 end
 
 -- Failures that waiting does not mend: the document itself is refused.
@@ -170,11 +272,16 @@ local PERMANENT = { encode = true, constraint = true }
 
 -- Record, retrying the same append in place until it is durable (inside a task). A
 -- refused document returns nil, msg at once. on_wait(true) before each wait and
--- on_wait(false) after it let the caller mark what it waits for.
+-- on_wait(false) after it let the caller mark what it waits for. With M.group (the
+-- default) inside a task the record joins the turn's group commit.
 function Store:record_wait(doc, step, on_wait)
   local delay = M.retry.first
+  local _, main = coroutine.running()
+  local grouped = M.group and not main
   while true do
-    local seq, err, kind = self:record(doc, step)
+    local seq, err, kind
+    if grouped and not self.closed then seq, err, kind = self:record_group(doc, step, on_wait)
+    else seq, err, kind = self:record(doc, step) end
     if seq then return seq end
     if PERMANENT[kind] or self.closed then return nil, err, kind end
     if on_wait then on_wait(true) end
@@ -216,7 +323,8 @@ function Store:healthy() return self.health.ok end
 -- For `rotator status`: {state = "ok" | "failing", kind, since, repeats, failures, last_error, ...}.
 function Store:health_report()
   local h = self.health
-  local r = { state = h.ok and "ok" or "failing", path = self.j:path(), failures = h.failures }
+  local r = { state = h.ok and "ok" or "failing", path = self.j:path(), failures = h.failures,
+    commits = self.commits, records = self.records }
   if not h.ok then
     r.kind, r.since, r.repeats, r.error = h.kind, clock.rfc3339(h.since), h.repeats, h.last_error
     r.next = NEXT[h.kind]
@@ -303,6 +411,7 @@ function Store:checkpoint_every(seconds)
 end
 
 function Store:close()
+  if self.queue and self.j and not self.closed then self:flush() end -- the turn's records first
   self.closed = true
   if self.timer then self.timer:cancel(); self.timer = nil end
   if self.ckpt_timer then self.ckpt_timer:cancel(); self.ckpt_timer = nil end
@@ -345,6 +454,7 @@ function M.open(state_dir, opts)
     retain = retain,
     compact_interval = opts.compact_every or M.defaults.compact_every,
     health = { ok = true, failures = 0, repeats = 0 },
+    commits = 0, records = 0, -- since open: records / commits is the group commit's gain
   }, Store)
   M.current = s
   return s

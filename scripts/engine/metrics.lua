@@ -40,6 +40,8 @@ M.FAMILIES = {
   { "counter", "rotator_reloads_total", "Policy reloads, by result (ok, failed).", { "result" } },
   { "histogram", "rotator_journal_append_duration_seconds", "Journal appends, fsync included.", nil, FSYNC_BUCKETS },
   { "counter", "rotator_journal_append_errors_total", "Journal appends that failed (the step was not acknowledged).", nil },
+  { "counter", "rotator_journal_commits_total", "Journal commits (one fsync each); several records of one loop turn share one.", nil },
+  { "counter", "rotator_journal_records_total", "Journal records (workflow transitions) committed.", nil },
   { "gauge", "rotator_journal_size_bytes", "Journal database size on disk (the SQLite file and its WAL).", nil },
   { "counter", "rotator_policy_hook_failures_total", "Policy hook calls that raised or ran past their bound.", nil },
   { "counter", "rotator_reconcile_runs_total", "Reconcile runs, by result (ok, failed).", { "result" } },

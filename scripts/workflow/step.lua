@@ -9,7 +9,8 @@ local D = require "workflow.doc"
 
 local M = {}
 
--- Journal the transition; nothing that depends on it happens before this returns. A
+-- Journal the transition; nothing that depends on it happens before this returns (the
+-- record shares its commit and fsync with the other records of the loop turn). A
 -- journal that cannot write (disk full, I/O error, read-only) does not fail the
 -- workflow: the same append is retried in place until it is durable (store:record_wait).
 -- While it waits, doc.JournalPending names the step, so a reload that hands the document

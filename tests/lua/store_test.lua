@@ -183,4 +183,84 @@ function tests.default_state_dir_is_documented_order()
   T.eq(store.path("/x"), "/x/journal.db")
 end
 
+-- Run fn(i) in n tasks started in one loop turn; returns once all have returned.
+local function in_tasks(n, fn)
+  local task = require "engine.task"
+  local left, done = n, task.future()
+  for i = 1, n do
+    task.spawn(function()
+      fn(i)
+      left = left - 1
+      if left == 0 then done:set() end
+    end)
+  end
+  done:wait()
+end
+
+-- Tasks that record in the same loop turn share one transaction: N workflows of two
+-- transitions each take two commits, and each task gets its own sequence number only
+-- once its record is durable (read back from a second connection).
+function tests.group_commit_shares_one_commit_per_turn()
+  local dir = tmpdir()
+  local s <close> = assert(store.open(dir))
+  local n, seqs = 20, {}
+  local reader = assert(journal.open(dir .. "/journal.db", { readonly = true }))
+  local durable_when_acked = true
+  in_tasks(n, function(i)
+    local d = doc("grp-" .. i)
+    for _, step in ipairs { "Accepted", "Restore Started" } do
+      local seq = assert(s:record_wait(d, step))
+      seqs[#seqs + 1] = seq
+      local h = reader:history("grp-" .. i)
+      if not (h and h[#h] and h[#h].seq == seq) then durable_when_acked = false end
+    end
+  end)
+  reader:close()
+  T.eq(s.records, 2 * n, "every transition recorded")
+  T.eq(s.commits, 2, "one commit per loop turn, not one per record")
+  T.eq(durable_when_acked, true, "each record is readable from another connection when its task resumes")
+  table.sort(seqs)
+  for i = 2, #seqs do T.eq(seqs[i] ~= seqs[i - 1], true, "distinct sequence numbers") end
+  T.eq(#s:history("grp-7"), 2)
+  s:close()
+  wipe(dir)
+end
+
+-- A record the journal refuses (a second workflow for one backup job) fails alone; the
+-- other records of its batch commit.
+function tests.group_commit_refuses_one_record_alone()
+  local dir = tmpdir()
+  local s <close> = assert(store.open(dir))
+  assert(s:record(doc("job-x"), "Accepted")) -- synchronous path: its own commit
+  local clash = doc("other")
+  clash.WorkflowId, clash.BackupJobId = "wf-other", "job-x"
+  local docs, results = { doc("job-y"), clash, doc("job-z") }, {}
+  in_tasks(3, function(i) results[i] = table.pack(s:record_wait(docs[i], "Accepted")) end)
+  T.eq(type(results[1][1]), "number", "the record before the refused one commits")
+  T.eq(results[2][1], nil, "the clashing record is refused")
+  T.eq(results[2][3], "constraint")
+  T.eq(type(results[3][1]), "number", "the record after the refused one commits")
+  T.eq(s:get("wf-other"), nil, "nothing of the refused record was written")
+  T.eq(s:get("job-z").state, "Accepted")
+  T.eq(s.commits, 2, "the synchronous record, then one batch")
+  s:close()
+  wipe(dir)
+end
+
+-- Closing the store writes the records still queued for the turn.
+function tests.close_writes_the_queued_records()
+  local task = require "engine.task"
+  local dir = tmpdir()
+  local s = assert(store.open(dir))
+  local got
+  task.spawn(function() got = s:record_wait(doc("job-q"), "Accepted") end)
+  T.eq(got, nil, "still queued")
+  s:close()
+  T.eq(type(got), "number", "the close committed it and resumed the task")
+  local r <close> = assert(store.open(dir))
+  T.eq(r:get("job-q").state, "Accepted")
+  r:close()
+  wipe(dir)
+end
+
 return tests

@@ -3,7 +3,10 @@
  *       checked: this process already checked the file (a reload): no quick_check
  *   j:append(id, step, doc [, meta]) -> seq | nil, msg   doc: JSON text or a table
  *       (encoded with require "json"); meta: {state, source, backup_job, finished, at}.
- *       Returns after the commit is fsync'd.
+ *       Returns after the commit is fsync'd; inside a batch, once the record is written.
+ *   j:begin() -> true | nil, msg, kind     open a batch (group commit): appends until
+ *   j:commit() -> true | nil, msg, kind    the commit share one transaction and one fsync;
+ *   j:rollback()                           none is durable before commit returns true
  *   j:get(id), j:find_backup_job(job) -> workflow | nil   (nil, msg on error)
  *       workflow = {id, state, source, backup_job, started, updated, finished (bool),
  *                   doc (JSON text), transitions (count kept)}
@@ -98,10 +101,15 @@ static const char *opt_field(lua_State *L, int t, const char *k) {
   return lua_tostring(L, -1);
 }
 
-static int j_append(lua_State *L) {
-  journal_t *j = check_open(L);
+static int check_writer(lua_State *L) {
   if (!lstate_is_current(L))
     return luaL_error(L, "journal: only the running state writes the journal (this one is being prepared by a reload, or was replaced)");
+  return 0;
+}
+
+static int j_append(lua_State *L) {
+  journal_t *j = check_open(L);
+  check_writer(L);
   journal_entry_t e = {.workflow = luaL_checkstring(L, 2), .step = luaL_checkstring(L, 3)};
   if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TTABLE);
   e.doc = doc_text(L, 4);
@@ -118,6 +126,26 @@ static int j_append(lua_State *L) {
   if (journal_append(j, &e, &seq) < 0) return fail(L, j);
   lua_pushinteger(L, (lua_Integer)seq);
   return 1;
+}
+
+static int j_begin(lua_State *L) {
+  journal_t *j = check_open(L);
+  check_writer(L);
+  if (journal_begin(j) < 0) return fail(L, j);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int j_commit(lua_State *L) {
+  journal_t *j = check_open(L);
+  if (journal_commit(j) < 0) return fail(L, j);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int j_rollback(lua_State *L) {
+  journal_rollback(check_open(L));
+  return 0;
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -290,7 +318,7 @@ static int j_getuid(lua_State *L) {
 }
 
 static const luaL_Reg methods[] = {
-    {"append", j_append}, {"get", j_get}, {"find_backup_job", j_find_backup_job},
+    {"append", j_append}, {"begin", j_begin}, {"commit", j_commit}, {"rollback", j_rollback}, {"get", j_get}, {"find_backup_job", j_find_backup_job},
     {"list", j_list}, {"history", j_history}, {"counts", j_counts},
     {"compact", j_compact}, {"check", j_check}, {"checkpoint", j_checkpoint}, {"path", j_path}, {"close", j_close}, {NULL, NULL}};
 static const luaL_Reg metamethods[] = {

@@ -1,0 +1,3 @@
+module rotator/tests/standin
+
+go 1.21
