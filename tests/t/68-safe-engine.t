@@ -172,8 +172,9 @@ st = dm.status()
 t.ok(st and st["pid"] == dm.p.pid and dm.p.poll() is None, "the running state still serves after the failed reload")
 
 # --- a timer armed at a policy's top level during a reload fires in the new state ---
-TIMER = GOOD + '''local timer, log = require "timer", require "log"
-local me = tostring({})
+TIMER = GOOD + '''local timer, log, clock = require "timer", require "log", require "clock"
+-- one name per load: a table's address is no name (a new state may reuse the old one's memory)
+local me = ("%.6f"):format(clock.now())
 log.info("policy.loaded", { instance = me })
 timer.after(0, function() log.info("policy.fired", { instance = me }) end)
 '''
