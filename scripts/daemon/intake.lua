@@ -93,7 +93,9 @@ local function known(row, rule, ctx, where, opts)
   return nil, workflow.rearm(doc, rule, ctx)
 end
 
-local function handle_record(rec, ctx, where, opts)
+-- The record's workflow started (or attached to): nil, wf; or ok, doc when the record is
+-- done already (skipped, unmatched, known Complete or failed).
+local function start_record(rec, ctx, where, opts)
   if rec.skip then return skipped(rec, where, rec.skip) end
   for _, note in ipairs(rec.notes or {}) do
     log.warn("notification.note", { note = note, message_id = where, backup_job = rec.backup_job_id })
@@ -117,7 +119,13 @@ local function handle_record(rec, ctx, where, opts)
       wf = workflow.start(rec, rule, ctx)
     end
   end
-  local doc = workflow.await(wf)
+  return nil, wf
+end
+
+local function handle_record(rec, ctx, where, opts)
+  local ok, x = start_record(rec, ctx, where, opts)
+  if ok ~= nil then return ok, x end
+  local doc = workflow.await(x)
   return doc.Status == "Complete", doc
 end
 
@@ -217,6 +225,8 @@ local function workflow_ids(recs)
   return #ids > 0 and table.concat(ids, ",") or nil
 end
 
+local settle, workflow_ended -- (below)
+
 -- opts: { last_beat = wall time of the last heartbeat (re-armed claims), retry = bool }
 local function handle_message(msg, ctx, opts)
   local hold <close> = host.hold()
@@ -238,7 +248,27 @@ local function handle_message(msg, ctx, opts)
   local claim = { msg = msg, last_beat = opts.last_beat or clock.now(), workflow = wfs }
   M.claims[id] = claim
   start_beats(ctx, claim)
-  local ok = M.handle_records(recs, ctx, id, { retry = opts.retry })
+  if #recs > 1 then return settle(ctx, claim, M.handle_records(recs, ctx, id, { retry = opts.retry })) end
+  -- The usual message, one record: the claim waits for its workflow without a task of
+  -- its own (thousands may wait on tables being created); its hold keeps a stop waiting.
+  local ok, done, x = xpcall(start_record, debug.traceback, recs[1], ctx, id, { retry = opts.retry })
+  if not ok then
+    log.error("record.crashed", { message_id = id, backup_job = recs[1].backup_job_id, error = done })
+    return settle(ctx, claim, false)
+  end
+  if done ~= nil then return settle(ctx, claim, done) end
+  claim.hold = host.hold()
+  local ended, doc = workflow.on_done(x, { set = function(_, d) workflow_ended(ctx, claim, d) end })
+  if ended then workflow_ended(ctx, claim, doc) end
+end
+
+-- A claim's message, once its records are done (ok: all Complete or skipped): deleted,
+-- or left for redelivery. Runs in a task (the SQS call waits).
+settle = function(ctx, claim, ok)
+  local hold <close> = claim.hold
+  claim.hold = nil
+  local msg, wfs = claim.msg, claim.workflow
+  local id = msg.MessageId
   if claim.parked then return end -- a reload took the claim over
   claim.done = true
   stop_beats(claim)
@@ -253,6 +283,22 @@ local function handle_message(msg, ctx, opts)
     return
   end
   delete(ctx, msg, wfs)
+end
+
+-- The workflow a one-record claim waits for ended (doc: its final document): the claim
+-- is settled in a task of its own, from the loop (never inside the workflow's task).
+workflow_ended = function(ctx, claim, doc)
+  task.defer(function()
+    task.spawn(function()
+      task.set_context({ message_id = claim.msg.MessageId, workflow = claim.workflow })
+      local ok, e = xpcall(settle, debug.traceback, ctx, claim, type(doc) == "table" and doc.Status == "Complete")
+      if not ok then
+        M.claims[claim.msg.MessageId] = nil
+        if claim.hold then claim.hold:release() claim.hold = nil end
+        log.error("message.crashed", { message_id = claim.msg.MessageId, error = e })
+      end
+    end)
+  end)
 end
 
 local function spawn_message(msg, ctx, opts)

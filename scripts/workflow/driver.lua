@@ -22,6 +22,8 @@
 --   M.dormant_of(ctx) -> set     M.can_sleep_dormant(ctx, doc, delay) -> bool
 --   M.make_dormant(ctx, doc, rule[, since])   M.lookup(ctx, id) -> wf | proxy | nil
 local log = require "log"
+local host = require "host"
+local timer = require "timer"
 local task = require "engine.task"
 local clock = require "clock"
 local rules = require "policy.rules"
@@ -254,6 +256,31 @@ function M.make_dormant(ctx, doc, rule, since)
   M.dormant_of(ctx):put(doc.WorkflowId, doc.NextPollAt, since or wait_since(doc), rule)
 end
 
+-- A burst of workflows gone dormant (a flood of notifications all waiting) leaves the
+-- garbage of their documents and coroutines behind: once no workflow has gone dormant for
+-- RELEASE_QUIET seconds after at least RELEASE_AFTER did, one full collection and
+-- malloc_trim hand that peak back (host.release_memory), instead of keeping it for hours.
+M.RELEASE_AFTER, M.RELEASE_QUIET = 512, 0.2
+local gone_dormant, release_timer = 0, nil
+local function release_check(seen)
+  if gone_dormant ~= seen then -- still going dormant: wait for the burst to end
+    local now = gone_dormant
+    release_timer = timer.after(M.RELEASE_QUIET, function() release_check(now) end)
+    return
+  end
+  release_timer, gone_dormant = nil, 0
+  local bytes = host.release_memory()
+  log.debug("workflow.memory_released", { lua_heap = bytes, dormant = seen })
+end
+
+local function note_dormant()
+  gone_dormant = gone_dormant + 1
+  if gone_dormant >= M.RELEASE_AFTER and not release_timer then
+    local now = gone_dormant
+    release_timer = timer.after(M.RELEASE_QUIET, function() release_check(now) end)
+  end
+end
+
 function M.go_dormant(ctx, reg, wf)
   local doc, id = wf.doc, wf.id
   if reg.live[id] == wf then reg.live[id] = nil end
@@ -268,11 +295,16 @@ function M.go_dormant(ctx, reg, wf)
       Error = "journal: no record of this workflow" } }
   end
   M.dormant_of(ctx):put(wf.id, doc.NextPollAt, wait_since(doc), wf.rule)
+  -- The stale handle may stay referenced (an intake task awaiting it): it keeps neither
+  -- the document nor its finished coroutine; its doc is read from the journal if asked.
+  wf.doc, wf.co, wf.store = nil, nil, ctx.store
+  setmetatable(wf, PROXY_DOC)
   if #wf.waiters > 0 or (wf.log and wf.log.message_id) then
     local p = proxy(reg, wf.id)
     for _, f in ipairs(wf.waiters) do p.waiters[#p.waiters + 1] = f end
     p.log.message_id = p.log.message_id or (wf.log and wf.log.message_id)
   end
+  note_dormant()
   log.debug("workflow.dormant", D.fields(doc, { wake_at = clock.rfc3339(math.floor(doc.NextPollAt)) }))
   if reg.parking then reg.parking.check() end
 end

@@ -136,11 +136,19 @@ function M.rearm(doc, rule, ctx, quiet, bulk)
   return driver.spawn(ctx, wf)
 end
 
-function M.await(wf)
+-- Without a task: waiter:set(doc) is called when the workflow ends. If it has ended
+-- already, returns true, doc instead (waiter is not called).
+function M.on_done(wf, waiter)
   while wf.successor do wf = wf.successor() end -- it went dormant, or woke (driver.lua)
-  if wf.finished then return wf.doc end
+  if wf.finished then return true, wf.doc end
+  wf.waiters[#wf.waiters + 1] = waiter
+  return false
+end
+
+function M.await(wf)
   local f = task.future()
-  wf.waiters[#wf.waiters + 1] = f
+  local ended, doc = M.on_done(wf, f)
+  if ended then return doc end
   return f:wait()
 end
 

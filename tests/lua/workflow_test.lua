@@ -438,6 +438,54 @@ return {
     os.execute("rm -rf " .. dir)
   end,
 
+  -- A message's claim waits for its dormant workflow without a task of its own (nor the
+  -- stale handle's document): the message is deleted only once the workflow is Complete.
+  claim_waits_for_a_dormant_workflow_without_a_task = function()
+    local s <close>, dir = dormant_journal(0.2, 0.2)
+    local task, host, clock = require "engine.task", require "host", require "clock"
+    local intake = require "daemon.intake"
+    local aws = fake({ creating_polls = 1, hook = function(key)
+      if key == "sqs.DeleteMessage" or key == "sqs.ChangeMessageVisibility" then return {}, "rid-sqs" end
+    end })
+    aws.ctx.store = s
+    local rule = { name = "t", source_pattern = "-Production$", replacement = "-Staging", ssm_parameter = "/rotator/t" }
+    aws.ctx.rules = function() return { rule } end
+    local pending
+    for i = 1, 20 do
+      local n, v = debug.getupvalue(task.wait, i)
+      if n == "pending" then pending = v end
+    end
+    local function waiting_tasks() -- of the intake
+      collectgarbage("collect") -- (the table is weak: dropped tasks go)
+      local n = 0
+      for co in pairs(pending) do
+        if debug.traceback(co):find("daemon/intake.lua", 1, true) then n = n + 1 end
+      end
+      return n
+    end
+    local holds0 = host.inflight()
+    local body = "An AWS Backup job was completed successfully. Recovery point ARN: "
+      .. "arn:aws:dynamodb:eu-west-1:111122223333:table/Orders-Production/backup/01795575600000-a1b2c3d4. "
+      .. "Backed up Resource ARN : arn:aws:dynamodb:eu-west-1:111122223333:table/Orders-Production. "
+      .. "Backup Job Id : job-claim"
+    intake.adopt(aws.ctx, { { msg = { MessageId = "q-claim", ReceiptHandle = "rh-claim", Body = body,
+      MessageAttributes = { StartTime = { DataType = "String", StringValue = "2026-11-25T03:00:00Z" } } },
+      last_beat = clock.now(), fresh = true } })
+    T.eq(eventually(function() return workflow.dormant_count(aws.ctx) == 1 end), true, "held dormant")
+    T.eq(waiting_tasks(), 0, "no intake task waits for the workflow")
+    T.eq(intake.claims_count(), 1, "the message is still claimed")
+    T.eq(host.inflight(), holds0 + 1, "its hold keeps a stop waiting")
+    T.eq(aws.count("sqs.DeleteMessage"), 0, "not deleted while its workflow waits")
+    T.eq(eventually(function() return aws.count("sqs.DeleteMessage") == 1 end), true, "deleted after it completes")
+    local row = s:get("job-claim")
+    T.eq(row.finished and row.doc.Status, "Complete", "the outcome was journaled first")
+    T.eq(intake.claims_count(), 0)
+    T.eq(host.inflight(), holds0, "the hold is released")
+    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+      deadline = 5, restores_per_second = 1000 })
+    os.execute("rm -rf " .. dir)
+  end,
+
   -- A reload hands over the dormant entries only (no documents), and a restart's journal
   -- documents become dormant entries, not tasks; both wake and complete.
   dormant_entries_cross_a_reload_and_a_restart = function()
