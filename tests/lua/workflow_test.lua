@@ -6,8 +6,12 @@ local services = require "aws.services"
 local workflow = require "workflow"
 local N = require "workflow.notification"
 
-workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
-  deadline = 5, restores_per_second = 1000 })
+-- The fast timings every test runs with; a test that changes them puts them back.
+local function default_timings()
+  workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
+    deadline = 5, restores_per_second = 1000 })
+end
+default_timings()
 
 local ACCOUNT = "arn:aws:dynamodb:us-east-1:123456789012:table/"
 local BACKUP = ACCOUNT .. "orders-production/backup/01795575600000-a1b2c3d4"
@@ -92,6 +96,12 @@ local function dormant_journal(first, max)
     dormant_after = 0.05 })
   local dir = ("/tmp/rotator-wf-test-%d-%d"):format(require("host").pid(), math.random(1e9))
   return assert(require("daemon.store").open(dir)), dir
+end
+
+-- A dormant test's end: the default timings back, its journal folder gone.
+local function dormant_done(dir)
+  default_timings()
+  os.execute("rm -rf " .. dir)
 end
 
 return {
@@ -307,8 +317,7 @@ return {
     probe:cancel()
     T.eq(max_active, 1)
     T.eq(workflow.admission(aws.ctx), { active = 0, waiting = 0 })
-    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
-      deadline = 5, restores_per_second = 1000 })
+    default_timings()
   end,
 
   -- Journal: every transition is recorded; a document re-armed from the journal in the
@@ -369,8 +378,7 @@ return {
     T.eq(last.State, "Wait for Restore")
     T.eq(last.Seconds, nil, "the wait is still one open step")
     T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 1)
-    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
-      deadline = 5, restores_per_second = 1000 })
+    default_timings()
   end,
 
   quiesce_parks_at_step_boundaries_and_rearm_carries_on = function()
@@ -396,8 +404,7 @@ return {
     for _, wf in ipairs(again) do T.eq(workflow.await(wf).Status, "Complete") end
     T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 5, "one restore per job")
     for _, wf in ipairs(wfs) do T.eq(wf.finished, nil, "the parked handle never finishes") end
-    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
-      deadline = 5, restores_per_second = 1000 })
+    default_timings()
   end,
 
   -- A long wait with a journal: the task ends, one compact entry stays (dormant.lua);
@@ -433,9 +440,7 @@ return {
     T.eq(waits, 3, "one step per wait")
     T.eq(workflow.dormant_count(aws.ctx), 0)
     T.eq(workflow.admission(aws.ctx).active, 0, "the slot is released at the end")
-    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
-      deadline = 5, restores_per_second = 1000 })
-    os.execute("rm -rf " .. dir)
+    dormant_done(dir)
   end,
 
   -- A message's claim waits for its dormant workflow without a task of its own (nor the
@@ -481,9 +486,7 @@ return {
     T.eq(row.finished and row.doc.Status, "Complete", "the outcome was journaled first")
     T.eq(intake.claims_count(), 0)
     T.eq(host.inflight(), holds0, "the hold is released")
-    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
-      deadline = 5, restores_per_second = 1000 })
-    os.execute("rm -rf " .. dir)
+    dormant_done(dir)
   end,
 
   -- A reload hands over the dormant entries only (no documents), and a restart's journal
@@ -522,9 +525,7 @@ return {
       T.eq(s:get("job-r" .. i).finished, true, "finished in the journal")
     end
     T.eq(aws.count("dynamodb.RestoreTableFromBackup"), 3, "one restore per job")
-    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
-      deadline = 5, restores_per_second = 1000 })
-    os.execute("rm -rf " .. dir)
+    dormant_done(dir)
   end,
 
   -- A journal read that fails at the wake keeps the workflow dormant (slot and all) and
@@ -549,9 +550,7 @@ return {
     T.eq(workflow.admission(aws.ctx).active, 1, "with its slot")
     local doc = workflow.await(workflow.find(aws.ctx, "job-flaky"))
     T.eq(doc.Status, "Complete", doc.Error)
-    workflow.configure({ first_poll = 0.01, max_poll = 0.02, limit_backoff = 0.01, limit_backoff_max = 0.02,
-      deadline = 5, restores_per_second = 1000 })
-    os.execute("rm -rf " .. dir)
+    dormant_done(dir)
   end,
 
   -- The set itself: earliest first, a moved or taken entry never fires, a burst of due
